@@ -1,0 +1,1 @@
+"""Board settings, one TOML file per board, installed as `edge.device_configs`."""

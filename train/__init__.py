@@ -1,0 +1,1 @@
+"""Desktop side: MIAS data, the Keras model, patient-grouped evaluation, reports, the final model."""
