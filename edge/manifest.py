@@ -1,0 +1,113 @@
+"""The manifest that travels with a model: what it expects, what it returns, and how it was judged.
+
+It lives beside the model as `<model stem>.json` (model.tflite -> model.json). The runner
+trusts it for labels, input size, output order and the triage threshold, and refuses a model
+whose sha256 differs from the one recorded here: a mismatched pair is a wrong answer waiting.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.errors import EdgeError
+from edge.fileio import atomic_write_text, sha256_bytes
+
+FORMAT = 1
+OUTPUT_NAMES = ("classes", "abnormal", "malignant", "heatmap")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What the runner needs to know about a model file, and the record of where it came from."""
+
+    model_file: str  # file name, resolved beside the manifest
+    sha256: str
+    labels: tuple[str, ...]
+    input_size: int  # the model input is (1, input_size, input_size, 1), from edge.preprocess.prepare
+    input_dtype: str  # "uint8" or "int8"
+    outputs: dict[str, int]  # output name -> position in the interpreter's get_output_details()
+    triage_threshold: float  # P(abnormal) at or above it -> "refer"
+    target_sensitivity: float  # the sensitivity the threshold was chosen for, inside training folds
+    info: dict[str, Any] = field(default_factory=dict)  # data split, metrics, versions, quantization...
+    format: int = FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+
+
+def manifest_path_for(model_path: str | Path) -> Path:
+    model_path = Path(model_path)
+    return model_path.with_suffix(".json")
+
+
+def save_manifest(manifest: Manifest, path: str | Path) -> None:
+    atomic_write_text(path, manifest.to_json())
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read and check a manifest; every problem is an `EdgeError` naming the file."""
+    path = Path(path)
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EdgeError(f"{path}: model manifest not found (it must lie beside the model)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgeError(f"{path}: model manifest cannot be read ({exc})") from None
+    if not isinstance(raw, dict):
+        raise EdgeError(f"{path}: model manifest is not a JSON object")
+    required = [name for name in Manifest.__dataclass_fields__ if name not in ("info", "format")]
+    missing = [name for name in required if name not in raw]
+    if missing:
+        raise EdgeError(f"{path}: model manifest lacks {', '.join(missing)}")
+    if raw.get("format", FORMAT) != FORMAT:
+        raise EdgeError(f"{path}: manifest format {raw.get('format')} is not {FORMAT}; update mias-edge")
+    try:
+        manifest = Manifest(
+            model_file=str(raw["model_file"]),
+            sha256=str(raw["sha256"]).lower(),
+            labels=tuple(str(label) for label in raw["labels"]),
+            input_size=int(raw["input_size"]),
+            input_dtype=str(raw["input_dtype"]),
+            outputs={str(k): int(v) for k, v in dict(raw["outputs"]).items()},
+            triage_threshold=float(raw["triage_threshold"]),
+            target_sensitivity=float(raw["target_sensitivity"]),
+            info=dict(raw.get("info") or {}),
+        )
+    except (TypeError, ValueError) as exc:
+        raise EdgeError(f"{path}: model manifest has a field of the wrong type ({exc})") from None
+    problems = []
+    if set(manifest.outputs) != set(OUTPUT_NAMES):
+        problems.append(f"outputs must be {', '.join(OUTPUT_NAMES)}")
+    if manifest.input_dtype not in ("uint8", "int8"):
+        problems.append(f"input_dtype {manifest.input_dtype!r} is not uint8 or int8")
+    if not 0.0 <= manifest.triage_threshold <= 1.0:
+        problems.append("triage_threshold is outside 0..1")
+    if len(manifest.sha256) != 64:
+        problems.append("sha256 is not a hex digest")
+    if problems:
+        raise EdgeError(f"{path}: model manifest is invalid: " + "; ".join(problems))
+    return manifest
+
+
+def read_verified_model(manifest: Manifest, model_path: str | Path) -> bytes:
+    """The model's bytes, after checking them against the manifest's sha256.
+
+    The interpreter is then built from these very bytes, so what was checked is what runs.
+    """
+    model_path = Path(model_path)
+    try:
+        content = model_path.read_bytes()
+    except FileNotFoundError:
+        raise EdgeError(f"{model_path}: model file not found") from None
+    except OSError as exc:
+        raise EdgeError(f"{model_path}: model file cannot be read ({exc.strerror})") from None
+    actual = sha256_bytes(content)
+    if actual != manifest.sha256:
+        raise EdgeError(
+            f"{model_path}: sha256 {actual[:12]}... does not match its manifest ({manifest.sha256[:12]}...); "
+            "the model is damaged, tampered with, or paired with the wrong manifest: refused"
+        )
+    return content
