@@ -1,0 +1,316 @@
+"""Full-integer post-training quantization of the trained Keras model, and the model folder it fills.
+
+The model contract (from training): one input `(1, S, S, 1)` float32 holding the uint8 pixels of
+`edge.preprocess.prepare(scan, size=S).image` (the rescaling is inside the model), and four
+outputs in the order `classes` (1, 7), `abnormal` (1, 1), `malignant` (1, 1), `heatmap` (1, h, w).
+
+The converter keeps the input's real range 0..255, so the uint8 input tensor comes out with
+scale 1 and zero point 0: the board feeds the prepared pixels as they are. TFLite is free to
+reorder the outputs, and `abnormal` and `malignant` have the same shape, so `output_positions`
+finds each output's place from the signature and then checks it by running both models.
+
+TensorFlow is imported inside the functions: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from edge import LABELS
+from edge.errors import EdgeError
+from edge.manifest import OUTPUT_NAMES, Manifest, manifest_path_for, save_manifest
+from edge.fileio import atomic_write_bytes, sha256_bytes
+from edge.preprocess import prepare
+
+MODEL_FILE = "model.tflite"
+
+
+def as_model_input(image: np.ndarray) -> np.ndarray:
+    """A prepared uint8 (S, S) image as the float model's input: (1, S, S, 1) float32, values 0..255."""
+    return np.asarray(image, dtype=np.float32)[None, :, :, None]
+
+
+def prepared_images(records: Iterable[Any], size: int) -> np.ndarray:
+    """`prepare(scan, size).image` of every record (anything with `.pixels()`), as (N, S, S) uint8."""
+    return np.stack([prepare(record.pixels(), size=size).image for record in records])
+
+
+def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A mildly changed copy of a prepared image, for calibration sets larger than the data.
+
+    Only changes the board could meet: a small zoom and shift (another crop of the same
+    breast) and a small gamma (another film exposure). No mirroring: `prepare` always puts the
+    chest wall on the left, so a mirrored input would be one the model never sees.
+    """
+    from PIL import Image
+
+    size = image.shape[0]
+    zoom = rng.uniform(1.0, 1.1)
+    side = size / zoom
+    top, left = rng.uniform(0, size - side, 2)
+    crop = Image.fromarray(image).resize(
+        (size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side)
+    )
+    gamma = rng.uniform(0.85, 1.15)
+    out = 255.0 * (np.asarray(crop, dtype=np.float32) / 255.0) ** gamma
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def representative_images(images: np.ndarray, count: int = 300, seed: int = 0) -> np.ndarray:
+    """`count` calibration images: every real image once (shuffled), then augmented copies if more are asked for."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(images))
+    chosen = [images[i] for i in order[:count]]
+    while len(chosen) < count:
+        chosen.append(augment(images[rng.integers(len(images))], rng))
+    return np.stack(chosen)
+
+
+def quantize(model: Any, images: Sequence[np.ndarray] | np.ndarray) -> bytes:
+    """Full-int8 TFLite bytes of a Keras `model`, calibrated on prepared uint8 `images` (N, S, S).
+
+    Post-training quantization with the default optimizations, int8 builtin ops only (a float
+    op would make the conversion fail rather than slip through), uint8 input and outputs.
+    The batch dimension is whatever the model's `keras.Input` fixed; the readiness check
+    refuses anything but 1.
+    """
+    import tensorflow as tf
+
+    if len(images) == 0:
+        raise EdgeError("no representative images: the quantizer needs real prepared scans")
+
+    def representative_dataset():
+        for image in images:
+            yield [as_model_input(image)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.uint8
+    try:
+        return bytes(converter.convert())
+    except Exception as exc:  # the converter raises ConverterError and friends with long texts
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgeError(f"int8 conversion failed: {first}") from None
+
+
+# --- running the int8 model next to the float one --------------------------------------------
+
+
+def tflite_interpreter(content: bytes, threads: int = 2) -> Any:
+    """An allocated LiteRT interpreter (the project's runtime layer, so the same one the board uses)."""
+    from edge.runtime import make_interpreter
+
+    return make_interpreter(content, threads=threads, runtime="auto")
+
+
+def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    if not scale:
+        return values.astype(np.float32)
+    return (values.astype(np.float32) - zero_point) * scale
+
+
+def _quantize_input(image: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    values = np.asarray(image, dtype=np.float32)[None, :, :, None]
+    if scale:
+        info = np.iinfo(detail["dtype"])
+        values = np.clip(np.rint(values / scale + zero_point), info.min, info.max)
+    return values.astype(detail["dtype"])
+
+
+def run_tflite(interpreter: Any, image: np.ndarray) -> list[np.ndarray]:
+    """Dequantized outputs of one prepared uint8 image, in get_output_details() order."""
+    (input_detail,) = interpreter.get_input_details()
+    interpreter.set_tensor(input_detail["index"], _quantize_input(image, input_detail))
+    interpreter.invoke()
+    return [_dequantize(interpreter.get_tensor(d["index"]), d) for d in interpreter.get_output_details()]
+
+
+def run_keras(model: Any, image: np.ndarray) -> list[np.ndarray]:
+    """Float outputs of one prepared uint8 image, in the Keras model's output order."""
+    outputs = model(as_model_input(image), training=False)
+    if not isinstance(outputs, (list, tuple)):
+        outputs = [outputs]
+    return [np.asarray(output, dtype=np.float32) for output in outputs]
+
+
+def output_positions(model: Any, content: bytes, images: Sequence[np.ndarray]) -> dict[str, int]:
+    """Each contract output's position in the int8 interpreter's get_output_details().
+
+    The signature runner names the outputs `output_k` (k = place among the Keras outputs) or
+    by the Keras output names; each name leads to a tensor index and so to a position. The
+    answer is then checked by running a few `images` through both models: for every pair of
+    outputs of the same shape, the chosen assignment must fit the float model better than the
+    swapped one. A mismatch is an error, never a guess.
+    """
+    interpreter = tflite_interpreter(content)
+    details = interpreter.get_output_details()
+    position_of_index = {d["index"]: position for position, d in enumerate(details)}
+    keras_names = [_output_name(t) for t in model.outputs]
+    if len(keras_names) != len(OUTPUT_NAMES):
+        raise EdgeError(f"the model has {len(keras_names)} outputs; the contract is {', '.join(OUTPUT_NAMES)}")
+
+    positions = _positions_from_signature(interpreter, keras_names, position_of_index)
+    float_out = [run_keras(model, image) for image in images]
+    int8_out = [run_tflite(interpreter, image) for image in images]
+
+    def error(keras_k: int, position: int) -> float:
+        pairs = [(f[keras_k], q[position]) for f, q in zip(float_out, int8_out)]
+        if any(np.shape(a) != np.shape(b) for a, b in pairs):
+            return float("inf")
+        return float(np.mean([np.mean(np.abs(a - b)) for a, b in pairs]))
+
+    if positions is None:  # no usable signature: assign by fit alone
+        positions = {}
+        free = set(range(len(details)))
+        for k in range(len(OUTPUT_NAMES)):
+            best = min(free, key=lambda p: error(k, p))
+            positions[OUTPUT_NAMES[k]] = best
+            free.discard(best)
+    for a in range(len(OUTPUT_NAMES)):
+        for b in range(a + 1, len(OUTPUT_NAMES)):
+            pa, pb = positions[OUTPUT_NAMES[a]], positions[OUTPUT_NAMES[b]]
+            if error(a, pa) + error(b, pb) > error(a, pb) + error(b, pa) + 1e-6:
+                raise EdgeError(
+                    f"cannot tell outputs {OUTPUT_NAMES[a]} and {OUTPUT_NAMES[b]} apart: the int8 model's "
+                    "signature and its answers disagree"
+                )
+    for k, name in enumerate(OUTPUT_NAMES):
+        if not np.isfinite(error(k, positions[name])):
+            raise EdgeError(f"output {name}: the int8 model's output has another shape than the float model's")
+    return positions
+
+
+def _output_name(tensor: Any) -> str:
+    name = getattr(tensor, "name", "") or ""
+    history = getattr(tensor, "_keras_history", None)
+    if history is not None:
+        name = history[0].name
+    return name.split("/")[0].split(":")[0]
+
+
+def _positions_from_signature(interpreter: Any, keras_names: list[str], position_of_index: dict) -> dict | None:
+    try:
+        runner_outputs = interpreter.get_signature_runner().get_output_details()
+    except (ValueError, RuntimeError):
+        return None
+    positions: dict[str, int] = {}
+    for k, name in enumerate(OUTPUT_NAMES):
+        for key in (name, keras_names[k], f"output_{k}"):
+            if key in runner_outputs:
+                positions[name] = position_of_index[runner_outputs[key]["index"]]
+                break
+        else:
+            return None
+    return positions if len(set(positions.values())) == len(OUTPUT_NAMES) else None
+
+
+# --- the model folder -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the int8 interpreter says about a model: input dtype/size and every tensor's quantization."""
+
+    input_size: int
+    input_dtype: str
+    quantization: dict[str, Any]
+
+
+def model_facts(content: bytes, positions: dict[str, int]) -> ModelFacts:
+    interpreter = tflite_interpreter(content)
+    (input_detail,) = interpreter.get_input_details()
+    shape = [int(v) for v in input_detail["shape"]]
+    if len(shape) != 4 or shape[0] != 1 or shape[1] != shape[2] or shape[3] != 1:
+        raise EdgeError(f"the model input has shape {shape}; the contract is (1, S, S, 1)")
+    details = interpreter.get_output_details()
+
+    def quant(detail: dict) -> dict:
+        scale, zero_point = detail["quantization"]
+        return {
+            "dtype": np.dtype(detail["dtype"]).name,
+            "shape": [int(v) for v in detail["shape"]],
+            "scale": float(scale),
+            "zero_point": int(zero_point),
+        }
+
+    quantization = {
+        "input": quant(input_detail),
+        "outputs": {name: quant(details[position]) for name, position in positions.items()},
+        "weights": "int8, per-channel for convolutions (TFLite default)",
+        "activations": "int8, per-tensor, calibrated on the representative dataset",
+    }
+    return ModelFacts(shape[1], np.dtype(input_detail["dtype"]).name, quantization)
+
+
+def versions() -> dict[str, str]:
+    """Converter and runtime versions, for the manifest."""
+    from edge.runtime import runtime_version
+
+    found = {}
+    for key, distribution in (("converter", "tensorflow-cpu"), ("converter", "tensorflow"), ("keras", "keras")):
+        if key in found:
+            continue
+        try:
+            found[key] = f"{distribution} {metadata.version(distribution)}"
+        except metadata.PackageNotFoundError:
+            pass
+    found["runtime"] = runtime_version("auto")
+    return found
+
+
+def write_model_folder(
+    folder: str | Path,
+    content: bytes,
+    *,
+    outputs: dict[str, int],
+    triage_threshold: float,
+    target_sensitivity: float,
+    labels: Sequence[str] = LABELS,
+    info: dict[str, Any] | None = None,
+    model_file: str = MODEL_FILE,
+) -> Manifest:
+    """Write `model_file` and its manifest (model.tflite -> model.json) into `folder`; return the manifest.
+
+    Input size, dtype and every quantization parameter are read from the model itself, and the
+    converter and runtime versions from the installed packages, so the manifest cannot drift
+    from the file it describes. The model is written first and the manifest last (both
+    atomically): a reader never finds a manifest whose model is not there yet.
+    """
+    if set(outputs) != set(OUTPUT_NAMES) or len(set(outputs.values())) != len(OUTPUT_NAMES):
+        raise EdgeError(f"outputs must map each of {', '.join(OUTPUT_NAMES)} to its own position, got {outputs}")
+    facts = model_facts(content, outputs)
+    manifest = Manifest(
+        model_file=model_file,
+        sha256=sha256_bytes(content),
+        labels=tuple(labels),
+        input_size=facts.input_size,
+        input_dtype=facts.input_dtype,
+        outputs={name: int(outputs[name]) for name in OUTPUT_NAMES},
+        triage_threshold=float(triage_threshold),
+        target_sensitivity=float(target_sensitivity),
+        info={
+            **(info or {}),
+            "quantization": facts.quantization,
+            "preprocessing": {
+                "function": "edge.preprocess.prepare",
+                "size": facts.input_size,
+                "input": "prepare(scan, size).image as uint8 pixels, shape (1, size, size, 1)",
+            },
+            "versions": versions(),
+        },
+    )
+    folder = Path(folder)
+    model_path = folder / model_file
+    atomic_write_bytes(model_path, content)
+    save_manifest(manifest, manifest_path_for(model_path))
+    return manifest
