@@ -1,0 +1,247 @@
+"""One model, loaded once, classifying one decoded scan at a time.
+
+A `Classifier` does all per-model work when it is built: it checks the model against its
+manifest (sha256), builds the interpreter from the very bytes it checked, and caches tensor
+indices, quantization parameters, output positions and the label order. Per scan it only
+prepares the image, sets the input, invokes and dequantizes four small outputs.
+
+The steps are also callable one by one (`prepare`, `set_input` + `invoke`, `read_outputs`,
+`postprocess`), so `edge-bench` can time the bare invoke against the whole path.
+
+Model contract (what `edge-convert` writes; positions come from `manifest.outputs`):
+- input (1, S, S, 1), uint8 or int8, S = manifest.input_size; its real (dequantized) value
+  is the grey level 0..255 of `edge.preprocess.prepare`'s image;
+- classes (1, 7) probabilities in manifest.labels order; abnormal (1, 1); malignant (1, 1);
+  heatmap (1, h, w) (or (1, h, w, 1)) in 0..1 on the model-input square.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from edge import LABELS
+from edge.errors import EdgeError
+from edge.manifest import Manifest, load_manifest, manifest_path_for, read_verified_model
+from edge.preprocess import Geometry, Prepared, prepare
+
+DEFAULT_MODEL_FILE = "model.tflite"
+ROUND = 4
+"""Decimals kept in records: an int8 output has a resolution of 1/256 anyway."""
+
+
+def default_model_path(variant: str = DEFAULT_MODEL_FILE) -> Path:
+    """The model shipped inside the package (edge/models/<variant>)."""
+    from importlib.resources import files
+
+    return Path(str(files("edge.models") / variant))
+
+
+class Quantization(NamedTuple):
+    """A tensor's int <-> real mapping: real = scale * (q - zero_point); scale 0 means float."""
+
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def of(cls, detail: dict) -> "Quantization":
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        return cls(float(scale), int(zero_point))
+
+    def dequantize(self, values: np.ndarray) -> np.ndarray:
+        if self.scale == 0.0:
+            return values.astype(np.float32)
+        return (values.astype(np.float32) - self.zero_point) * self.scale
+
+
+class RawOutputs(NamedTuple):
+    """The four outputs as the interpreter returned them (quantized), in contract order."""
+
+    classes: np.ndarray
+    abnormal: np.ndarray
+    malignant: np.ndarray
+    heatmap: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """The answer for one scan; `heatmap` lies on the model-input grid, `geometry` maps it to the scan."""
+
+    label: str
+    probabilities: dict[str, float]
+    abnormal: float
+    malignant: float
+    triage: str  # "refer" or "routine"
+    heatmap: np.ndarray = field(repr=False)
+    geometry: Geometry
+    quality: str | None
+    model: str  # the model's sha256
+
+    def heatmap_peak(self) -> tuple[int, int, float]:
+        """(row, col) in scan pixels of the hottest heat-map cell's centre, and its value."""
+        h, w = self.heatmap.shape
+        i, j = np.unravel_index(int(np.argmax(self.heatmap)), self.heatmap.shape)
+        size = self.geometry.size
+        row, col = self.geometry.to_scan((i + 0.5) * size / h - 0.5, (j + 0.5) * size / w - 0.5)
+        return int(round(row)), int(round(col)), float(self.heatmap[i, j])
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON-ready record (without the file name), as `edge-classify --json` prints it."""
+        row, col, value = self.heatmap_peak()
+        record: dict[str, Any] = {
+            "label": self.label,
+            "probabilities": {name: round(self.probabilities[name], ROUND) for name in LABELS},
+            "abnormal": round(self.abnormal, ROUND),
+            "malignant": round(self.malignant, ROUND),
+            "triage": self.triage,
+            "model": self.model,
+            "heatmap_peak": {"row": row, "col": col, "value": round(value, ROUND)},
+        }
+        if self.quality:
+            record["quality"] = self.quality
+        return record
+
+
+class Classifier:
+    """A model and its manifest, checked and loaded once; `classify(scan)` per scan."""
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        manifest: Manifest | None = None,
+        *,
+        threads: int = 2,
+        delegate: str = "",
+        runtime: str = "auto",
+    ) -> None:
+        from edge.runtime import make_interpreter
+
+        self.model_path = Path(model_path) if model_path is not None else default_model_path()
+        if manifest is None:
+            if not self.model_path.is_file():
+                raise EdgeError(f"{self.model_path}: model file not found")
+            manifest = load_manifest(manifest_path_for(self.model_path))
+        self.manifest = manifest
+        self.sha256 = manifest.sha256
+        self.threads, self.delegate, self.runtime = threads, delegate, runtime
+        content = read_verified_model(manifest, self.model_path)
+        self.interpreter = make_interpreter(content, threads=threads, delegate=delegate, runtime=runtime)
+        self._bind()
+
+    def _bind(self) -> None:
+        """Check the model against the manifest and cache everything a scan needs."""
+        manifest, where = self.manifest, self.model_path
+        inputs = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        if len(inputs) != 1:
+            raise EdgeError(f"{where}: the model has {len(inputs)} inputs, expected 1")
+        detail = inputs[0]
+        size = manifest.input_size
+        shape = tuple(int(n) for n in detail["shape"])
+        if shape != (1, size, size, 1):
+            raise EdgeError(f"{where}: model input shape {shape} is not (1, {size}, {size}, 1) as its manifest says")
+        dtype = np.dtype(detail["dtype"])
+        if dtype.name != manifest.input_dtype:
+            raise EdgeError(f"{where}: model input is {dtype.name} but its manifest says {manifest.input_dtype}")
+        self.input_size = size
+        self.input_index = int(detail["index"])
+        self.input_dtype = dtype
+        self._input_table = _input_table(Quantization.of(detail), dtype, where)
+
+        if sorted(manifest.labels) != sorted(LABELS):
+            raise EdgeError(f"{where}: manifest labels {list(manifest.labels)} are not the MIAS classes {list(LABELS)}")
+        self.labels = tuple(manifest.labels)
+        positions = manifest.outputs
+        if any(not 0 <= p < len(outputs) for p in positions.values()) or len(set(positions.values())) != 4:
+            raise EdgeError(f"{where}: manifest output positions {positions} do not fit the model's {len(outputs)} outputs")
+        picked = {name: outputs[positions[name]] for name in RawOutputs._fields}
+        expected = {"classes": len(LABELS), "abnormal": 1, "malignant": 1}
+        for name, count in expected.items():
+            if int(np.prod(picked[name]["shape"])) != count:
+                raise EdgeError(f"{where}: output {name} has shape {tuple(picked[name]['shape'])}, expected {count} values")
+        heat_shape = tuple(int(n) for n in picked["heatmap"]["shape"] if n != 1)
+        if len(heat_shape) != 2:
+            raise EdgeError(f"{where}: heatmap output has shape {tuple(picked['heatmap']['shape'])}, expected (1, h, w)")
+        self.heatmap_shape = heat_shape
+        self._output_index = tuple(int(picked[name]["index"]) for name in RawOutputs._fields)
+        self._output_quant = tuple(Quantization.of(picked[name]) for name in RawOutputs._fields)
+
+    # --- the steps, one by one -------------------------------------------------------------
+
+    def prepare(self, scan: np.ndarray) -> Prepared:
+        """Decoded scan -> the model's uint8 input square and its geometry (edge.preprocess)."""
+        try:
+            return prepare(scan, self.input_size)
+        except ValueError as exc:
+            raise EdgeError(f"cannot prepare the scan ({exc})") from None
+
+    def set_input(self, image: np.ndarray) -> None:
+        """Put a prepared uint8 (S, S) image into the input tensor, quantized for the model."""
+        if self._input_table is not None:
+            image = self._input_table[image]
+        self.interpreter.set_tensor(self.input_index, image.reshape(1, self.input_size, self.input_size, 1))
+
+    def invoke(self) -> None:
+        """The bare model run on whatever input is set."""
+        self.interpreter.invoke()
+
+    def read_outputs(self) -> RawOutputs:
+        get = self.interpreter.get_tensor
+        return RawOutputs(*(get(index) for index in self._output_index))
+
+    def run(self, image: np.ndarray) -> RawOutputs:
+        """set_input + invoke + read_outputs."""
+        self.set_input(image)
+        self.invoke()
+        return self.read_outputs()
+
+    def postprocess(self, raw: RawOutputs, prepared: Prepared) -> Result:
+        """Dequantize the outputs and make the record: class, probabilities, triage, heat-map."""
+        classes, abnormal, malignant, heatmap = (q.dequantize(v) for q, v in zip(self._output_quant, raw))
+        scores = classes.reshape(-1)
+        probabilities = {name: float(scores[i]) for i, name in enumerate(self.labels)}
+        label = self.labels[int(np.argmax(scores))]
+        p_abnormal = float(np.clip(abnormal.reshape(-1)[0], 0.0, 1.0))
+        p_malignant = float(np.clip(malignant.reshape(-1)[0], 0.0, 1.0))
+        triage = "refer" if p_abnormal >= self.manifest.triage_threshold else "routine"
+        return Result(
+            label=label,
+            probabilities=probabilities,
+            abnormal=p_abnormal,
+            malignant=p_malignant,
+            triage=triage,
+            heatmap=np.clip(heatmap.reshape(self.heatmap_shape), 0.0, 1.0),
+            geometry=prepared.geometry,
+            quality=prepared.quality,
+            model=self.sha256,
+        )
+
+    def classify(self, scan: np.ndarray) -> Result:
+        """A decoded 2-D greyscale scan (any size, any depth) -> its Result."""
+        prepared = self.prepare(scan)
+        return self.postprocess(self.run(prepared.image), prepared)
+
+
+def _input_table(quant: Quantization, dtype: np.dtype, where: Path) -> np.ndarray | None:
+    """A 256-entry table grey level -> input value, or None when the grey level goes in as it is.
+
+    Built once per model, so quantizing a scan is one table look-up.
+    """
+    if dtype == np.uint8 and quant in ((1.0, 0), (0.0, 0)):
+        return None
+    if dtype not in (np.uint8, np.int8):
+        raise EdgeError(f"{where}: model input type {dtype.name} is not uint8 or int8")
+    info = np.iinfo(dtype)
+    if quant.scale == 0.0:
+        quant = Quantization(1.0, 0 if dtype == np.uint8 else -128)
+    top = (info.max - quant.zero_point) * quant.scale
+    if top < 200.0:
+        raise EdgeError(
+            f"{where}: model input quantization (scale {quant.scale:g}, zero point {quant.zero_point}) "
+            "does not cover grey levels 0..255; the model must take prepare()'s image as 0..255"
+        )
+    grey = np.arange(256, dtype=np.float64)
+    return np.clip(np.rint(grey / quant.scale + quant.zero_point), info.min, info.max).astype(dtype)
