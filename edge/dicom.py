@@ -1,0 +1,107 @@
+"""DICOM scans (`.dcm`), through pydicom, an optional extra: `pip install mias-edge[dicom]`.
+
+A DICOM file carries the patient's identity next to the pixels. This module returns pixels
+only; `patient_id` is the one way to get the PatientID out, and the runner calls it only when
+the user asks (`edge-classify --log-patient-id`). No other patient field (name, birth date,
+accession number...) is read out, logged, or put in an error message: pydicom's own warnings
+are silenced while a file is read, because some of them quote element values.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from edge.decode import check_size
+from edge.errors import EdgeError
+
+INSTALL_HINT = "DICOM support needs: pip install mias-edge[dicom]"
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def read_dicom(path: str | Path) -> np.ndarray:
+    """The scan in a DICOM file as a 2-D float32 array, in display grey levels (bright = dense).
+
+    Applies the modality LUT (or Rescale Slope/Intercept), then the VOI LUT or window the file
+    recommends, then inverts MONOCHROME1 images, whose bright pixels are the empty film.
+    """
+    path = Path(path)
+    pydicom = _import_pydicom(path)
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = _read(path, pydicom)
+        if not any(keyword in dataset for keyword in _PIXEL_KEYWORDS):
+            raise EdgeError(f"{path}: DICOM file has no pixel data (a report or structured document, not an image)")
+        try:
+            rows, columns = int(dataset.Rows), int(dataset.Columns)
+        except (AttributeError, TypeError, ValueError):
+            raise EdgeError(f"{path}: DICOM image lacks a valid Rows/Columns size") from None
+        check_size(path, (columns, rows))  # before the pixel data is decoded and allocated
+        frames = int(dataset.get("NumberOfFrames", 1) or 1)
+        if frames > 1:
+            raise EdgeError(f"{path}: DICOM image has {frames} frames (tomosynthesis?); only single images are read")
+        if int(dataset.get("SamplesPerPixel", 1) or 1) != 1:
+            raise EdgeError(f"{path}: colour DICOM image ({dataset.get('PhotometricInterpretation', '?')}); scans are greyscale")
+        try:
+            pixels = dataset.pixel_array
+            pixels = apply_modality_lut(pixels, dataset)
+            pixels = apply_voi_lut(pixels, dataset)
+        except MemoryError:
+            raise EdgeError(f"{path}: not enough memory to decode this DICOM image") from None
+        except Exception as exc:  # noqa: BLE001 - pixel handlers raise many types; messages name syntaxes, not people
+            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
+            raise EdgeError(f"{path}: DICOM pixel data cannot be decoded ({first})") from None
+        photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if pixels.shape != (rows, columns):
+        raise EdgeError(f"{path}: DICOM pixel data has shape {pixels.shape}, expected {rows}x{columns}")
+    if photometric == "MONOCHROME1":
+        finite = pixels[np.isfinite(pixels)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        pixels = (high + low) - pixels
+    return pixels
+
+
+def patient_id(path: str | Path) -> str | None:
+    """The file's PatientID, or None (not DICOM, none recorded, or unreadable).
+
+    Only for `--log-patient-id`: nothing else in the project reads patient fields.
+    """
+    path = Path(path)
+    try:
+        pydicom = _import_pydicom(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"])
+            value = dataset.get("PatientID")
+    except Exception:  # noqa: BLE001 - a missing ID is not an error worth stopping a batch for
+        return None
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def _import_pydicom(path: Path):
+    try:
+        import pydicom
+    except ImportError:
+        raise EdgeError(f"{path}: {INSTALL_HINT}") from None
+    return pydicom
+
+
+def _read(path: Path, pydicom):
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(path)
+    except FileNotFoundError:
+        raise EdgeError(f"{path}: no such file") from None
+    except PermissionError:
+        raise EdgeError(f"{path}: permission denied") from None
+    except InvalidDicomError:
+        raise EdgeError(f"{path}: not a DICOM file (no DICM preamble)") from None
+    except Exception as exc:  # noqa: BLE001 - the text may quote element values: name the type only
+        raise EdgeError(f"{path}: damaged DICOM file ({exc.__class__.__name__})") from None
