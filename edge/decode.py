@@ -118,14 +118,17 @@ def _check_regular_file(path: Path) -> bytes:
 
 
 def _one_line(exc: BaseException) -> str:
+    """The first line of an exception's text, without control characters: decoder messages
+    can quote bytes from the file, and a hostile file must not write escape codes to a terminal."""
     text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else exc.__class__.__name__
+    line = text.splitlines()[0][:200] if text else exc.__class__.__name__
+    return "".join(char if char.isprintable() else "?" for char in line)
 
 
 def _to_grey_array(path: Path, image: Image.Image) -> np.ndarray:
     mode = image.mode
     if mode in ("1", "L", "P", "LA", "PA", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "La", "RGBa", "RGBX"):
-        if mode not in ("L", "1") and not (mode == "P" and _palette_is_grey(image)):
+        if mode not in ("L", "1", "LA", "La") and not (mode in ("P", "PA") and _palette_is_grey(image)):
             warnings.warn(f"{path}: {mode} image converted to greyscale", ColourScanWarning, stacklevel=3)
         return np.asarray(image.convert("L"), dtype=np.uint8)
     if mode.startswith("I;16") or mode == "I":

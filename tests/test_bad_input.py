@@ -9,6 +9,7 @@ its quality. These tests check the decoder and the preparation directly; the CLI
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -26,6 +27,20 @@ from edge.errors import EdgeError
 from edge.preprocess import prepare
 
 SCAN = "mdb005.png"  # a real development-split scan
+REPO = Path(__file__).resolve().parents[1]
+SUMMARY = REPO / "reports" / "reliability" / "summary.json"
+"""Written only when RELIABILITY_REPORT=1: the figures the README's reliability table quotes."""
+
+
+def record_figures(section: str, figures: dict) -> None:
+    """Merge `figures` under `section` into reports/reliability/summary.json (if asked to)."""
+    if os.environ.get("RELIABILITY_REPORT") != "1":
+        return
+    from edge.fileio import atomic_write_text
+
+    summary = json.loads(SUMMARY.read_text()) if SUMMARY.is_file() else {}
+    summary[section] = figures
+    atomic_write_text(SUMMARY, json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
 @dataclass(frozen=True)
@@ -137,6 +152,7 @@ def test_every_bad_input_is_refused_naming_the_file_or_classified(corpus):
         assert message.startswith(str(case.path) + ":"), (case.kind, message)
         assert case.error in message, (case.kind, message)
         assert "\n" not in message, (case.kind, message)
+    record_figures("bad_input_decode", {"kinds": [case.kind for case in corpus], "count": len(corpus)})
 
 
 def test_truncated_files_raise_instead_of_zero_filling(scan, tmp_path):
