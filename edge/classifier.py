@@ -17,9 +17,12 @@ Model contract (what `edge-convert` writes; positions come from `manifest.output
 
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
@@ -128,8 +131,19 @@ class Classifier:
         self.sha256 = manifest.sha256
         self.threads, self.delegate, self.runtime = threads, delegate, runtime
         content = read_verified_model(manifest, self.model_path)
-        self.interpreter = make_interpreter(content, threads=threads, delegate=delegate, runtime=runtime)
+        with _quiet_native_stderr():  # the runtime's "INFO: Created ... XNNPACK delegate" chatter
+            self.interpreter = make_interpreter(content, threads=threads, delegate=delegate, runtime=runtime)
         self._bind()
+
+    @classmethod
+    def for_board(cls, board, model_path: str | Path | None = None, threads: int | None = None) -> "Classifier":
+        """A classifier with a board's settings (`edge.device.DeviceConfig`); `threads` overrides the board's."""
+        model_path = Path(model_path) if model_path is not None else default_model_path(board.model)
+        if not model_path.is_file():
+            raise EdgeError(f"{model_path}: model file not found")
+        manifest = load_manifest(manifest_path_for(model_path))
+        board.check_model_dtype(manifest.input_dtype, model_path)
+        return cls(model_path, manifest, threads=threads or board.threads, delegate=board.delegate, runtime=board.runtime)
 
     def _bind(self) -> None:
         """Check the model against the manifest and cache everything a scan needs."""
@@ -223,6 +237,25 @@ class Classifier:
         """A decoded 2-D greyscale scan (any size, any depth) -> its Result."""
         prepared = self.prepare(scan)
         return self.postprocess(self.run(prepared.image), prepared)
+
+
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence what C++ code writes straight to file descriptor 2 (Python errors still raise)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real stderr (embedded, pytest capture...)
+        yield
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _input_table(quant: Quantization, dtype: np.dtype, where: Path) -> np.ndarray | None:

@@ -1,0 +1,222 @@
+"""A batch of scans through one `Classifier`: decode, classify, overlay, log, report, scan by scan.
+
+Every scan is independent: whatever goes wrong with one (a damaged file, a full disk for its
+overlay, even a bug) becomes one error record naming the file, and the batch goes on. The
+results log, when there is one, gets each scan's row committed before the next scan starts,
+so an interrupted batch resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, TextIO
+
+import numpy as np
+
+from edge import CLASS_NAMES
+from edge.errors import EdgeError
+from edge.inputs import Item
+
+
+@dataclass
+class Options:
+    """What to do with each scan besides classifying it."""
+
+    as_json: bool = False
+    overlay_dir: Path | None = None
+    log: Any = None  # an open edge.results_log.ResultsLog, or None
+    force: bool = False  # classify again scans the log already holds
+    log_patient_id: bool = False  # DICOM PatientID into the log (never anywhere else)
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+
+
+@dataclass
+class Tally:
+    classified: int = 0
+    from_log: int = 0
+    failed: int = 0
+    refer: int = 0
+    routine: int = 0
+    quality_notes: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.classified + self.from_log + self.failed
+
+
+@dataclass(frozen=True)
+class Source:
+    """A scan to classify: a file (read when its turn comes) or pixels already in hand (a camera frame)."""
+
+    name: str
+    path: Path | None = None
+    pixels: np.ndarray | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_item(cls, item: Item) -> "Source":
+        return cls(name=str(item.path), path=item.path, error=item.error)
+
+
+def run_batch(classifier, sources: Iterable[Source], options: Options) -> Tally:
+    """Classify every source, print one line (or JSON object) each, return the counts."""
+    tally = Tally()
+    used_names: set[str] = set()
+    for source in sources:
+        record = _one(classifier, source, options, used_names)
+        _emit(record, options, tally)
+    return tally
+
+
+def _one(classifier, source: Source, options: Options, used_names: set[str]) -> dict[str, Any]:
+    """The record for one scan; never raises except KeyboardInterrupt / SystemExit."""
+    file_hash = None
+    try:
+        if source.error:
+            raise EdgeError(source.error)
+        file_hash = _file_hash(source) if options.log is not None else None
+        if options.log is not None and not options.force:
+            earlier = options.log.find(file_hash, classifier.sha256)
+            if earlier is not None:
+                return {"file": source.name, **earlier}
+        scan = _read(source, options)
+        result = classifier.classify(scan)
+        record = {"file": source.name, **result.to_record()}
+        if options.overlay_dir is not None:
+            from edge import overlay
+
+            name = overlay.overlay_name(source.path or source.name, used_names)
+            try:
+                overlay.write(options.overlay_dir / name, scan, result)
+            except OSError as exc:
+                raise EdgeError(f"{source.name}: classified, but its overlay could not be written ({exc.strerror or exc})") from None
+            record["overlay"] = str(options.overlay_dir / name)
+        error = None
+    except EdgeError as exc:
+        error = _named(str(exc), source.name)
+        record = {"file": source.name, "error": error}
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: BLE001 - last resort: one scan must never end the batch
+        error = f"{source.name}: unexpected {exc.__class__.__name__} ({exc}); please report it"
+        record = {"file": source.name, "error": error}
+    if options.log is not None:
+        outputs = None if error else {k: v for k, v in record.items() if k not in ("file", "overlay")}
+        options.log.add(source.name, file_hash, classifier.sha256, outputs, error, _patient(source, options))
+    return record
+
+
+def _read(source: Source, options: Options) -> np.ndarray:
+    if source.pixels is not None:
+        return source.pixels
+    from edge.decode import read_scan
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scan = read_scan(source.path)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=options.err, flush=True)
+    return scan
+
+
+def _file_hash(source: Source) -> str:
+    from edge.fileio import sha256_bytes, sha256_file
+
+    if source.pixels is not None:
+        return sha256_bytes(np.ascontiguousarray(source.pixels).tobytes())
+    try:
+        return sha256_file(source.path)
+    except FileNotFoundError:
+        raise EdgeError(f"{source.path}: no such file") from None
+    except IsADirectoryError:
+        raise EdgeError(f"{source.path}: is a directory, not a scan") from None
+    except OSError as exc:
+        raise EdgeError(f"{source.path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _patient(source: Source, options: Options) -> dict[str, str] | None:
+    """PatientID of a DICOM file, only when --log-patient-id asked for it."""
+    if not options.log_patient_id or source.path is None:
+        return None
+    if not _looks_like_dicom(source.path):
+        return None
+    from edge.dicom import patient_id
+
+    value = patient_id(source.path)
+    return {"PatientID": value} if value else None
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def _named(message: str, name: str) -> str:
+    return message if name in message else f"{name}: {message}"
+
+
+def _emit(record: dict[str, Any], options: Options, tally: Tally) -> None:
+    if "error" in record:
+        tally.failed += 1
+    elif "logged" in record:
+        tally.from_log += 1
+    else:
+        tally.classified += 1
+    if "error" not in record:
+        tally.refer += record.get("triage") == "refer"
+        tally.routine += record.get("triage") == "routine"
+        tally.quality_notes += bool(record.get("quality"))
+    if options.as_json:
+        print(json.dumps(record), file=options.out, flush=True)
+    elif "error" in record:
+        print(f"error: {record['error']}", file=options.err, flush=True)
+    else:
+        print(readable_line(record), file=options.out, flush=True)
+
+
+def readable_line(record: dict[str, Any]) -> str:
+    """`mdb028.pgm  CIRC (well-defined/circumscribed mass)  P(abnormal) 0.91  P(malignant) 0.77  REFER`"""
+    label = record["label"]
+    line = (
+        f"{record['file']}  {label} ({CLASS_NAMES.get(label, label)})  "
+        f"P(abnormal) {record['abnormal']:.2f}  P(malignant) {record['malignant']:.2f}  {record['triage'].upper()}"
+    )
+    if record.get("quality"):
+        line += f"  [check the scan: {record['quality']}]"
+    if record.get("logged"):
+        line += f"  (from the log, {record['logged']})"
+    return line
+
+
+def summary(tally: Tally, classifier) -> str:
+    manifest = classifier.manifest
+    parts = [f"{tally.total} scan{'s' * (tally.total != 1)}: {tally.refer} refer, {tally.routine} routine"]
+    if tally.failed:
+        parts.append(f"{tally.failed} failed")
+    if tally.from_log:
+        parts.append(f"{tally.from_log} from the results log (--force to run again)")
+    if tally.quality_notes:
+        parts.append(f"{tally.quality_notes} with a scan-quality note")
+    return (
+        ", ".join(parts)
+        + f"\nmodel {classifier.sha256[:12]}; refer when P(abnormal) >= {manifest.triage_threshold:.3f}"
+        f" (chosen for sensitivity {manifest.target_sensitivity:.0%})"
+        + "\nresearch software, not a medical device: these answers must not decide anyone's care"
+    )
+
+
+def camera_source(capture: Callable[[], np.ndarray]) -> Source:
+    """A frame from the camera as a source named `camera-<UTC time>`."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return Source(name=f"camera-{stamp}", pixels=capture())
