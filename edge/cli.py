@@ -10,16 +10,11 @@ import typer
 from edge.cli_common import fail, friendly_errors, make_app
 from edge.errors import EdgeError
 
-classify_app = make_app("Classify mammogram scans on the device (not built yet).")
+from edge.classify_cli import classify_app  # edge-classify: the command and its options live there
 bench_app = make_app(
     "Time the model on this board: model load, first inference, bare invoke, end to end per scan, "
     "cold start of edge-classify and peak memory; --compare times other .tflite files in the same loop."
 )
-
-
-@classify_app.command()
-def classify() -> None:
-    raise fail("edge-classify is not built yet")
 
 
 @bench_app.command()
