@@ -131,8 +131,11 @@ class Classifier:
         self.sha256 = manifest.sha256
         self.threads, self.delegate, self.runtime = threads, delegate, runtime
         content = read_verified_model(manifest, self.model_path)
-        with _quiet_native_stderr():  # the runtime's "INFO: Created ... XNNPACK delegate" chatter
-            self.interpreter = make_interpreter(content, threads=threads, delegate=delegate, runtime=runtime)
+        try:
+            with _quiet_native_stderr():  # the runtime's "INFO: Created ... XNNPACK delegate" chatter
+                self.interpreter = make_interpreter(content, threads=threads, delegate=delegate, runtime=runtime)
+        except EdgeError as exc:  # name the model: "cannot load the model" alone does not say which
+            raise EdgeError(str(exc) if str(self.model_path) in str(exc) else f"{self.model_path}: {exc}") from None
         self._bind()
 
     @classmethod
