@@ -14,6 +14,10 @@ TensorFlow is imported inside the functions: importing this module is cheap.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -79,6 +83,7 @@ def quantize(model: Any, images: Sequence[np.ndarray] | np.ndarray) -> bytes:
     The batch dimension is whatever the model's `keras.Input` fixed; the readiness check
     refuses anything but 1.
     """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     if len(images) == 0:
@@ -95,7 +100,11 @@ def quantize(model: Any, images: Sequence[np.ndarray] | np.ndarray) -> bytes:
     converter.inference_input_type = tf.uint8
     converter.inference_output_type = tf.uint8
     try:
-        return bytes(converter.convert())
+        # Keras prints the traced signature on stdout and TF warns that the uint8 input has no
+        # statistics (it needs none: its range comes from the calibration data). Keep stdout clean.
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            return bytes(converter.convert())
     except Exception as exc:  # the converter raises ConverterError and friends with long texts
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EdgeError(f"int8 conversion failed: {first}") from None
@@ -140,7 +149,7 @@ def run_keras(model: Any, image: np.ndarray) -> list[np.ndarray]:
     outputs = model(as_model_input(image), training=False)
     if not isinstance(outputs, (list, tuple)):
         outputs = [outputs]
-    return [np.asarray(output, dtype=np.float32) for output in outputs]
+    return [np.asarray(o.numpy() if hasattr(o, "numpy") else o, dtype=np.float32) for o in outputs]
 
 
 def output_positions(model: Any, content: bytes, images: Sequence[np.ndarray]) -> dict[str, int]:

@@ -53,3 +53,54 @@ def test_model_with_wrong_sha256_is_refused(tiny_model_dir, tmp_path):
     model.write_bytes(bytes(data))
     with pytest.raises(EdgeError, match="does not match its manifest"):
         read_verified_model(manifest, model)
+
+
+def test_output_positions_follow_the_float_model(tiny_model_dir, records):
+    """Each manifest position holds the output of that name: checked against the float model itself.
+
+    The named position must be close to the float output and fit it better than any other
+    output of the same shape (abnormal and malignant are both (1, 1))."""
+    from convert.quantize import prepared_images, run_keras, run_tflite
+    from convert.tiny import tiny_model
+
+    model = tiny_model()  # same seed as the fixture: same weights
+    manifest = load_manifest(tiny_model_dir / "model.json")
+    interpreter = make_interpreter((tiny_model_dir / "model.tflite").read_bytes())
+    images = prepared_images(records[20:26], 64)
+    expected = [dict(zip(OUTPUT_NAMES, run_keras(model, image))) for image in images]
+    got = [run_tflite(interpreter, image) for image in images]
+
+    def error(name, position):
+        if got[0][position].shape != expected[0][name].shape:
+            return np.inf
+        return float(np.mean([np.abs(g[position] - e[name]).mean() for g, e in zip(got, expected)]))
+
+    for name, position in manifest.outputs.items():
+        assert error(name, position) < 0.02, name
+        others = [error(name, p) for p in range(4) if p != position]
+        assert error(name, position) < min(others), name
+
+
+def test_swapped_signature_is_caught(records):
+    """If the signature pointed abnormal at malignant's tensor, the float comparison must refuse it."""
+    from convert import quantize as q
+    from convert.tiny import tiny_model
+
+    model = tiny_model(seed=5)
+    images = q.prepared_images(records[:6], 64)
+    content = q.quantize(model, images)
+    good = q.output_positions(model, content, images[:4])
+    original = q._positions_from_signature
+
+    def swapped(*args):
+        positions = dict(original(*args))
+        positions["abnormal"], positions["malignant"] = positions["malignant"], positions["abnormal"]
+        return positions
+
+    try:
+        q._positions_from_signature = swapped
+        with pytest.raises(EdgeError, match="cannot tell outputs abnormal and malignant apart"):
+            q.output_positions(model, content, images[:4])
+    finally:
+        q._positions_from_signature = original
+    assert good["abnormal"] != good["malignant"]

@@ -1,0 +1,266 @@
+"""`edge-convert` as a library: trained Keras model -> int8 model + manifest + fidelity report + readiness.
+
+Steps, each a function elsewhere in `convert`:
+1. read `training.json` beside the model and check the model against the contract;
+2. prepare every development scan with `edge.preprocess.prepare` at the model's input size;
+3. quantize (`convert.quantize.quantize`) on a calibration set drawn from those scans;
+4. find where each output landed in the interpreter (`output_positions`);
+5. compare float and int8 on every scan (`convert.fidelity`) and check the Edge TPU rules
+   (`convert.edgetpu`);
+6. write the report, and the model + manifest only when the fidelity check passed, so a bad
+   conversion never replaces a good model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Iterator
+
+import numpy as np
+
+from edge import LABELS
+from edge.errors import EdgeError
+from edge.fileio import sha256_bytes, sha256_file
+from edge.manifest import OUTPUT_NAMES, Manifest
+from edge.preprocess import prepare
+from convert import edgetpu, fidelity, quantize
+
+DEFAULT_CALIBRATION = 300
+HEADLINE_LIMIT = 6000  # characters of training.json "metrics" copied whole into the manifest
+
+Progress = Callable[[str, int], ContextManager[Callable[[int], None]]]
+
+
+@contextlib.contextmanager
+def no_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    yield lambda steps=1: None
+
+
+@dataclass
+class ConvertOptions:
+    model: Path
+    data: Path
+    out: Path
+    report: Path | None = None  # default: `out`
+    training_json: Path | None = None  # default: training.json beside the model
+    calibration: int = DEFAULT_CALIBRATION
+    seed: int = 0
+    min_agreement: float = 0.97
+    max_auc_drop: float = 0.02
+    command: str = ""
+
+
+@dataclass
+class ConvertResult:
+    fidelity: fidelity.Fidelity
+    readiness: edgetpu.Readiness
+    content: bytes
+    manifest: Manifest | None  # None when the fidelity check failed (nothing written to `out`)
+    report_dir: Path
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.fidelity.passed
+
+
+def read_training_json(path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EdgeError(f"{path}: training.json not found (edge-train writes it beside the model)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgeError(f"{path}: cannot read training.json ({exc})") from None
+    if not isinstance(raw, dict):
+        raise EdgeError(f"{path}: training.json is not a JSON object")
+    problems = [key for key in ("input_size", "triage") if key not in raw]
+    triage = raw.get("triage") or {}
+    problems += [f"triage.{key}" for key in ("threshold", "target_sensitivity") if key not in triage]
+    if problems:
+        raise EdgeError(f"{path}: training.json lacks {', '.join(problems)}")
+    labels = tuple(raw.get("labels") or LABELS)
+    if labels != LABELS:
+        raise EdgeError(f"{path}: labels {list(labels)} are not the MIAS order {list(LABELS)}")
+    return raw
+
+
+def load_keras_model(path: Path) -> Any:
+    """The trained model, with its outputs put in contract order when they carry the contract names."""
+    import keras
+
+    if not path.is_file():
+        raise EdgeError(f"{path}: model file not found")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as first:  # custom layers register themselves when train's model module is imported
+        try:
+            import importlib
+
+            for name in ("train.model", "train.models", "train.layers", "train.net"):
+                with contextlib.suppress(ImportError):
+                    importlib.import_module(name)
+            model = keras.models.load_model(path, compile=False)
+        except Exception:
+            line = str(first).strip().splitlines()[0] if str(first).strip() else type(first).__name__
+            raise EdgeError(f"{path}: cannot load the Keras model ({line})") from None
+    names = [quantize._output_name(t) for t in model.outputs]
+    if set(names) == set(OUTPUT_NAMES) and names != list(OUTPUT_NAMES):
+        by_name = dict(zip(names, model.outputs))
+        model = keras.Model(model.inputs, [by_name[name] for name in OUTPUT_NAMES], name=model.name)
+    return model
+
+
+def check_contract(model: Any, input_size: int) -> None:
+    """The input (1, S, S, 1) with S from training.json, and outputs (1,7), (1,1), (1,1), (1,h,w)."""
+    if len(model.inputs) != 1:
+        raise EdgeError(f"the model has {len(model.inputs)} inputs; the contract is one scan input")
+    shape = tuple(model.inputs[0].shape)
+    if shape != (1, input_size, input_size, 1):
+        hint = " (give keras.Input batch_size=1)" if shape and shape[0] is None else ""
+        raise EdgeError(f"the model input is {shape}; the contract is (1, {input_size}, {input_size}, 1){hint}")
+    shapes = [tuple(t.shape) for t in model.outputs]
+    expected = [(1, len(LABELS)), (1, 1), (1, 1)]
+    if len(shapes) != 4 or shapes[:3] != expected or len(shapes[3]) != 3 or shapes[3][0] != 1:
+        raise EdgeError(
+            f"the model outputs are {shapes}; the contract is classes (1, 7), abnormal (1, 1), "
+            "malignant (1, 1), heatmap (1, h, w), in that order or named so"
+        )
+
+
+def _headline(metrics: Any) -> Any:
+    if metrics is None:
+        return {}
+    text = json.dumps(metrics)
+    if len(text) <= HEADLINE_LIMIT:
+        return metrics
+    if isinstance(metrics, dict):  # keep the scalars and the small parts
+        return {k: v for k, v in metrics.items() if len(json.dumps(v)) <= HEADLINE_LIMIT // 8}
+    return {}
+
+
+def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertResult:
+    """Convert, compare, check; write the report always and the model only when fidelity passed."""
+    from train import mias
+
+    report_dir = options.report or options.out
+    training_path = options.training_json or options.model.with_name("training.json")
+    if not options.model.is_file():
+        raise EdgeError(f"{options.model}: model file not found")
+    training = read_training_json(training_path)
+    size = int(training["input_size"])
+    records = mias.load(options.data)
+    if options.calibration < 1:
+        raise EdgeError("--calibration must be at least 1")
+
+    images = []
+    with progress("preparing scans", len(records)) as step:
+        for record in records:
+            images.append(prepare(record.pixels(), size=size).image)
+            step(1)
+    images = np.stack(images)
+
+    model = load_keras_model(options.model)
+    check_contract(model, size)
+    calibration = quantize.representative_images(images, options.calibration, options.seed)
+    with progress("quantizing to int8", 1) as step:
+        content = quantize.quantize(model, calibration)
+        step(1)
+    positions = quantize.output_positions(model, content, images[:8])
+
+    interpreter = quantize.tflite_interpreter(content)
+    with progress("float vs int8 on every scan", len(records)) as step:
+        result = fidelity.compare(
+            [r.id for r in records],
+            [int(r.abnormal) for r in records],
+            images,
+            lambda image: fidelity.outputs_by_name(quantize.run_keras(model, image)),
+            lambda image: fidelity.outputs_by_name(quantize.run_tflite(interpreter, image), positions),
+            options.min_agreement,
+            options.max_auc_drop,
+            progress=step,
+        )
+    readiness = edgetpu.check_readiness(content)
+
+    versions = quantize.versions()
+    real = min(options.calibration, len(images))
+    calibration_text = (
+        f"{options.calibration} images: {real} development scans"
+        + (f" + {options.calibration - real} mildly augmented copies" if options.calibration > real else "")
+        + f" (seed {options.seed})"
+    )
+    context = {
+        "model": options.model.name,
+        "source_sha256": sha256_file(options.model),
+        "model_file": quantize.MODEL_FILE,
+        "sha256": sha256_bytes(content),
+        "size_bytes": len(content),
+        "input_size": size,
+        "calibration": calibration_text,
+        "converter": versions.get("converter", "?"),
+        "runtime": versions.get("runtime", "?"),
+        "command": options.command,
+        "outputs": positions,
+        "min_runtime_version": readiness.min_runtime_version,
+    }
+    fidelity.write_report(report_dir, result, context, readiness.to_dict(), readiness.summary())
+
+    manifest = None
+    if result.passed:
+        triage = training["triage"]
+        info = {
+            "disclaimer": fidelity.DISCLAIMER,
+            "source": {
+                "keras_file": options.model.name,
+                "sha256": context["source_sha256"],
+                "training_json_sha256": sha256_file(training_path),
+            },
+            "data": training.get("data", {}),
+            "metrics": _headline(training.get("metrics")),
+            "triage": {"chosen_on": triage.get("chosen_on")},
+            "calibration": {"images": options.calibration, "real_scans": real, "seed": options.seed,
+                            "source": "development split, edge.preprocess.prepare"},
+            "fidelity": {key: result.figures[key] for key in (
+                "scans", "top1_agreement", "abnormal_abs_diff_max", "abnormal_abs_diff_mean",
+                "auc_float", "auc_int8", "auc_drop")},
+            "edgetpu_readiness": {key: readiness.to_dict()[key] for key in (
+                "ready", "problems", "cpu_ops", "parameter_bytes", "min_runtime_version", "op_versions")},
+            "command": options.command,
+        }
+        manifest = quantize.write_model_folder(
+            options.out,
+            content,
+            outputs=positions,
+            triage_threshold=float(triage["threshold"]),
+            target_sensitivity=float(triage["target_sensitivity"]),
+            labels=LABELS,
+            info=info,
+        )
+    return ConvertResult(result, readiness, content, manifest, Path(report_dir))
+
+
+def compile_edgetpu(out: Path, manifest: Manifest) -> tuple[Path, Manifest]:
+    """Compile out/model.tflite with edgetpu_compiler and write model_edgetpu.json beside it."""
+    from dataclasses import replace
+
+    from edge.manifest import manifest_path_for, save_manifest
+
+    model_path = out / manifest.model_file
+    compiled, log = edgetpu.compile_for_edgetpu(model_path, out)
+    original, content = model_path.read_bytes(), compiled.read_bytes()
+    if not edgetpu.output_order_preserved(original, content):
+        raise EdgeError(f"{compiled}: the compiler changed the order of the outputs; its manifest would be wrong")
+    version = next((line for line in log.splitlines() if "version" in line.lower()), "").strip()
+    info = {**manifest.info, "edgetpu": {"compiled_from": manifest.sha256, "compiler": version,
+                                         "log": compiled.with_suffix(".log").name}}
+    compiled_manifest = replace(manifest, model_file=compiled.name, sha256=sha256_bytes(content), info=info)
+    save_manifest(compiled_manifest, manifest_path_for(compiled))
+    return compiled, compiled_manifest
+
+
+def command_line() -> str:
+    return "edge-convert " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])

@@ -1,0 +1,129 @@
+"""`edge-convert` end to end on a small MIAS folder and a tiny contract-shaped "trained" model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from convert.cli import app
+from edge.manifest import load_manifest, read_verified_model
+
+@pytest.fixture(scope="module")
+def small_mias(mias_dir, records, tmp_path_factory):
+    """A MIAS folder with 12 scans (8 normal, 4 abnormal) and the matching rows of Info.txt."""
+    folder = tmp_path_factory.mktemp("mias_small")
+    subset = [r for r in records if not r.abnormal][:8] + [r for r in records if r.abnormal][:4]
+    SUBSET = {r.id for r in subset}
+    rows = [line for line in (mias_dir / "Info.txt").read_text(errors="replace").splitlines()
+            if line[:6] in SUBSET or not line.startswith("mdb")]
+    (folder / "Info.txt").write_text("\n".join(rows) + "\n")
+    for record in subset:
+        shutil.copy(record.path, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model saved as final.keras with a training.json beside it, as edge-train leaves them."""
+    from convert.tiny import tiny_model
+
+    folder = tmp_path_factory.mktemp("trained")
+    tiny_model(size=64, seed=3).save(folder / "final.keras")
+    (folder / "training.json").write_text(json.dumps({
+        "input_size": 64, "labels": ["CALC", "CIRC", "SPIC", "MISC", "ARCH", "ASYM", "NORM"],
+        "outputs": ["classes", "abnormal", "malignant", "heatmap"],
+        "triage": {"threshold": 0.42, "target_sensitivity": 0.9, "chosen_on": "training folds"},
+        "metrics": {"auc_abnormal": 0.5}, "data": {"split": "test subset"}, "config": {},
+    }))
+    return folder
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_converts_writes_model_manifest_and_report(trained, small_mias, tmp_path):
+    out, report = tmp_path / "out", tmp_path / "report"
+    result = invoke(trained / "final.keras", "--data", small_mias, "--out", out, "--report", report,
+                    "--min-agreement", "0", "--max-auc-drop", "1", "--calibration", "20")
+    assert result.exit_code == 0, result.output
+    manifest = load_manifest(out / "model.json")
+    assert read_verified_model(manifest, out / "model.tflite")
+    assert manifest.triage_threshold == 0.42 and manifest.target_sensitivity == 0.9
+    assert manifest.info["metrics"] == {"auc_abnormal": 0.5} and manifest.info["data"] == {"split": "test subset"}
+    assert manifest.info["calibration"]["images"] == 20 and manifest.info["calibration"]["real_scans"] == 12
+    assert manifest.info["versions"]["converter"].startswith("tensorflow")
+    document = json.loads((report / "fidelity.json").read_text())
+    figures = document["fidelity"]
+    assert figures["scans"] == 12 and document["fidelity"]["passed"]
+    assert 0 <= figures["top1_agreement"] <= 1 and figures["abnormal_abs_diff_max"] < 0.05
+    assert sum(map(sum, figures["confusion_float_rows_int8_columns"]["matrix"])) == 12
+    assert "Verdict: PASSED" in (report / "fidelity.md").read_text()
+    assert len((report / "fidelity_scans.csv").read_text().splitlines()) == 13
+    assert not (out / "fidelity.json").exists()  # the report stays out of the package folder
+
+
+def test_fidelity_failure_exits_1_and_leaves_the_old_model(trained, small_mias, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.tflite").write_bytes(b"the good old model")
+    # No int8 model can drift by less than nothing: force the failure with an impossible bound.
+    result = invoke(trained / "final.keras", "--data", small_mias, "--out", out, "--max-auc-drop", "0",
+                    "--min-agreement", "1", "--calibration", "12")
+    figures = json.loads((out / "fidelity.json").read_text())["fidelity"]
+    if figures["top1_agreement"] == 1 and (figures["auc_drop"] or 0) <= 0:
+        pytest.skip("this tiny model happens to survive int8 exactly")
+    assert result.exit_code == 1, result.output
+    assert "not faithful enough" in result.output
+    assert (out / "model.tflite").read_bytes() == b"the good old model"
+    assert not (out / "model.json").exists()
+
+
+def test_setup_errors_exit_2(trained, small_mias, tmp_path):
+    result = invoke(tmp_path / "missing.keras", "--data", small_mias, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "model file not found" in result.output
+    shutil.copy(trained / "final.keras", tmp_path / "final.keras")  # no training.json beside it
+    result = invoke(tmp_path / "final.keras", "--data", small_mias, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "training.json not found" in result.output
+    result = invoke(trained / "final.keras", "--data", tmp_path / "nowhere", "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "no such data directory" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_edgetpu_without_compiler_says_how_and_pretends_nothing(trained, small_mias, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    out = tmp_path / "out"
+    result = invoke(trained / "final.keras", "--data", small_mias, "--out", out, "--edgetpu",
+                    "--min-agreement", "0", "--max-auc-drop", "1", "--calibration", "12")
+    assert result.exit_code == 2, result.output
+    assert "apt-get install edgetpu-compiler" in result.output and "coral-edgetpu-stable" in result.output
+    assert "Nothing was compiled here" in result.output
+    assert (out / "model.tflite").is_file()  # the CPU model is there
+    assert not list(out.glob("*edgetpu*"))
+
+
+def test_edgetpu_with_a_compiler_on_path(trained, small_mias, tmp_path, monkeypatch):
+    """A stand-in compiler (it copies the model) shows the flow; the real one is not installable here."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "edgetpu_compiler"
+    fake.write_text(
+        "#!/bin/sh\n# args: --show_operations --out_dir DIR MODEL\n"
+        'echo "Edge TPU Compiler version 0.0.0-fake"\n'
+        'stem=$(basename "$4" .tflite); cp "$4" "$3/${stem}_edgetpu.tflite"; echo log > "$3/${stem}_edgetpu.log"\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    out = tmp_path / "out"
+    result = invoke(trained / "final.keras", "--data", small_mias, "--out", out, "--edgetpu",
+                    "--min-agreement", "0", "--max-auc-drop", "1", "--calibration", "12")
+    assert result.exit_code == 0, result.output
+    manifest = load_manifest(out / "model_edgetpu.json")
+    assert manifest.model_file == "model_edgetpu.tflite"
+    assert read_verified_model(manifest, out / "model_edgetpu.tflite")
+    assert manifest.info["edgetpu"]["compiler"] == "Edge TPU Compiler version 0.0.0-fake"
+    assert manifest.outputs == load_manifest(out / "model.json").outputs
