@@ -358,57 +358,6 @@ def board_model() -> str:
     return ""
 
 
-# ----------------------------------------------------------------------------- board settings
-
-
-@dataclass(frozen=True)
-class BoardSettings:
-    name: str
-    description: str
-    runtime: str
-    threads: int
-    delegate: str
-    model: str
-
-
-def board_settings(device: str | None = None, config: str | Path | None = None) -> BoardSettings:
-    """The settings of `--device NAME` (device_configs/NAME.toml) or `--config FILE`; x86 by default.
-
-    Stand-in until the runner's `edge.device` loader lands.
-    """
-    import tomllib
-    from importlib.resources import files
-
-    if device and config:
-        raise EdgeError("give --device or --config, not both")
-    if config is not None:
-        path = Path(config)
-        name = path.stem
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError:
-            raise EdgeError(f"{path}: device config not found or unreadable") from None
-    else:
-        name = device or "x86"
-        folder = files("edge.device_configs")
-        known = sorted(Path(str(entry.name)).stem for entry in folder.iterdir() if str(entry.name).endswith(".toml"))
-        if name not in known:
-            raise EdgeError(f"unknown device {name!r}; known devices: {', '.join(known)}")
-        text = (folder / f"{name}.toml").read_text(encoding="utf-8")
-    try:
-        raw = tomllib.loads(text)
-        return BoardSettings(
-            name=name,
-            description=str(raw.get("description", name)),
-            runtime=str(raw.get("runtime", "auto")),
-            threads=int(raw.get("threads", 2)),
-            delegate=str(raw.get("delegate", "")),
-            model=str(raw.get("model", "model.tflite")),
-        )
-    except (tomllib.TOMLDecodeError, TypeError, ValueError) as exc:
-        raise EdgeError(f"device config {name}: {exc}") from None
-
-
 # ----------------------------------------------------------------------------- the whole benchmark
 
 

@@ -35,6 +35,14 @@ def bench(
     _bench(model, device, config, threads, runs, warmup, cold_runs, image, compare, as_json, out)
 
 
+def _bench_board(device: Optional[str], config: Optional[Path]):
+    from edge.device import default_config, load_config_file, load_device
+
+    if device and config:
+        raise EdgeError("give --device NAME or --config FILE, not both")
+    return load_device(device) if device else load_config_file(config) if config else default_config()
+
+
 @friendly_errors
 def _bench(model, device, config, threads, runs, warmup, cold_runs, image, compare, as_json, out) -> None:
     import json
@@ -44,7 +52,7 @@ def _bench(model, device, config, threads, runs, warmup, cold_runs, image, compa
     from edge.classifier import Classifier, default_model_path
     from edge.fileio import atomic_write_text
 
-    board = lib.board_settings(device, config)
+    board = _bench_board(device, config)
     threads = threads or board.threads
     model = model or default_model_path(board.model)
     for path in [model, *compare]:
