@@ -22,13 +22,13 @@ numpy + the TFLite runtime only, like the rest of `edge`: this runs on the board
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -275,30 +275,45 @@ class ColdRun:
     stderr: str
 
 
-def cold_start(args: Sequence[str], timeout: float = 120.0) -> ColdRun:
-    """Launch `args`, time it to its first stdout line and to its exit, and read its peak RSS.
-
-    The child is reaped with `os.wait4`, which returns that child's own resource usage.
-    """
+_LAUNCHER = r"""
+import json, os, subprocess, sys, tempfile, time
+command, count = json.loads(sys.argv[1]), int(sys.argv[2])
+runs = []
+for _ in range(count):
     with tempfile.TemporaryFile("w+") as errors:
         begin = time.perf_counter()
-        process = subprocess.Popen(list(args), stdout=subprocess.PIPE, stderr=errors, text=True, env=_quiet_env())
-        watchdog = threading.Timer(timeout, process.kill)
-        watchdog.start()
-        try:
-            assert process.stdout is not None
-            first_line = process.stdout.readline()
-            first = time.perf_counter() - begin
-            process.stdout.read()
-            _, status, usage = os.wait4(process.pid, 0)
-            done = time.perf_counter() - begin
-        finally:
-            watchdog.cancel()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
+        first_line = process.stdout.readline()
+        first = time.perf_counter() - begin
+        process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        done = time.perf_counter() - begin
         process.returncode = os.waitstatus_to_exitcode(status)
-        process.stdout.close()
         errors.seek(0)
-        stderr = errors.read().strip()
-    return ColdRun(first, done, int(usage.ru_maxrss), process.returncode, first_line.strip(), stderr)
+        runs.append(dict(seconds=first, exit_seconds=done, peak_rss_kb=usage.ru_maxrss,
+                         returncode=process.returncode, first_line=first_line.strip(), stderr=errors.read().strip()))
+print(json.dumps(runs))
+"""
+
+
+def cold_starts(command: Sequence[str], count: int, timeout: float = 600.0) -> list[ColdRun]:
+    """Launch `command` `count` times, one after another, each timed from launch to its first
+    stdout line and to its exit, with its own peak resident memory.
+
+    The launches come from a small helper Python process, not from this one: Linux carries a
+    process's peak RSS across fork and exec, so a child forked straight from this benchmark
+    (which holds several models) would report this process's peak, not its own.
+    """
+    try:
+        helper = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, json.dumps(list(command)), str(count)],
+            capture_output=True, text=True, timeout=timeout, env=_quiet_env(),
+        )
+    except subprocess.TimeoutExpired:
+        raise EdgeError(f"cold-start runs took over {timeout:.0f} s; is edge-classify hanging?") from None
+    if helper.returncode != 0:
+        raise EdgeError(f"cold-start launcher failed: {helper.stderr.strip().splitlines()[-1:]}")
+    return [ColdRun(**run) for run in json.loads(helper.stdout)]
 
 
 def _quiet_env() -> dict[str, str]:
@@ -414,11 +429,10 @@ def run_benchmark(settings: Settings, progress: Callable[[str], None] = lambda _
         if settings.cold_runs > 0 and main_info.manifest:
             command = classify_command() + ["--json", "--model", str(settings.model), *settings.classify_args, str(image)]
             progress(f"cold start: {settings.cold_runs} x {' '.join(command)}")
-            for _ in range(settings.cold_runs):
-                run = cold_start(command)
-                if run.returncode != 0 or not run.first_line.startswith("{"):
-                    raise EdgeError(f"edge-classify failed during the cold-start runs: {run.stderr or run.first_line}")
-                colds.append(run)
+            colds = cold_starts(command, settings.cold_runs)
+            for run in colds:
+                if run.returncode != 0 or not run.first_line.startswith("{") or '"error"' in run.first_line:
+                    raise EdgeError(f"edge-classify failed during the cold-start runs: {run.first_line or run.stderr}")
 
     main = timings["invoke"]
     record: dict[str, Any] = {
