@@ -67,6 +67,8 @@ def convert(
             + f". Nothing written to {out}; see {result.report_dir / 'fidelity.md'}",
             EXIT_SOME_FAILED,
         )
+    for message in result.messages:
+        print(message)
     print(f"wrote {out / result.manifest.model_file} ({len(result.content) / 1024:.0f} KiB) and its manifest")
     if edgetpu:
         compiled, _ = pipeline.compile_edgetpu(out, result.manifest)  # EdgeError -> exit 2 with instructions

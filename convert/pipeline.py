@@ -240,7 +240,24 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
             labels=LABELS,
             info=info,
         )
-    return ConvertResult(result, readiness, content, manifest, Path(report_dir))
+    messages = _remove_stale_edgetpu(options.out, manifest) if manifest else []
+    return ConvertResult(result, readiness, content, manifest, Path(report_dir), messages)
+
+
+def _remove_stale_edgetpu(out: Path, manifest: Manifest) -> list[str]:
+    """A model_edgetpu.* compiled from an earlier model.tflite would silently run old weights: remove it."""
+    compiled_manifest = out / "model_edgetpu.json"
+    if not compiled_manifest.is_file():
+        return []
+    try:
+        source = json.loads(compiled_manifest.read_text()).get("info", {}).get("edgetpu", {}).get("compiled_from")
+    except (OSError, ValueError):
+        source = None
+    if source == manifest.sha256:
+        return []
+    for name in ("model_edgetpu.tflite", "model_edgetpu.json", "model_edgetpu.log"):
+        (out / name).unlink(missing_ok=True)
+    return [f"removed {out / 'model_edgetpu.tflite'}: it was compiled from an earlier model (run with --edgetpu)"]
 
 
 def compile_edgetpu(out: Path, manifest: Manifest) -> tuple[Path, Manifest]:

@@ -104,3 +104,16 @@ def test_swapped_signature_is_caught(records):
     finally:
         q._positions_from_signature = original
     assert good["abnormal"] != good["malignant"]
+
+
+def test_positions_without_a_signature_come_from_the_float_model(records, monkeypatch):
+    """With no usable signature the outputs are matched by fitting the float model: same answer."""
+    from convert import quantize as q
+    from convert.tiny import tiny_model
+
+    model = tiny_model(seed=7)
+    images = q.prepared_images(records[:6], 64)
+    content = q.quantize(model, images)
+    from_signature = q.output_positions(model, content, images[:4])
+    monkeypatch.setattr(q, "_positions_from_signature", lambda *args: None)
+    assert q.output_positions(model, content, images[:4]) == from_signature

@@ -127,3 +127,15 @@ def test_edgetpu_with_a_compiler_on_path(trained, small_mias, tmp_path, monkeypa
     assert read_verified_model(manifest, out / "model_edgetpu.tflite")
     assert manifest.info["edgetpu"]["compiler"] == "Edge TPU Compiler version 0.0.0-fake"
     assert manifest.outputs == load_manifest(out / "model.json").outputs
+
+
+def test_a_new_model_removes_an_edgetpu_model_compiled_from_the_old_one(trained, small_mias, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model_edgetpu.tflite").write_bytes(b"compiled from an older model")
+    (out / "model_edgetpu.json").write_text(json.dumps({"info": {"edgetpu": {"compiled_from": "0" * 64}}}))
+    result = invoke(trained / "final.keras", "--data", small_mias, "--out", out,
+                    "--min-agreement", "0", "--max-auc-drop", "1", "--calibration", "12")
+    assert result.exit_code == 0, result.output
+    assert "compiled from an earlier model" in result.output
+    assert not (out / "model_edgetpu.tflite").exists() and not (out / "model_edgetpu.json").exists()
