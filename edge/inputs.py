@@ -58,7 +58,7 @@ def _walk(folder: Path, suffixes, seen: set, ancestors: tuple) -> Iterator[Item]
     seen.add(key)
     try:
         with os.scandir(folder) as entries:
-            names = sorted((entry.name, entry.is_dir()) for entry in entries if not entry.name.startswith("."))
+            names = sorted((entry.name, _is_dir(entry)) for entry in entries if not entry.name.startswith("."))
     except OSError as exc:
         yield Item(folder, f"{folder}: cannot list folder ({exc.strerror})")
         return
@@ -68,3 +68,12 @@ def _walk(folder: Path, suffixes, seen: set, ancestors: tuple) -> Iterator[Item]
             yield from _walk(child, suffixes, seen, ancestors + (key,))
         elif child.suffix.lower() in suffixes:
             yield Item(child)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """A looping or unreadable link must not lose the whole folder: it is listed as a file and
+    fails on its own when read (is_dir() raises OSError for a link that loops, ELOOP)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False

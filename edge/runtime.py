@@ -41,15 +41,7 @@ def runtime_version(choice: str = "auto") -> str:
 def make_interpreter(model_content: bytes, threads: int = 2, delegate: str = "", runtime: str = "auto") -> Any:
     """An allocated interpreter for `model_content`, with an optional delegate library (Edge TPU)."""
     interpreter_class, load_delegate, distribution = _import_runtime(runtime)
-    delegates = []
-    if delegate:
-        try:
-            delegates.append(load_delegate(delegate))
-        except (ValueError, OSError, RuntimeError) as exc:
-            raise EdgeError(
-                f"cannot load delegate {delegate} ({exc}); is the library installed and the "
-                "accelerator plugged in? (Coral: install libedgetpu1-std and replug the USB stick)"
-            ) from None
+    delegates = [_load_delegate(load_delegate, delegate)] if delegate else []
     try:
         interpreter = interpreter_class(
             model_content=model_content, num_threads=threads, experimental_delegates=delegates or None
@@ -58,3 +50,27 @@ def make_interpreter(model_content: bytes, threads: int = 2, delegate: str = "",
     except (ValueError, RuntimeError) as exc:
         raise EdgeError(f"{distribution} cannot load the model ({str(exc).strip().splitlines()[0]})") from None
     return interpreter
+
+
+def _load_delegate(load_delegate, library: str) -> Any:
+    """The delegate, or an EdgeError. A failed load leaves a half-built Delegate whose __del__
+    raises AttributeError ("Exception ignored in ... Traceback" on stderr at exit); it is
+    collected here, with that one unraisable report silenced, so the user sees one clean line."""
+    import gc
+    import sys
+
+    problem = None
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        try:
+            return load_delegate(library)
+        except (ValueError, OSError, RuntimeError) as exc:
+            problem = str(exc)
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    raise EdgeError(
+        f"cannot load delegate {library} ({problem}); is the library installed and the "
+        "accelerator plugged in? (Coral: install libedgetpu1-std and replug the USB stick)"
+    )
