@@ -134,7 +134,8 @@ def test_an_unexpected_exception_in_one_scan_does_not_end_the_batch(classifier, 
         ([], "give at least one scan"),
         (["{scan}", "--device", "pdp11"], "known devices: coral-devboard, coral-usb, rpi4, rpi5, x86"),
         (["{scan}", "--model", "{tmp}/nothing.tflite"], "model file not found"),
-        (["{scan}", "--device", "x86", "--config", "{tmp}/b.toml"], "not both"),
+        (["{scan}", "--device", "x86", "--config", "{tmp}/b.toml"], "not allowed with argument"),
+        (["{scan}", "--frobnicate"], "unrecognized arguments"),
         (["{scan}", "--force"], "only makes sense with --log"),
         (["{scan}", "--threads", "0"], "--threads"),
     ],
@@ -340,3 +341,17 @@ def test_only_what_the_options_need_is_imported(model_file, scans):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "loaded: []" in result.stderr
+
+
+def test_exit_statuses_agree_with_cli_common():
+    from edge import classify_cli, cli_common
+
+    assert (classify_cli.EXIT_OK, classify_cli.EXIT_SOME_FAILED, classify_cli.EXIT_SETUP) == (
+        cli_common.EXIT_OK, cli_common.EXIT_SOME_FAILED, cli_common.EXIT_SETUP)
+
+
+def test_help_lists_every_option():
+    result = run_classify("--help")
+    assert result.returncode == 0
+    for option in ("--model", "--device", "--config", "--json", "--overlay", "--log", "--threads", "--camera", "--force", "--log-patient-id"):
+        assert option in result.stdout
