@@ -103,12 +103,17 @@ class Timing:
     stages: dict[str, list[float]] = field(default_factory=dict)
 
 
-def interleave(tasks: dict[str, Task], runs: int, warmup: int, clock: Callable[[], int] = time.perf_counter_ns) -> dict[str, Timing]:
+def interleave(
+    tasks: dict[str, Task], runs: int, warmup: int, sequential: bool = False, clock: Callable[[], int] = time.perf_counter_ns
+) -> dict[str, Timing]:
     """Run every task `warmup` times (not counted), then `runs` rounds of every task once each.
 
     Round r starts at task r mod n, so no task always follows the same neighbour. The first
     call of each task is kept as its "first inference" (it is also the first warm-up call, or
     the first timed run when there is no warm-up, as in `benchmark_model`).
+    `sequential` runs each task's warm-up and runs in one block instead, one task after the
+    other: an Edge TPU keeps one model's parameters on chip, and alternating models would make
+    every invoke reload them over USB.
     """
     if runs < 1:
         raise EdgeError("--runs must be at least 1")
@@ -127,6 +132,10 @@ def interleave(tasks: dict[str, Task], runs: int, warmup: int, clock: Callable[[
             timings[name].first = elapsed
         return elapsed, stages
 
+    if sequential:
+        for name in names:
+            timings.update(interleave({name: tasks[name]}, runs, warmup, clock=clock))
+        return timings
     for _ in range(warmup):
         for name in names:
             timings[name].warmup.append(call(name)[0])
@@ -353,13 +362,15 @@ def cpu_model() -> str:
     for line in text.splitlines():
         key, _, value = line.partition(":")
         fields.setdefault(key.strip(), value.strip())
-    for key in ("model name", "Model", "Hardware", "cpu model", "Processor"):
+    if fields.get("model name"):
+        return fields["model name"]
+    implementer, part = fields.get("CPU implementer"), fields.get("CPU part")
+    if implementer == "0x41":  # ARM Ltd (64-bit Raspberry Pi OS gives no model name): the usual board cores
+        names = {"0xd03": "Cortex-A53", "0xd08": "Cortex-A72", "0xd0b": "Cortex-A76"}
+        return f"ARM {names.get(part or '', 'part ' + str(part))}"
+    for key in ("Hardware", "cpu model", "Processor", "Model"):
         if fields.get(key):
             return fields[key]
-    implementer, part = fields.get("CPU implementer"), fields.get("CPU part")
-    if implementer == "0x41":  # ARM Ltd: name the common Raspberry Pi cores
-        names = {"0xd03": "Cortex-A53", "0xd08": "Cortex-A72", "0xd0b": "Cortex-A76"}
-        return f"ARM {names.get(part or '', part or 'CPU')}"
     return platform.processor() or platform.machine()
 
 
@@ -391,6 +402,7 @@ class Settings:
     compare: list[Path] = field(default_factory=list)
     classify_args: list[str] = field(default_factory=list)  # device options passed on to edge-classify
     make_classifier: Callable[[], Any] | None = None
+    schedule: str = "auto"  # interleaved, sequential, or auto: sequential with a delegate (Edge TPU), else interleaved
 
 
 def run_benchmark(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
@@ -421,8 +433,13 @@ def run_benchmark(settings: Settings, progress: Callable[[str], None] = lambda _
             classifier_ms = _r((time.perf_counter() - begin) * 1000)
             tasks["end_to_end"] = end_to_end_task(classifier, image)
 
-        progress(f"timing {', '.join(tasks)}: {settings.warmup} warm-up + {settings.runs} runs, interleaved")
-        timings = interleave(tasks, settings.runs, settings.warmup)
+        schedule = settings.schedule
+        if schedule == "auto":
+            schedule = "sequential" if settings.delegate else "interleaved"
+        if schedule not in ("interleaved", "sequential"):
+            raise EdgeError(f"unknown schedule {schedule!r}; use auto, interleaved or sequential")
+        progress(f"timing {', '.join(tasks)}: {settings.warmup} warm-up + {settings.runs} runs, {schedule}")
+        timings = interleave(tasks, settings.runs, settings.warmup, sequential=schedule == "sequential")
 
         colds: list[ColdRun] = []
         command: list[str] = []
@@ -447,7 +464,9 @@ def run_benchmark(settings: Settings, progress: Callable[[str], None] = lambda _
         "delegate": settings.delegate,
         "runs": settings.runs,
         "warmup": settings.warmup,
-        "interleaved": list(tasks),
+        "schedule": schedule,
+        "interleaved": list(tasks) if schedule == "interleaved" else [],
+        "tasks": list(tasks),
         "image": image_record,
         "model": asdict(main_info),
         "load_ms": main_info.load_ms,
@@ -508,8 +527,9 @@ def format_table(record: dict[str, Any]) -> str:
         f"runtime   {record['runtime']}, {record['threads']} threads, delegate: {record['delegate'] or 'none (CPU)'}",
         f"model     {model['path']} ({model['size_bytes'] / 1e6:.2f} MB, sha256 {model['sha256'][:12]}..., input {shape})",
         f"image     {record['image'].get('note') or record['image']['source']}",
-        f"runs      {record['warmup']} warm-up (not counted), then {record['runs']} timed, interleaved round-robin: "
-        + ", ".join(record["interleaved"]),
+        f"runs      {record['warmup']} warm-up (not counted), then {record['runs']} timed, "
+        + ("interleaved round-robin: " if record["schedule"] == "interleaved" else "one task after the other: ")
+        + ", ".join(record["tasks"]),
         "",
         f"model load {record['load_ms']:.1f} ms; first inference {record['first_inference_ms']:.2f} ms",
         "",
@@ -536,7 +556,7 @@ def format_table(record: dict[str, Any]) -> str:
     if record["compare"]:
         lines += [
             "",
-            "compared, bare invoke in the same interleaved loop (ratio = its median / main model's median):",
+            f"compared, bare invoke, {record['schedule']} in the same run (ratio = its median / main model's median):",
             f"{'model':<40}{'input':>22}{'median ms':>11}{'ratio':>8}{'paired':>8}",
             f"{_short(model['path']):<40}{shape:>22}{record['invoke']['median_ms']:>11.3f}{1.0:>8.2f}{'':>8}",
         ]

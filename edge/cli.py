@@ -30,9 +30,10 @@ def bench(
     compare: list[Path] = typer.Option([], "--compare", help="Other .tflite files, timed in the same loop: --compare A.tflite B.tflite"),
     as_json: bool = typer.Option(False, "--json", help="Print the machine-readable record instead of the table."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON record to this file."),
+    schedule: str = typer.Option("auto", "--schedule", help="interleaved, sequential, or auto (sequential with a delegate: an Edge TPU caches one model)."),
 ) -> None:
     """Benchmark a model on this board, the way TFLite's benchmark_model does (warm-up, then timed runs)."""
-    _bench(model, device, config, threads, runs, warmup, cold_runs, image, compare, as_json, out)
+    _bench(model, device, config, threads, runs, warmup, cold_runs, image, compare, as_json, out, schedule)
 
 
 def _bench_board(device: Optional[str], config: Optional[Path]):
@@ -44,7 +45,7 @@ def _bench_board(device: Optional[str], config: Optional[Path]):
 
 
 @friendly_errors
-def _bench(model, device, config, threads, runs, warmup, cold_runs, image, compare, as_json, out) -> None:
+def _bench(model, device, config, threads, runs, warmup, cold_runs, image, compare, as_json, out, schedule) -> None:
     import json
     import sys
 
@@ -75,6 +76,7 @@ def _bench(model, device, config, threads, runs, warmup, cold_runs, image, compa
         compare=[Path(p) for p in compare],
         classify_args=passed_on + ["--threads", str(threads)],
         make_classifier=lambda: Classifier(model, threads=threads, delegate=board.delegate, runtime=board.runtime),
+        schedule=schedule,
     )
     progress = (lambda _: None) if as_json else (lambda message: print(message, file=sys.stderr, flush=True))
     record = lib.run_benchmark(settings, progress)

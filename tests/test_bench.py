@@ -143,7 +143,7 @@ def test_compare_ratios_are_each_model_against_the_main_one(record):
         assert other["ratio"] == pytest.approx(other["invoke"]["median_ms"] / main_median, rel=1e-3)
         assert other["paired_ratio_median"] > 0
         assert other["model"]["manifest"] is False and other["model"]["inputs"][0]["dtype"] == "uint8"
-    assert record["interleaved"] == ["invoke", "compare0", "compare1", "end_to_end"]
+    assert record["interleaved"] == ["invoke", "compare0", "compare1", "end_to_end"] and record["schedule"] == "interleaved"
 
 
 def test_cli_compare_takes_several_files_after_one_option(models):
@@ -187,3 +187,11 @@ def test_setup_errors_are_one_clear_line_and_exit_2(models, args, words):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_sequential_schedule_runs_each_task_in_one_block():
+    calls: list[str] = []
+    tasks = {name: (lambda name=name: calls.append(name)) for name in "ab"}
+    timings = bench.interleave(tasks, runs=3, warmup=1, sequential=True)
+    assert calls == list("aaaa" "bbbb")
+    assert all(len(t.runs) == 3 and len(t.warmup) == 1 for t in timings.values())
