@@ -126,10 +126,12 @@ def _read(source: Source, options: Options) -> np.ndarray:
 
 
 def _file_hash(source: Source) -> str:
+    from edge.decode import check_scan_file
     from edge.fileio import sha256_bytes, sha256_file
 
     if source.pixels is not None:
         return sha256_bytes(np.ascontiguousarray(source.pixels).tobytes())
+    check_scan_file(source.path)  # a FIFO named .png must fail here, not block open() forever
     try:
         return sha256_file(source.path)
     except FileNotFoundError:
@@ -155,10 +157,11 @@ def _patient(source: Source, options: Options) -> dict[str, str] | None:
 def _looks_like_dicom(path: Path) -> bool:
     if path.suffix.lower() == ".dcm":
         return True
+    from edge.decode import check_scan_file
+
     try:
-        with open(path, "rb") as handle:
-            return handle.read(132)[128:] == b"DICM"
-    except OSError:
+        return check_scan_file(path)[128:] == b"DICM"  # never a blocking open() of a FIFO
+    except EdgeError:
         return False
 
 

@@ -38,7 +38,7 @@ class ColourScanWarning(UserWarning):
 def read_scan(path: str | Path) -> np.ndarray:
     """Return the scan at `path` as a 2-D array (uint8, uint16 or float32), pixels untouched."""
     path = Path(path)
-    head = _check_regular_file(path)
+    head = check_scan_file(path)
     if path.suffix.lower() == ".dcm" or head[_DICOM_MAGIC_OFFSET:] == _DICOM_MAGIC:
         from edge.dicom import read_dicom  # optional extra; imported only for DICOM files
 
@@ -86,8 +86,12 @@ def check_size(path: Path, size: tuple[int, int]) -> None:
 _check_size = check_size  # the earlier private name
 
 
-def _check_regular_file(path: Path) -> bytes:
-    """The first bytes of `path` after checking it is a non-empty regular file we may read."""
+def check_scan_file(path: str | Path) -> bytes:
+    """The first 132 bytes of `path` after checking it is a non-empty regular file we may read.
+
+    Call it before anything else opens a scan (hashing it, sniffing it): a plain open() of a
+    FIFO blocks until some writer comes, which on a board means forever."""
+    path = Path(path)
     try:
         info = path.stat()  # follows symlinks: a dangling one is "no such file", a loop is ELOOP
     except FileNotFoundError:

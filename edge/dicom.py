@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.decode import check_size
+from edge.decode import check_scan_file, check_size
 from edge.errors import EdgeError
 
 INSTALL_HINT = "DICOM support needs: pip install mias-edge[dicom]"
@@ -73,6 +73,7 @@ def patient_id(path: str | Path) -> str | None:
     """
     path = Path(path)
     try:
+        check_scan_file(path)  # never open a FIFO or a device
         pydicom = _import_pydicom(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
