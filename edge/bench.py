@@ -179,8 +179,16 @@ def load_bare(path: str | Path, threads: int, delegate: str = "", runtime: str =
     inputs = [
         {"shape": [int(n) for n in d["shape"]], "dtype": np.dtype(d["dtype"]).name} for d in interpreter.get_input_details()
     ]
-    info = ModelInfo(str(path), sha256_bytes(content), len(content), inputs, _r(load * 1000), manifest_path_for(path).is_file())
+    info = ModelInfo(_shown(path), sha256_bytes(content), len(content), inputs, _r(load * 1000), manifest_path_for(path).is_file())
     return interpreter, info
+
+
+def _shown(path: Path) -> str:
+    """A path as the record shows it: relative to the working folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def random_inputs(interpreter: Any, seed: int = 0) -> None:
@@ -417,7 +425,7 @@ def run_benchmark(settings: Settings, progress: Callable[[str], None] = lambda _
                 "note": f"no --image given: a synthetic {SYNTHETIC_SIDE}x{SYNTHETIC_SIDE} uint8 scan made in memory",
             }
         else:
-            image, image_record = settings.image, {"source": str(settings.image)}
+            image, image_record = settings.image, {"source": _shown(Path(settings.image))}
         from edge.decode import read_scan
 
         scan = read_scan(image)
