@@ -539,7 +539,12 @@ def format_table(record: dict[str, Any]) -> str:
         + ("interleaved round-robin: " if record["schedule"] == "interleaved" else "one task after the other: ")
         + ", ".join(record["tasks"]),
         "",
-        f"model load {record['load_ms']:.1f} ms; first inference {record['first_inference_ms']:.2f} ms",
+        f"model load {record['load_ms']:.1f} ms; first inference {record['first_inference_ms']:.2f} ms"
+        + (
+            f"; Classifier (manifest, sha256 check, interpreter) {record['classifier_init_ms']:.1f} ms"
+            if record["classifier_init_ms"] is not None
+            else ""
+        ),
         "",
         f"{'ms':<28}{'count':>6}{'min':>9}{'median':>9}{'mean':>9}{'p90':>9}{'p99':>9}{'max':>9}{'std':>8}",
         _row("invoke (bare)", record["invoke"]),
