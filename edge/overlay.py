@@ -9,6 +9,7 @@ shown as they are (0..1), not stretched, so a scan the model finds unremarkable 
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
@@ -35,31 +36,42 @@ def colour_ramp(heat: np.ndarray) -> np.ndarray:
     return RAMP[low] * (1.0 - frac) + RAMP[low + 1] * frac
 
 
-def heat_on_scan(heatmap: np.ndarray, geometry, shape: tuple[int, int]) -> np.ndarray:
-    """The heat-map (h, w) on the model-input grid -> float32 `shape` covering the scan, 0 outside the crop."""
+_PALETTE = np.rint(colour_ramp(np.arange(256) / 255.0)).astype(np.uint8).ravel().tolist()
+"""The ramp as a 256-colour palette: heat levels 0..255 -> RGB, applied by Pillow in C."""
+
+
+def heat_image(heatmap: np.ndarray, geometry, shape: tuple[int, int]) -> Image.Image:
+    """The heat-map (h, w, values 0..1) on the model-input grid -> an 8-bit image of `shape`
+    (rows, cols) covering the scan: resized onto the crop box, mirrored back, 0 outside the box."""
     scale_r, scale_c = shape[0] / geometry.scan_shape[0], shape[1] / geometry.scan_shape[1]
     width = max(1, int(round(geometry.side * scale_c)))
     height = max(1, int(round(geometry.side * scale_r)))
-    heat = Image.fromarray(np.ascontiguousarray(heatmap, dtype=np.float32), mode="F")
-    heat = heat.resize((width, height), Image.Resampling.BILINEAR)
-    canvas = Image.new("F", (shape[1], shape[0]), 0.0)
+    levels = np.rint(np.clip(heatmap, 0.0, 1.0) * 255.0).astype(np.uint8)
+    heat = Image.fromarray(levels, mode="L").resize((width, height), Image.Resampling.BILINEAR)
+    canvas = Image.new("L", (shape[1], shape[0]), 0)
     canvas.paste(heat, (int(round(geometry.left * scale_c)), int(round(geometry.top * scale_r))))
-    out = np.asarray(canvas, dtype=np.float32)
-    return out[:, ::-1] if geometry.flipped else out
+    return canvas.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if geometry.flipped else canvas
+
+
+def heat_on_scan(heatmap: np.ndarray, geometry, shape: tuple[int, int]) -> np.ndarray:
+    """`heat_image` as float32 0..1."""
+    return np.asarray(heat_image(heatmap, geometry, shape), dtype=np.float32) / 255.0
 
 
 def render(scan: np.ndarray, result, max_side: int = MAX_SIDE) -> Image.Image:
     """An RGB picture: a text band with `result`'s answer above `scan` (at most `max_side` pixels a
-    side) with the heat-map blended in and its peak circled. The band does not hide any of the scan."""
+    side) with the heat-map blended in and its peak circled. The band does not hide any of the scan.
+    All pixel work is done by Pillow on 8-bit images: fast and small on a Pi."""
     grey = Image.fromarray(_to_uint8(scan), mode="L")
     factor = max(grey.size) / max_side
     if factor > 1:
         grey = grey.resize((max(1, round(grey.width / factor)), max(1, round(grey.height / factor))), Image.Resampling.BOX)
-    base = np.asarray(grey, dtype=np.float32)[..., None]
-    heat = heat_on_scan(result.heatmap, result.geometry, base.shape[:2])
-    alpha = (OPACITY * heat)[..., None]
-    rgb = base * (1.0 - alpha) + colour_ramp(heat) * alpha
-    scan_rgb = Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), mode="RGB")
+    heat = heat_image(result.heatmap, result.geometry, (grey.height, grey.width))
+    colour = heat.copy()
+    colour.putpalette(_PALETTE)  # an "L" image with a palette becomes a "P" image
+    colour = colour.convert("RGB")
+    alpha = heat.point([int(round(OPACITY * level)) for level in range(256)])
+    scan_rgb = Image.composite(colour, grey.convert("RGB"), alpha)
     lines = _lines(result)
     size = max(10, min(24, max(scan_rgb.width, 400) // 45))
     pad = size // 2
@@ -81,7 +93,7 @@ def render(scan: np.ndarray, result, max_side: int = MAX_SIDE) -> Image.Image:
 def write(path: str | Path, scan: np.ndarray, result, max_side: int = MAX_SIDE) -> Path:
     """Render and write the PNG atomically (a killed run leaves the old file or none, never half)."""
     buffer = io.BytesIO()
-    render(scan, result, max_side).save(buffer, format="PNG", compress_level=3)
+    render(scan, result, max_side).save(buffer, format="PNG", compress_level=1)  # speed over bytes
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
 
@@ -97,6 +109,7 @@ def _lines(result) -> list[str]:
     return lines
 
 
+@functools.lru_cache(maxsize=4)
 def _font(size: int):
     try:
         return ImageFont.load_default(size=size)  # scalable with FreeType (Pillow >= 10.1)
