@@ -110,16 +110,16 @@ def test_a_failed_scan_is_one_error_and_the_batch_goes_on(model_file, scans, tmp
 def test_an_unexpected_exception_in_one_scan_does_not_end_the_batch(classifier, scans, monkeypatch):
     from edge import batch
 
-    real = classifier.classify
+    real = classifier.postprocess
     calls = []
 
-    def flaky(scan):
+    def flaky(raw, prepared):
         calls.append(1)
         if len(calls) == 1:
             raise ZeroDivisionError("a bug")
-        return real(scan)
+        return real(raw, prepared)
 
-    monkeypatch.setattr(classifier, "classify", flaky)
+    monkeypatch.setattr(classifier, "postprocess", flaky)
     out, err = io.StringIO(), io.StringIO()
     sources = [batch.Source(str(p), p) for p in scans[:2]]
     tally = batch.run_batch(classifier, sources, batch.Options(as_json=True, out=out, err=err))
