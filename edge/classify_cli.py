@@ -64,8 +64,24 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         status = 130
-    sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (`edge-classify DIR | head -1`): stop, no traceback
+        _drop_stdout()
+        print("error: output closed (broken pipe); stopped before the end of the batch", file=sys.stderr)
+        status = 141  # 128 + SIGPIPE, what a shell reports for a tool stopped this way
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
     sys.exit(status)
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so Python's own flush at exit cannot raise again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 classify_app = main  # edge.cli calls classify_app(), as it would a Typer app

@@ -213,3 +213,30 @@ def test_overlay_and_report_writes_survive_kill_9(scan_dir, tiny_model_dir, tmp_
     assert [item.path.name for item in expand([out])] == sorted(p.name for p in out.glob("overlay*.png"))
     record_figures("atomic_writes", {"sigkills": WRITER_KILLS, "half_written_files": 0,
                                      "hidden_tmp_leftovers": leftovers})
+
+
+def test_a_closed_output_pipe_stops_the_batch_without_a_traceback(scan_dir, tiny_model_dir):
+    """`edge-classify DIR --json | head -1`: the reader goes away after one line."""
+    command = [shutil.which("edge-classify"), str(scan_dir), "--model", str(tiny_model_dir / "model.tflite"), "--json"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert json.loads(process.stdout.readline())["file"]
+        process.stdout.close()  # the next write gets EPIPE
+        _, stderr = process.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert b"Traceback" not in stderr, stderr.decode()
+    assert stderr.decode().strip().splitlines() == ["error: output closed (broken pipe); stopped before the end of the batch"]
+    assert process.returncode == 141
+
+
+def test_a_results_log_that_is_not_a_database_is_refused(scan_dir, tiny_model_dir, tmp_path):
+    log = tmp_path / "log.db"
+    log.write_text("scan results, typed by hand\n")
+    command = [shutil.which("edge-classify"), str(scan_dir), "--model", str(tiny_model_dir / "model.tflite"), "--log", str(log)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: {log}: cannot use this file as a results log (file is not a database)"]
+    assert log.read_text() == "scan results, typed by hand\n"  # left as it was
