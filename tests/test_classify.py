@@ -355,3 +355,22 @@ def test_help_lists_every_option():
     assert result.returncode == 0
     for option in ("--model", "--device", "--config", "--json", "--overlay", "--log", "--threads", "--camera", "--force", "--log-patient-id"):
         assert option in result.stdout
+
+
+def test_a_blank_scan_is_classified_with_a_quality_note(classifier, model_file, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.zeros((600, 500), np.uint8)).save(blank)
+    record = classifier.classify(read_scan(blank)).to_record()
+    assert record["quality"] and record["label"] in LABELS
+    result = run_classify(blank, "--model", model_file)
+    assert result.returncode == 0 and "check the scan" in result.stdout and "1 with a scan-quality note" in result.stdout
+
+
+def test_without_a_packaged_model_the_error_says_what_to_do(monkeypatch, tmp_path):
+    from edge import classifier as classifier_module
+    from edge.classify_cli import _classifier
+    from edge.device import default_config
+
+    monkeypatch.setattr(classifier_module, "default_model_path", lambda variant="model.tflite": tmp_path / variant)
+    with pytest.raises(EdgeError, match="no packaged model model.tflite.*--model FILE"):
+        _classifier(default_config(), None, None)
