@@ -374,3 +374,11 @@ def test_without_a_packaged_model_the_error_says_what_to_do(monkeypatch, tmp_pat
     monkeypatch.setattr(classifier_module, "default_model_path", lambda variant="model.tflite": tmp_path / variant)
     with pytest.raises(EdgeError, match="no packaged model model.tflite.*--model FILE"):
         _classifier(default_config(), None, None)
+
+
+def test_the_tiny_contract_model_runs_too(tiny_model_dir, scans):
+    """Whatever model ships, the runner keeps working with any model that obeys the contract."""
+    result = run_classify(*scans[:2], "--model", tiny_model_dir / "model.tflite", "--json")
+    assert result.returncode == 0, result.stderr
+    records = json_lines(result.stdout)
+    assert len(records) == 2 and all(KEYS <= set(r) for r in records)
