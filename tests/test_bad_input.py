@@ -134,9 +134,14 @@ def corpus(scan, tmp_path_factory) -> list[Case]:
 
 
 def test_pillow_never_loads_truncated_images():
-    import edge.cli  # noqa: F401 - every device module is imported by now: none may flip the switch
-    import edge.decode  # noqa: F401
+    """No device module may turn on Pillow's global switch that zero-fills truncated files."""
+    import importlib
+    import pkgutil
 
+    import edge
+
+    for module in pkgutil.walk_packages(edge.__path__, "edge."):
+        importlib.import_module(module.name)
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
 
 
