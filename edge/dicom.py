@@ -36,26 +36,29 @@ def read_dicom(path: str | Path) -> np.ndarray:
         dataset = _read(path, pydicom)
         if not any(keyword in dataset for keyword in _PIXEL_KEYWORDS):
             raise EdgeError(f"{path}: DICOM file has no pixel data (a report or structured document, not an image)")
-        try:
-            rows, columns = int(dataset.Rows), int(dataset.Columns)
-        except (AttributeError, TypeError, ValueError):
-            raise EdgeError(f"{path}: DICOM image lacks a valid Rows/Columns size") from None
+        rows, columns = _whole(path, dataset, "Rows", None), _whole(path, dataset, "Columns", None)
         check_size(path, (columns, rows))  # before the pixel data is decoded and allocated
-        frames = int(dataset.get("NumberOfFrames", 1) or 1)
+        frames = _whole(path, dataset, "NumberOfFrames", 1)
         if frames > 1:
             raise EdgeError(f"{path}: DICOM image has {frames} frames (tomosynthesis?); only single images are read")
-        if int(dataset.get("SamplesPerPixel", 1) or 1) != 1:
+        if _whole(path, dataset, "SamplesPerPixel", 1) != 1:
             raise EdgeError(f"{path}: colour DICOM image ({dataset.get('PhotometricInterpretation', '?')}); scans are greyscale")
         try:
             pixels = dataset.pixel_array
             pixels = apply_modality_lut(pixels, dataset)
-            pixels = apply_voi_lut(pixels, dataset)
         except MemoryError:
             raise EdgeError(f"{path}: not enough memory to decode this DICOM image") from None
         except Exception as exc:  # noqa: BLE001 - pixel handlers raise many types; messages name syntaxes, not people
-            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
-            raise EdgeError(f"{path}: DICOM pixel data cannot be decoded ({first})") from None
+            raise EdgeError(f"{path}: DICOM pixel data cannot be decoded ({_first_line(exc)})") from None
+        window_problem = None
+        try:
+            pixels = apply_voi_lut(pixels, dataset)
+        except Exception as exc:  # noqa: BLE001 - e.g. a zero window width, an unknown VOI LUT function
+            window_problem = _first_line(exc)
         photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if window_problem:
+        # The window is a display suggestion; the pixels are intact and prepare() sets the contrast.
+        warnings.warn(f"{path}: DICOM display window ignored ({window_problem})", DicomWindowWarning, stacklevel=2)
     pixels = np.asarray(pixels, dtype=np.float32)
     if pixels.shape != (rows, columns):
         raise EdgeError(f"{path}: DICOM pixel data has shape {pixels.shape}, expected {rows}x{columns}")
@@ -64,6 +67,28 @@ def read_dicom(path: str | Path) -> np.ndarray:
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
         pixels = (high + low) - pixels
     return pixels
+
+
+def _whole(path: Path, dataset, keyword: str, default: int | None) -> int:
+    """An integer header field; a missing one takes `default` (None: required)."""
+    try:
+        value = dataset.get(keyword)
+        if value is None or value == "":
+            if default is None:
+                raise ValueError
+            return default
+        return int(value)
+    except Exception:  # noqa: BLE001 - a malformed value (text, a list...) of any kind
+        raise EdgeError(f"{path}: DICOM image has no valid {keyword}") from None
+
+
+class DicomWindowWarning(UserWarning):
+    """The file's VOI LUT or window could not be applied; the scan was read without it."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
+    return "".join(char if char.isprintable() else "?" for char in text)
 
 
 def patient_id(path: str | Path) -> str | None:

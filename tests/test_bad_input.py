@@ -303,3 +303,24 @@ def test_dicom_errors_and_pixels_never_carry_patient_fields(tmp_path):
     assert "Leak" not in str(caught.value) and "PID-LEAK" not in str(caught.value)
     assert patient_id(good) == "PID-LEAK-1"  # only when asked
     assert patient_id(tmp_path / "missing.dcm") is None
+
+
+def test_a_dicom_with_a_broken_display_window_is_read_without_it(tmp_path):
+    from edge.dicom import DicomWindowWarning
+
+    pixels = (np.arange(64 * 64).reshape(64, 64) % 4096).astype(np.uint16)
+    path = write_dicom(tmp_path / "zero_width.dcm", pixels, RescaleSlope=2, RescaleIntercept=-100, WindowCenter=40, WindowWidth=0)
+    with pytest.warns(DicomWindowWarning, match="zero_width.dcm: DICOM display window ignored"):
+        decoded = read_scan(path)
+    assert np.array_equal(decoded, pixels * 2.0 - 100)
+
+
+def test_a_dicom_without_its_size_fields_is_one_clear_error(tmp_path):
+    import pydicom
+
+    path = write_dicom(tmp_path / "no_rows.dcm", np.zeros((8, 8), np.uint16))
+    dataset = pydicom.dcmread(path)
+    del dataset.Rows
+    dataset.save_as(path)
+    with pytest.raises(EdgeError, match=r"no_rows.dcm: DICOM image has no valid Rows"):
+        read_scan(path)

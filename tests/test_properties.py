@@ -41,7 +41,7 @@ HEADERS = [
     b"GIF89a",
     bytes(128) + b"DICM",
 ]
-counts: dict[str, int] = {"random bytes": 0, "odd images": 0, "mutated real files": 0}
+counts: dict[str, int] = {"random bytes": 0, "odd images": 0, "mutated real files": 0, "odd DICOM files": 0}
 
 
 def _check(path: Path) -> None:
@@ -175,9 +175,56 @@ def test_damaged_real_files_give_a_result_or_edge_error(small_files, data):
     _check(_write(bytes(damaged), suffix))
 
 
+DICOM_CASES = 150
+
+
+@st.composite
+def odd_dicoms(draw):
+    """Greyscale DICOMs with every bit depth, sign, photometric, rescale and window a scanner might write."""
+    rows, columns = draw(st.integers(1, 48)), draw(st.integers(1, 48))
+    allocated = draw(st.sampled_from([8, 16]))
+    stored = draw(st.integers(1, allocated))
+    signed = draw(st.booleans())
+    low, high = (-(2 ** (stored - 1)), 2 ** (stored - 1) - 1) if signed else (0, 2**stored - 1)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    content = draw(st.sampled_from(["noise", "constant", "extremes"]))
+    if content == "noise":
+        pixels = rng.integers(low, high + 1, (rows, columns))
+    elif content == "constant":
+        pixels = np.full((rows, columns), draw(st.sampled_from([low, 0, high])))
+    else:
+        pixels = np.where(rng.random((rows, columns)) < 0.5, low, high)
+    dtype = {(8, False): np.uint8, (8, True): np.int8, (16, False): np.uint16, (16, True): np.int16}[(allocated, signed)]
+    fields = {}
+    if draw(st.booleans()):
+        fields["RescaleSlope"] = draw(st.sampled_from([1, 0.5, 2, -1, 0, 1e-6, 1e6]))
+        fields["RescaleIntercept"] = draw(st.sampled_from([0, -1024, 32768, -1e9]))
+    if draw(st.booleans()):
+        fields["WindowCenter"] = draw(st.sampled_from([0, 40, 2048, -500, 1e9]))
+        fields["WindowWidth"] = draw(st.sampled_from([1, 2, 400, 4096, 0, -10]))
+        if draw(st.booleans()):
+            fields["VOILUTFunction"] = draw(st.sampled_from(["LINEAR", "LINEAR_EXACT", "SIGMOID", "BOGUS"]))
+    photometric = draw(st.sampled_from(["MONOCHROME1", "MONOCHROME2"]))
+    return pixels.astype(dtype), photometric, stored, fields
+
+
+@settings(max_examples=DICOM_CASES, **SETTINGS)
+@given(case=odd_dicoms())
+def test_odd_dicom_files_give_a_result_or_edge_error(case):
+    from test_bad_input import write_dicom
+
+    pixels, photometric, stored, fields = case
+    counts["odd DICOM files"] += 1
+    path = Path(_SCRATCH.name) / "case.dcm"
+    path.unlink(missing_ok=True)
+    write_dicom(path, pixels, photometric, stored, **fields)
+    _check(path)
+
+
 def test_zz_record_property_counts():
     """Runs after the properties above (file order): the counts the README table quotes."""
     if not all(counts.values()):
         pytest.skip("run with the property tests to record their counts")
-    assert counts == {"random bytes": RANDOM_BYTES, "odd images": ODD_IMAGES, "mutated real files": MUTATIONS}
+    assert counts == {"random bytes": RANDOM_BYTES, "odd images": ODD_IMAGES, "mutated real files": MUTATIONS,
+                      "odd DICOM files": DICOM_CASES}
     record_figures("property_cases", {**counts, "total": sum(counts.values())})

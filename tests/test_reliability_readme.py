@@ -7,7 +7,7 @@ import json
 import re
 
 from test_bad_input import REPO, SUMMARY
-from test_properties import MUTATIONS, ODD_IMAGES, RANDOM_BYTES
+from test_properties import DICOM_CASES, MUTATIONS, ODD_IMAGES, RANDOM_BYTES
 from test_reliability import KILL_AFTER_ROWS, N_SCANS, WRITER_KILLS
 from test_trust import TAMPER_CASES
 
@@ -27,8 +27,10 @@ def _table() -> dict[str, tuple[str, str]]:
 def test_summary_matches_the_test_code():
     summary = json.loads(SUMMARY.read_text())
     kill9, writes = summary["kill9"], summary["atomic_writes"]
-    assert summary["property_cases"] == {"random bytes": RANDOM_BYTES, "odd images": ODD_IMAGES,
-                                         "mutated real files": MUTATIONS, "total": RANDOM_BYTES + ODD_IMAGES + MUTATIONS}
+    assert summary["property_cases"] == {
+        "random bytes": RANDOM_BYTES, "odd images": ODD_IMAGES, "mutated real files": MUTATIONS,
+        "odd DICOM files": DICOM_CASES, "total": RANDOM_BYTES + ODD_IMAGES + MUTATIONS + DICOM_CASES,
+    }
     assert kill9["trials"] == len(KILL_AFTER_ROWS) and kill9["sigkills"] == sum(map(len, KILL_AFTER_ROWS))
     assert kill9["scans_per_trial"] == N_SCANS and kill9["rows_lost"] == 0 and kill9["scans_logged_twice"] == 0
     assert kill9["integrity_check"] == "ok"
@@ -56,4 +58,5 @@ def test_readme_table_quotes_the_summary():
     counts = summary["property_cases"]
     prose = re.sub(r"\s+", " ", (REPO / "README.md").read_text(encoding="utf-8"))
     assert (f"{counts['random bytes']} random byte strings" in prose and f"{counts['odd images']} odd but valid images" in prose
-            and f"{counts['mutated real files']} real scans with flipped bytes" in prose)
+            and f"{counts['mutated real files']} real scans with flipped bytes" in prose
+            and f"{counts['odd DICOM files']} DICOM files" in prose and f"The {counts['total']} property cases" in prose)
