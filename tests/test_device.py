@@ -126,6 +126,7 @@ def test_configs_load_after_a_plain_install(model_file, mias_dir, tmp_path):
     args = [mias_dir / "mdb005.png", "--device", "rpi4", "--json"]
     if not SHIPPED.is_file():
         args += ["--model", model_file]
-    result = run_classify(*args, env=env, cwd=tmp_path)
+    script = target / "bin" / "edge-classify"  # the console script pip wrote: checks the entry point too
+    result = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json_lines(result.stdout)[0]["label"]
