@@ -110,6 +110,8 @@ NO_NETWORK = textwrap.dedent(
     import os, socket, sys
 
     MARK = os.environ["NETWORK_ATTEMPTS"]
+    with open(MARK + ".loaded", "a") as out:  # proof that this very process ran with the block
+        out.write(" ".join(sys.argv[:1]) + "\\n")
 
     def _refuse(what):
         with open(MARK, "a") as out:
@@ -161,6 +163,8 @@ def test_classification_works_with_sockets_blocked(tiny_model_dir, scans, tmp_pa
     records = json_lines(result.stdout)
     assert [Path(r["file"]).name for r in records] == list(SCANS) and all("label" in r for r in records)
     assert not marks.exists(), marks.read_text()  # not one socket was even attempted
+    loaded = Path(str(marks) + ".loaded").read_text().split()
+    assert any(Path(arg).name == "edge-classify" for arg in loaded), loaded  # the block was active in it
 
 
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
