@@ -232,7 +232,7 @@ def _named(message: str, name: str) -> str:
 
 def _emit(record: dict[str, Any], options: Options, tally: Tally, caught: list | None = None) -> None:
     for warning in caught or ():
-        print(f"warning: {warning.message}", file=options.err, flush=True)
+        print(_printable(f"warning: {warning.message}"), file=options.err, flush=True)
     if caught:
         caught.clear()
     if "error" in record:
@@ -248,9 +248,15 @@ def _emit(record: dict[str, Any], options: Options, tally: Tally, caught: list |
     if options.as_json:
         print(json.dumps(record), file=options.out, flush=True)
     elif "error" in record:
-        print(f"error: {record['error']}", file=options.err, flush=True)
+        print(_printable(f"error: {record['error']}"), file=options.err, flush=True)
     else:
-        print(readable_line(record), file=options.out, flush=True)
+        print(_printable(readable_line(record)), file=options.out, flush=True)
+
+
+def _printable(line: str) -> str:
+    """One terminal line whatever the file is called: a newline or an escape sequence in a
+    file name (a USB stick can hold anything) is shown escaped, never acted on."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in line)
 
 
 def readable_line(record: dict[str, Any]) -> str:

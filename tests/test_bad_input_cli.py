@@ -97,3 +97,21 @@ def test_readable_mode_prints_one_error_line_per_bad_input(batch, tiny_model_dir
         assert any(line.startswith(f"{path}  ") for line in result.stdout.splitlines()), result.stdout
     flagged = [line for line in result.stdout.splitlines() if "check the scan" in line]
     assert len(flagged) == sum(case.flagged for case in cases)
+
+
+def test_a_file_name_with_a_newline_and_an_escape_code_stays_one_safe_line(mias_dir, tiny_model_dir, tmp_path):
+    """File names come from USB sticks too: neither a newline nor a terminal escape sequence in
+    one may split the error line or reach the terminal raw."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(mias_dir / GOOD[0], folder / "good.png")
+    bad = folder / "bad\x1b[2Jname\nline.png"
+    bad.write_bytes(b"not an image")
+    command = [shutil.which("edge-classify"), str(folder), "--model", str(tiny_model_dir / "model.tflite")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "\x1b" not in result.stderr + result.stdout
+    assert result.stderr.splitlines() == [f"error: {folder}/bad\\x1b[2Jname\\nline.png: not an image file (or a format this build cannot read)"]
+    json_run = subprocess.run(command + ["--json"], capture_output=True, text=True, timeout=120)
+    records = [json.loads(line) for line in json_run.stdout.splitlines()]
+    assert [record["file"] for record in records] == [str(bad), str(folder / "good.png")]  # JSON keeps the exact name
