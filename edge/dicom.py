@@ -9,6 +9,7 @@ are silenced while a file is read, because some of them quote element values.
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -49,6 +50,9 @@ def read_dicom(path: str | Path) -> np.ndarray:
         except MemoryError:
             raise EdgeError(f"{path}: not enough memory to decode this DICOM image") from None
         except Exception as exc:  # noqa: BLE001 - pixel handlers raise many types; messages name syntaxes, not people
+            short = re.search(r"less than expected \((\d+) vs (\d+) bytes\)", str(exc))
+            if short:
+                raise EdgeError(f"{path}: DICOM pixel data is truncated ({short[1]} of {short[2]} bytes)") from None
             raise EdgeError(f"{path}: DICOM pixel data cannot be decoded ({_first_line(exc)})") from None
         window_problem = None
         try:

@@ -104,6 +104,8 @@ def build_corpus(dest: Path, scan: np.ndarray) -> list[Case]:
     for fmt, suffix, options in (("PPM", "pgm", {}), ("PNG", "png", {}), ("JPEG", "jpg", {"quality": 90})):
         data = _encoded(grey, fmt, **options)
         put(f"truncated {fmt if fmt != 'PPM' else 'PGM'}", f"truncated.{suffix}", data[: len(data) * 2 // 3], "truncated")
+    dicom = write_dicom(dest / "truncated.dcm", scan.astype(np.uint16) * 16).read_bytes()
+    put("truncated DICOM", "truncated.dcm", dicom[: len(dicom) * 2 // 3], "truncated")
     put("PGM header claiming 60000x60000", "bomb.pgm", b"P5\n60000 60000\n255\n" + bytes(4096), "refused")
     put("PGM header claiming 9000x9000 (under Pillow's own limit)", "bomb9000.pgm", b"P5\n9000 9000\n255\n" + bytes(4096), "refused")
     put("1x1 image", "one_pixel.png", _encoded(Image.new("L", (1, 1), 200), "PNG"), "1x1")
