@@ -1,0 +1,300 @@
+"""Every reported figure, as pure functions of the out-of-fold predictions table.
+
+The table is `reports/cv/predictions.csv` (one row per development image): nothing else is
+needed to recompute a number, except tissue type for the subgroup figures (from `images.csv`).
+Confidence intervals are percentile bootstraps that resample PATIENTS (both breasts of a woman
+together), because images of one woman are not independent. Every figure sits beside the
+majority-class baseline: NORM for every image, and a constant score (ROC AUC 0.5).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from edge import LABELS
+
+COLUMNS = ("id", "patient", "fold", "true_class", "severity", *LABELS, "abnormal", "malignant")
+TARGET_SENSITIVITY = 0.9
+NORM = LABELS.index("NORM")
+
+
+@dataclass(frozen=True)
+class Table:
+    """The predictions table as arrays, one entry per image."""
+
+    id: np.ndarray
+    patient: np.ndarray
+    fold: np.ndarray
+    true_class: np.ndarray  # MIAS codes
+    severity: np.ndarray  # "B", "M" or ""
+    probs: np.ndarray  # (n, 7) in LABELS order
+    abnormal: np.ndarray  # P(abnormal)
+    malignant: np.ndarray  # P(malignant)
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+    def take(self, index: np.ndarray) -> "Table":
+        return Table(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
+
+    @property
+    def y_class(self) -> np.ndarray:
+        return np.array([LABELS.index(c) for c in self.true_class])
+
+    @property
+    def y_abnormal(self) -> np.ndarray:
+        return (self.true_class != "NORM").astype(int)
+
+    @property
+    def y_malignant(self) -> np.ndarray:
+        return (self.severity == "M").astype(int)
+
+    @property
+    def predicted_class(self) -> np.ndarray:
+        return self.probs.argmax(1)
+
+
+def read_table(path: str | Path) -> Table:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    missing = set(COLUMNS) - set(rows[0] if rows else COLUMNS)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    return Table(
+        np.array([r["id"] for r in rows]),
+        np.array([int(r["patient"]) for r in rows]),
+        np.array([int(r["fold"]) for r in rows]),
+        np.array([r["true_class"] for r in rows]),
+        np.array([r["severity"] for r in rows]),
+        np.array([[float(r[c]) for c in LABELS] for r in rows]).reshape(len(rows), len(LABELS)),
+        np.array([float(r["abnormal"]) for r in rows]),
+        np.array([float(r["malignant"]) for r in rows]),
+    )
+
+
+def write_table(path: str | Path, table: Table) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        for i in range(len(table)):
+            writer.writerow(
+                [table.id[i], int(table.patient[i]), int(table.fold[i]), table.true_class[i], table.severity[i]]
+                + [f"{p:.6f}" for p in table.probs[i]]
+                + [f"{table.abnormal[i]:.6f}", f"{table.malignant[i]:.6f}"]
+            )
+
+
+# --- classification -------------------------------------------------------------------------
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, n: int = len(LABELS)) -> np.ndarray:
+    """Rows: true class, columns: predicted class."""
+    matrix = np.zeros((n, n), int)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    return matrix
+
+
+def per_class_recall(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Recall of each class (NaN for a class absent from y_true)."""
+    matrix = confusion(y_true, y_pred)
+    support = matrix.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(support > 0, np.diag(matrix) / support, np.nan)
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes present in y_true."""
+    return float(np.nanmean(per_class_recall(y_true, y_pred)))
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean F1 over the classes present in y_true (a never-predicted class scores 0)."""
+    matrix = confusion(y_true, y_pred)
+    tp, support, predicted = np.diag(matrix), matrix.sum(1), matrix.sum(0)
+    present = support > 0
+    denominator = support + predicted
+    f1 = np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
+    return float(f1[present].mean())
+
+
+# --- scores ---------------------------------------------------------------------------------
+
+
+def auc(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC; NaN when only one class is present."""
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    return float(roc_auc_score(y, score))
+
+
+def sensitivity_at_specificity(y: np.ndarray, score: np.ndarray, specificity: float) -> float:
+    """Highest sensitivity of any threshold whose specificity is at least `specificity`."""
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    fpr, tpr, _ = roc_curve(y, score)
+    ok = fpr <= 1 - specificity + 1e-12
+    return float(tpr[ok].max())
+
+
+def threshold_for_sensitivity(y: np.ndarray, score: np.ndarray, target: float = TARGET_SENSITIVITY) -> float:
+    """The highest threshold t such that at least `target` of the positives score >= t."""
+    positives = np.sort(score[y == 1])
+    if len(positives) == 0:
+        return float("nan")
+    k = int(np.floor(len(positives) * (1 - target) + 1e-9))
+    return float(positives[min(k, len(positives) - 1)])
+
+
+def at_threshold(y: np.ndarray, score: np.ndarray, threshold: np.ndarray | float) -> tuple[float, float]:
+    """(sensitivity, specificity) when `score >= threshold` means "refer"."""
+    refer = score >= threshold
+    with np.errstate(invalid="ignore"):
+        sensitivity = float(refer[y == 1].mean()) if (y == 1).any() else float("nan")
+        specificity = float((~refer[y == 0]).mean()) if (y == 0).any() else float("nan")
+    return sensitivity, specificity
+
+
+def cross_fitted_thresholds(table: Table, target: float = TARGET_SENSITIVITY) -> dict[int, float]:
+    """The triage threshold each test fold gets, chosen without it.
+
+    For fold k: the 90%-sensitivity threshold of the out-of-fold scores of the OTHER folds (the
+    images fold k's model trained on, scored by models that did not train on them). Fold k's
+    own scores and labels are never looked at. The final model's threshold is the same rule on
+    all folds.
+    """
+    return {
+        int(k): threshold_for_sensitivity(table.y_abnormal[table.fold != k], table.abnormal[table.fold != k], target)
+        for k in np.unique(table.fold)
+    }
+
+
+# --- the report's figures -------------------------------------------------------------------
+
+
+def figures(table: Table, thresholds: np.ndarray | None = None) -> dict[str, float]:
+    """Every scalar figure of the report on one table. `thresholds`: one per row (cross-fitted)."""
+    y_class, predicted = table.y_class, table.predicted_class
+    y_ab, y_mal = table.y_abnormal, table.y_malignant
+    out = {
+        "accuracy": float((y_class == predicted).mean()),
+        "balanced_accuracy": balanced_accuracy(y_class, predicted),
+        "macro_f1": macro_f1(y_class, predicted),
+        "auc_abnormal": auc(y_ab, table.abnormal),
+        "auc_malignant": auc(y_mal, table.malignant),
+        "sensitivity_at_80_specificity": sensitivity_at_specificity(y_ab, table.abnormal, 0.8),
+        "sensitivity_at_90_specificity": sensitivity_at_specificity(y_ab, table.abnormal, 0.9),
+    }
+    if thresholds is not None:
+        sens, spec = at_threshold(y_ab, table.abnormal, thresholds)
+        out["sensitivity_at_threshold"], out["specificity_at_threshold"] = sens, spec
+    recall = per_class_recall(y_class, predicted)
+    out.update({f"recall_{label}": float(r) for label, r in zip(LABELS, recall)})
+    return out
+
+
+def baseline(table: Table) -> dict[str, float]:
+    """The majority-class baseline: NORM for every image, the same score for every image."""
+    probs = np.zeros_like(table.probs)
+    probs[:, NORM] = 1.0
+    constant = np.full(len(table), 0.5)
+    base = Table(table.id, table.patient, table.fold, table.true_class, table.severity, probs, constant, constant)
+    out = figures(base, np.full(len(table), 0.5))  # a constant score at its own threshold: refer all
+    return out
+
+
+def bootstrap(
+    table: Table,
+    statistic: Callable[[Table, np.ndarray], dict[str, float]],
+    extra: np.ndarray,
+    reps: int = 1000,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """95% percentile intervals of every figure of `statistic`, resampling patients with replacement."""
+    rng = np.random.default_rng(seed)
+    patients = np.unique(table.patient)
+    rows_of = {p: np.flatnonzero(table.patient == p) for p in patients}
+    samples: dict[str, list[float]] = {}
+    for _ in range(reps):
+        chosen = rng.choice(patients, size=len(patients), replace=True)
+        index = np.concatenate([rows_of[p] for p in chosen])
+        for key, value in statistic(table.take(index), extra[index]).items():
+            samples.setdefault(key, []).append(value)
+    return {
+        key: (float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5)))
+        for key, v in samples.items()
+        if np.isfinite(v).any()
+    }
+
+
+def evaluate(table: Table, tissue: dict[str, str] | None = None, reps: int = 1000, seed: int = 0) -> dict:
+    """The whole metrics document: pooled figures with CIs and baselines, per fold, by tissue."""
+    fold_threshold = cross_fitted_thresholds(table)
+    thresholds = np.array([fold_threshold[int(k)] for k in table.fold])
+    pooled = figures(table, thresholds)
+    intervals = bootstrap(table, figures, thresholds, reps=reps, seed=seed)
+    base = baseline(table)
+    headline = {
+        key: {"value": value, "ci95": list(intervals.get(key, (float("nan"),) * 2)), "baseline": base[key]}
+        for key, value in pooled.items()
+    }
+    folds = {}
+    for k in np.unique(table.fold):
+        rows = table.fold == k
+        folds[str(int(k))] = {"n": int(rows.sum()), "threshold": fold_threshold[int(k)], **figures(table.take(rows), thresholds[rows])}
+    spread = {}
+    for key in pooled:
+        values = np.array([f[key] for f in folds.values()], dtype=float)
+        if np.isfinite(values).any():
+            spread[key] = {
+                "mean": float(np.nanmean(values)),
+                "sd": float(np.nanstd(values, ddof=1)) if np.isfinite(values).sum() > 1 else float("nan"),
+                "min": float(np.nanmin(values)),
+                "max": float(np.nanmax(values)),
+            }
+    result = {
+        "n_images": len(table),
+        "n_patients": int(len(np.unique(table.patient))),
+        "labels": list(LABELS),
+        "confusion_matrix": confusion(table.y_class, table.predicted_class).tolist(),
+        "confusion_rows": "true class (edge.LABELS order); columns: predicted class",
+        "headline": headline,
+        "triage": {
+            "target_sensitivity": TARGET_SENSITIVITY,
+            "rule": "per test fold: the 90%-sensitivity threshold of the other folds' out-of-fold P(abnormal)",
+            "fold_thresholds": {str(k): v for k, v in fold_threshold.items()},
+            "final_threshold": threshold_for_sensitivity(table.y_abnormal, table.abnormal),
+        },
+        "per_fold": folds,
+        "per_fold_spread": spread,
+        "bootstrap": {"reps": reps, "seed": seed, "unit": "patient", "interval": "percentile 95%"},
+    }
+    if tissue:
+        groups = np.array([tissue.get(i, "?") for i in table.id])
+        result["by_tissue"] = {}
+        for code in ("F", "G", "D"):
+            rows = groups == code
+            if rows.any():
+                sub = table.take(rows)
+                ci = bootstrap(sub, figures, thresholds[rows], reps=reps, seed=seed)
+                fig = figures(sub, thresholds[rows])
+                result["by_tissue"][code] = {
+                    "n_images": int(rows.sum()),
+                    "n_abnormal": int(sub.y_abnormal.sum()),
+                    **{
+                        key: {"value": fig[key], "ci95": list(ci.get(key, (float("nan"),) * 2))}
+                        for key in (
+                            "auc_abnormal",
+                            "auc_malignant",
+                            "balanced_accuracy",
+                            "sensitivity_at_threshold",
+                            "specificity_at_threshold",
+                        )
+                    },
+                }
+    return result

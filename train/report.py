@@ -1,0 +1,354 @@
+"""The cross-validation report, rebuilt from the committed files alone.
+
+    python -m train.report reports/cv            # or reports/cv/predictions.csv
+
+reads `predictions.csv` (and, beside it, `images.csv` for tissue and heat-map peaks and
+`history.json` for training curves, when present) and writes `metrics.json`, `summary.md`,
+`confusion.png`, `roc.png` and `training_curves.png` into the same folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edge import LABELS
+from train import metrics
+
+NOTE = "Research software, not a medical device."
+
+_NAMES = {
+    "balanced_accuracy": "7-class balanced accuracy",
+    "macro_f1": "7-class macro-F1",
+    "accuracy": "7-class accuracy",
+    "auc_abnormal": "normal-vs-abnormal ROC AUC",
+    "auc_malignant": "malignant-vs-rest ROC AUC",
+    "sensitivity_at_80_specificity": "sensitivity at 80% specificity",
+    "sensitivity_at_90_specificity": "sensitivity at 90% specificity",
+    "sensitivity_at_threshold": "sensitivity at the triage threshold",
+    "specificity_at_threshold": "specificity at the triage threshold",
+}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def finite(value):
+    """The document with NaN (an undefined figure, e.g. AUC of a one-class subgroup) as null: strict JSON."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def read_images(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def pointing_game(images: list[dict]) -> dict:
+    """How often the heat-map peak lies inside an annotated circle, over abnormal images with one."""
+    with_circle = [row for row in images if row.get("hit", "") != ""]
+    hits = np.array([int(row["hit"]) for row in with_circle])
+    out = {"n_images": len(with_circle), "hits": int(hits.sum()) if len(hits) else 0}
+    out["hit_rate"] = float(hits.mean()) if len(hits) else float("nan")
+    if len(hits):
+        rng = np.random.default_rng(0)
+        rates = [hits[rng.integers(0, len(hits), len(hits))].mean() for _ in range(1000)]
+        out["ci95"] = [float(np.percentile(rates, 2.5)), float(np.percentile(rates, 97.5))]
+    return out
+
+
+def build(directory: str | Path) -> dict:
+    """Recompute every figure from the folder's CSV files; write metrics.json, summary.md, pictures."""
+    directory = Path(directory)
+    if directory.suffix == ".csv":
+        directory = directory.parent
+    table = metrics.read_table(directory / "predictions.csv")
+    images = read_images(directory / "images.csv")
+    tissue = {row["id"]: row["tissue"] for row in images} or None
+    document = metrics.evaluate(table, tissue)
+    if images:
+        document["pointing_game"] = pointing_game(images)
+    (directory / "metrics.json").write_text(json.dumps(finite(document), indent=1, allow_nan=False))
+    plot_confusion(document, directory / "confusion.png")
+    plot_roc(table, document, directory / "roc.png")
+    history = directory / "history.json"
+    if history.is_file():
+        plot_history(json.loads(history.read_text()), directory / "training_curves.png")
+    (directory / "summary.md").write_text(summary(document, table))
+    return document
+
+
+def _num(value, digits: int = 3) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _fmt(entry: dict, digits: int = 3) -> str:
+    low, high = entry["ci95"]
+    return f"{_num(entry['value'], digits)} ({_num(low, digits)}–{_num(high, digits)})"
+
+
+def headline_rows(document: dict, keys=None) -> list[str]:
+    keys = keys or [k for k in _NAMES if k in document["headline"]]
+    rows = ["| figure | out-of-fold (95% CI) | majority baseline |", "| --- | --- | --- |"]
+    for key in keys:
+        entry = document["headline"][key]
+        rows.append(f"| {_NAMES[key]} | {_fmt(entry)} | {_num(entry['baseline'])} |")
+    return rows
+
+
+def summary(document: dict, table: metrics.Table) -> str:
+    lines = [
+        "# Cross-validation report",
+        "",
+        f"{NOTE} Out-of-fold predictions of patient-grouped, class-stratified "
+        f"{len(document['per_fold'])}-fold cross-validation on the mini-MIAS development split "
+        f"({document['n_images']} images, {document['n_patients']} women). Every figure is recomputed "
+        "from `predictions.csv` by `python -m train.report` (tissue and heat-map peaks from `images.csv`). "
+        "95% CIs: percentile bootstrap over patients "
+        f"({document['bootstrap']['reps']} resamples). Baseline: NORM for every image and a constant "
+        "score (ROC AUC 0.5; at a constant threshold every scan is referred).",
+        "",
+        *headline_rows(document),
+        "",
+        "## Triage threshold",
+        "",
+        f"Target sensitivity {document['triage']['target_sensitivity']:.0%}. Rule: {document['triage']['rule']}. "
+        "Fold thresholds: "
+        + ", ".join(f"fold {k}: {v:.3f}" for k, v in document["triage"]["fold_thresholds"].items())
+        + f". The final model's threshold (same rule on all folds): {document['triage']['final_threshold']:.3f}.",
+        "",
+        "## Confusion matrix (rows: true class, columns: predicted)",
+        "",
+        "| true \\ predicted | " + " | ".join(LABELS) + " | recall |",
+        "| --- | " + " | ".join("---" for _ in LABELS) + " | --- |",
+    ]
+    for label, row in zip(LABELS, document["confusion_matrix"]):
+        recall = document["headline"][f"recall_{label}"]
+        lines.append(f"| {label} | " + " | ".join(str(v) for v in row) + f" | {_fmt(recall, 2)} |")
+    lines += ["", "## Per fold", "", "| fold | n | threshold | bal. acc. | macro-F1 | AUC abnormal | AUC malignant | sens. at thr. | spec. at thr. |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for k, f in document["per_fold"].items():
+        lines.append(
+            f"| {k} | {f['n']} | {f['threshold']:.3f} | {f['balanced_accuracy']:.3f} | {f['macro_f1']:.3f} | "
+            f"{f['auc_abnormal']:.3f} | {f['auc_malignant']:.3f} | {f['sensitivity_at_threshold']:.3f} | {f['specificity_at_threshold']:.3f} |"
+        )
+    spread = document["per_fold_spread"]
+    lines += ["", "Spread over folds (mean ± sd, min–max): " + "; ".join(
+        f"{_NAMES[k]} {spread[k]['mean']:.3f} ± {spread[k]['sd']:.3f} ({spread[k]['min']:.3f}–{spread[k]['max']:.3f})"
+        for k in ("balanced_accuracy", "macro_f1", "auc_abnormal", "auc_malignant") if k in spread
+    ) + "."]
+    if "by_tissue" in document:
+        lines += ["", "## By breast tissue", "", "| tissue | images | abnormal | AUC abnormal | AUC malignant | bal. acc. | sens. at thr. | spec. at thr. |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        from train.mias import TISSUES
+
+        for code, group in document["by_tissue"].items():
+            lines.append(
+                f"| {TISSUES[code]} ({code}) | {group['n_images']} | {group['n_abnormal']} | {_fmt(group['auc_abnormal'])} | "
+                f"{_fmt(group['auc_malignant'])} | {_fmt(group['balanced_accuracy'])} | {_fmt(group['sensitivity_at_threshold'])} | "
+                f"{_fmt(group['specificity_at_threshold'])} |"
+            )
+    if "pointing_game" in document:
+        game = document["pointing_game"]
+        ci = game.get("ci95", [float("nan")] * 2)
+        lines += [
+            "",
+            "## Where the heat-map points",
+            "",
+            f"Pointing game (out-of-fold): the heat-map's peak cell centre lies inside an annotated circle for "
+            f"{game['hits']} of {game['n_images']} abnormal images with a circle: {game['hit_rate']:.3f} "
+            f"(95% CI {ci[0]:.3f}–{ci[1]:.3f}, bootstrap over images). A cell is 16 input pixels, about 60 scan pixels: "
+            "small circles are hard to hit at this resolution.",
+        ]
+    lines += [
+        "",
+        "Pictures: `confusion.png`, `roc.png`, `training_curves.png`, `overlays/` (heat-maps of a few abnormal scans, "
+        "out-of-fold, annotated circle in green).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot_confusion(document: dict, path: Path) -> None:
+    plt = _plt()
+    matrix = np.array(document["confusion_matrix"])
+    normalised = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5.2, 4.6), dpi=100)
+    ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(LABELS)):
+        for j in range(len(LABELS)):
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", color="white" if normalised[i, j] > 0.5 else "black", fontsize=9)
+    ax.set_xticks(range(len(LABELS)), LABELS, fontsize=8)
+    ax.set_yticks(range(len(LABELS)), LABELS, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ba = document["headline"]["balanced_accuracy"]
+    ax.set_title(f"Out-of-fold confusion (balanced acc. {_fmt(ba, 2)})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_roc(table: metrics.Table, document: dict, path: Path) -> None:
+    from sklearn.metrics import roc_curve
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.6, 4.4), dpi=100)
+    for y, score, key, name in (
+        (table.y_abnormal, table.abnormal, "auc_abnormal", "abnormal vs normal"),
+        (table.y_malignant, table.malignant, "auc_malignant", "malignant vs rest"),
+    ):
+        if len(np.unique(y)) > 1:
+            fpr, tpr, _ = roc_curve(y, score)
+            ax.plot(fpr, tpr, label=f"{name}: AUC {_fmt(document['headline'][key], 2)}")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="constant score (AUC 0.5)")
+    sens, spec = document["headline"]["sensitivity_at_threshold"]["value"], document["headline"]["specificity_at_threshold"]["value"]
+    ax.plot([1 - spec], [sens], "o", color="C3", label="triage threshold (cross-fitted)")
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.set_title("Out-of-fold ROC", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_history(history: dict, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=100)
+    for index, fold in enumerate(history["folds"]):
+        color = f"C{index}"
+        ax.plot(fold.get("train_loss", []), color=color, lw=1.2, label=f"fold {fold['fold']} training" if index == 0 else None)
+        if "monitor_loss" in fold:
+            ax.plot(fold["monitor_loss"], color=color, lw=1, ls="--", label="held-out fold (monitor only)" if index == 0 else None)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("total weighted loss")
+    ax.set_title("Training curves, one colour per fold (solid: training, dashed: its test fold)", fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def overlays(directory: Path, dataset, table: metrics.Table, heatmaps: np.ndarray, count: int = 4) -> list[Path]:
+    """Out-of-fold heat-maps over the model input of the first abnormal scan with a circle of a few classes."""
+    from PIL import Image
+
+    plt = _plt()
+    directory.mkdir(parents=True, exist_ok=True)
+    chosen, seen = [], set()
+    for i, record in enumerate(dataset.records):
+        if record.lesions and record.label not in seen:
+            chosen.append(i)
+            seen.add(record.label)
+        if len(chosen) == count:
+            break
+    paths = []
+    for i in chosen:
+        record = dataset.records[i]
+        image = dataset.images[i]
+        size = image.shape[0]
+        heat = np.asarray(Image.fromarray(heatmaps[i]).resize((size, size), Image.Resampling.BILINEAR))
+        fig, ax = plt.subplots(figsize=(2.8, 2.8), dpi=100)
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.imshow(heat, cmap="inferno", alpha=0.45, vmin=0, vmax=1)
+        for circle in dataset.circles[i]:
+            ax.add_patch(plt.Circle((circle.col, circle.row), circle.radius, fill=False, color="lime", lw=1.2))
+        p = table.probs[i]
+        ax.set_title(
+            f"{record.id} {record.label}: P(abn) {table.abnormal[i]:.2f}, top {LABELS[int(p.argmax())]}", fontsize=7
+        )
+        ax.axis("off")
+        fig.tight_layout()
+        path = directory / f"{record.id}_{record.label}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def comparison(directory: Path, runs: dict[str, Path], best: str, selection, seconds: dict[str, float]) -> None:
+    """reports/experiments: the initialisations side by side, from each run's metrics.json."""
+    plt = _plt()
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    documents = {name: json.loads((path / "metrics.json").read_text()) for name, path in runs.items()}
+    keys = [k for k in _NAMES if k != "accuracy"]
+    lines = [
+        "# Initialisation comparison (same folds, same seed)",
+        "",
+        f"{NOTE} Each column is a full patient-grouped cross-validation of the same network, differing only in "
+        "initialisation. Shipped: the larger sum of " + ", ".join(selection) + f" (a rule fixed before the run): **{best}**. "
+        "Choosing between two candidates on the same cross-validation makes the shipped figures slightly optimistic.",
+        "",
+        "| figure | " + " | ".join(runs) + " | majority baseline |",
+        "| --- | " + " | ".join("---" for _ in runs) + " | --- |",
+    ]
+    for key in keys:
+        any_doc = next(iter(documents.values()))
+        lines.append(
+            f"| {_NAMES[key]} | " + " | ".join(_fmt(d["headline"][key]) for d in documents.values()) + f" | {_num(any_doc['headline'][key]['baseline'])} |"
+        )
+    lines.append("| pointing-game hit rate | " + " | ".join(f"{d.get('pointing_game', {}).get('hit_rate', float('nan')):.3f}" for d in documents.values()) + " | |")
+    lines.append("| CV wall time (s) | " + " | ".join(f"{seconds.get(n, float('nan')):.0f}" for n in runs) + " | |")
+    lines += [""]
+    for name in runs:
+        lines.append(f"- {name}: `{name}/` holds its predictions.csv, metrics.json, summary.md and pictures.")
+    (directory / "comparison.md").write_text("\n".join(lines) + "\n")
+    (directory / "comparison.json").write_text(
+        json.dumps({"shipped": best, "selection": list(selection), "seconds": seconds, "runs": {n: d["headline"] for n, d in documents.items()}}, indent=1)
+    )
+    for name, path in runs.items():
+        target = directory / name
+        if target.exists():
+            import shutil
+
+            shutil.rmtree(target)
+        import shutil
+
+        shutil.copytree(path, target)
+    fig, ax = plt.subplots(figsize=(6, 3.4), dpi=100)
+    shown = ["auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1"]
+    width = 0.8 / len(documents)
+    for index, (name, document) in enumerate(documents.items()):
+        values = [document["headline"][k]["value"] for k in shown]
+        low = [document["headline"][k]["value"] - document["headline"][k]["ci95"][0] for k in shown]
+        high = [document["headline"][k]["ci95"][1] - document["headline"][k]["value"] for k in shown]
+        ax.bar(np.arange(len(shown)) + index * width, values, width, yerr=[low, high], capsize=3, label=name)
+    base = [next(iter(documents.values()))["headline"][k]["baseline"] for k in shown]
+    ax.scatter(np.arange(len(shown)) + 0.4 - width / 2, base, marker="_", s=400, color="k", label="majority baseline", zorder=3)
+    ax.set_xticks(np.arange(len(shown)) + 0.4 - width / 2, ["AUC abn.", "AUC malig.", "bal. acc.", "macro-F1"])
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    ax.set_title("Out-of-fold figures with 95% CIs (patients resampled)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(directory / "comparison.png")
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m train.report REPORT_DIR_OR_predictions.csv", file=sys.stderr)
+        raise SystemExit(2)
+    document = build(argv[0])
+    print("\n".join(headline_rows(document)))
+
+
+if __name__ == "__main__":
+    main()
