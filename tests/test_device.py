@@ -130,3 +130,15 @@ def test_configs_load_after_a_plain_install(model_file, mias_dir, tmp_path):
     result = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json_lines(result.stdout)[0]["label"]
+
+
+def test_a_runtime_that_is_not_installed_is_a_setup_error(model_file, mias_dir, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tflite_runtime") is not None:
+        pytest.skip("tflite_runtime is installed here")
+    board = tmp_path / "old-pi.toml"
+    board.write_text('runtime = "tflite_runtime"\n')
+    result = run_classify(mias_dir / "mdb005.png", "--config", board, "--model", model_file)
+    assert result.returncode == 2 and "pip install tflite-runtime" in result.stderr
+    no_traceback(result)
