@@ -42,6 +42,7 @@ def convert(
     max_auc_drop: float = typer.Option(0.02, "--max-auc-drop", help="Largest allowed drop of the normal-vs-abnormal AUC."),
     calibration: int = typer.Option(300, "--calibration", help="Calibration images (real scans first, then augmented copies)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the calibration draw."),
+    note: str = typer.Option("", "--note", help="A sentence kept in the report and the manifest (why a threshold was changed...)."),
     training_json: Optional[Path] = typer.Option(None, "--training-json", help="training.json to use (default: the one beside MODEL)."),
 ) -> None:
     """Quantize MODEL to full int8, compare it with the float model on every scan, check Edge TPU readiness."""
@@ -51,7 +52,7 @@ def convert(
         raise fail("--min-agreement must be in 0..1 and --max-auc-drop at least 0")
     options = pipeline.ConvertOptions(
         model=model, data=data, out=out, report=report, training_json=training_json, calibration=calibration,
-        seed=seed, min_agreement=min_agreement, max_auc_drop=max_auc_drop, command=pipeline.command_line(),
+        seed=seed, min_agreement=min_agreement, max_auc_drop=max_auc_drop, command=pipeline.command_line(), note=note,
     )
     result = pipeline.run(options, progress=_bar)
     figures = result.fidelity.figures

@@ -197,6 +197,7 @@ def report_markdown(fid: Fidelity, context: dict[str, Any], readiness_text: str)
         f"- Converter: {context.get('converter', '?')}; runtime used here: {context.get('runtime', '?')}",
         f"- Command: `{context.get('command', '?')}`",
         "",
+        *([f"Note: {context['note']}", ""] if context.get("note") else []),
         f"## Verdict: {verdict}",
         "",
         f"Thresholds: top-1 agreement at least {fid.min_agreement:.3f}, AUC drop at most {fid.max_auc_drop:.3f}.",
@@ -243,3 +244,6 @@ def write_report(folder: str | Path, fid: Fidelity, context: dict[str, Any], rea
     atomic_write_text(folder / "fidelity.json", json.dumps(document, indent=2) + "\n")
     atomic_write_text(folder / "fidelity.md", report_markdown(fid, context, readiness_text))
     atomic_write_text(folder / "fidelity_scans.csv", fid.rows_csv())
+    from convert.quantize import readable
+
+    readable(folder / "fidelity.json", folder / "fidelity.md", folder / "fidelity_scans.csv")

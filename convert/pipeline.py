@@ -53,6 +53,7 @@ class ConvertOptions:
     min_agreement: float = 0.97
     max_auc_drop: float = 0.02
     command: str = ""
+    note: str = ""  # why this conversion was run as it was (e.g. a lowered threshold), kept in report and manifest
 
 
 @dataclass
@@ -204,6 +205,7 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
         "converter": versions.get("converter", "?"),
         "runtime": versions.get("runtime", "?"),
         "command": options.command,
+        "note": options.note,
         "outputs": positions,
         "min_runtime_version": readiness.min_runtime_version,
     }
@@ -230,6 +232,7 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
             "edgetpu_readiness": {key: readiness.to_dict()[key] for key in (
                 "ready", "problems", "cpu_ops", "parameter_bytes", "min_runtime_version", "op_versions")},
             "command": options.command,
+            **({"note": options.note} if options.note else {}),
         }
         manifest = quantize.write_model_folder(
             options.out,

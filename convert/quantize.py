@@ -322,4 +322,13 @@ def write_model_folder(
     model_path = folder / model_file
     atomic_write_bytes(model_path, content)
     save_manifest(manifest, manifest_path_for(model_path))
+    readable(model_path, manifest_path_for(model_path))
     return manifest
+
+
+def readable(*paths: Path) -> None:
+    """Atomic writes leave temp-file permissions (0600); model files are meant to be copied and shared."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in paths:
+        os.chmod(path, 0o644 & ~umask)

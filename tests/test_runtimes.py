@@ -4,7 +4,14 @@ tflite-runtime 2.14.0 (the last release, still what many Pis have) needs numpy<2
 its own virtual environment: `.venv-tflite/` in the repository (git-ignored), created on first
 use with `pip install tflite-runtime==2.14.0 "numpy<2" pillow` and reused afterwards. Set
 TFLITE_RUNTIME_PYTHON to a Python that already has tflite-runtime to skip the creation.
-Both sides go through `edge.runtime.make_interpreter`, as the board does.
+
+Two comparisons, because the runtimes' defaults do not run the same kernels:
+- the same kernels (the builtin int8 kernels, no default delegate) in both runtimes: outputs
+  agree within one quantization step (measured: bit-identical);
+- each runtime as `edge.runtime.make_interpreter` builds it, as the board does: LiteRT 2.x
+  hands int8 ops to its default XNNPACK delegate, tflite-runtime 2.14 does not, and XNNPACK
+  rounds differently. Measured on the placeholder model: up to 4 uint8 steps (about 0.016 in
+  a probability) over 12 scans. Bounded here at 6 steps and printed, so a larger drift fails.
 """
 
 from __future__ import annotations
@@ -31,18 +38,25 @@ RUNNER = textwrap.dedent(
     """
     import json, sys
     import numpy as np
+    from tflite_runtime.interpreter import Interpreter, OpResolverType
     from edge.manifest import load_manifest, read_verified_model
     from edge.runtime import make_interpreter, runtime_version
     model, manifest_path, images_path, out_path = sys.argv[1:5]
     content = read_verified_model(load_manifest(manifest_path), model)
-    interpreter = make_interpreter(content, threads=1, runtime="tflite_runtime")
-    (inp,) = interpreter.get_input_details()
-    results = []
-    for image in np.load(images_path):
-        interpreter.set_tensor(inp["index"], image[None, :, :, None].astype(inp["dtype"]))
-        interpreter.invoke()
-        results.append([interpreter.get_tensor(d["index"]).tolist() for d in interpreter.get_output_details()])
-    json.dump({"runtime": runtime_version("tflite_runtime"), "numpy": np.__version__, "outputs": results}, open(out_path, "w"))
+    def run(interpreter):
+        (inp,) = interpreter.get_input_details()
+        results = []
+        for image in np.load(images_path):
+            interpreter.set_tensor(inp["index"], image[None, :, :, None].astype(inp["dtype"]))
+            interpreter.invoke()
+            results.append([interpreter.get_tensor(d["index"]).tolist() for d in interpreter.get_output_details()])
+        return results
+    builtin = Interpreter(model_content=content, num_threads=1,
+                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    builtin.allocate_tensors()
+    json.dump({"runtime": runtime_version("tflite_runtime"), "numpy": np.__version__,
+               "default": run(make_interpreter(content, threads=1, runtime="tflite_runtime")),
+               "builtin": run(builtin)}, open(out_path, "w"))
     """
 )
 
@@ -64,27 +78,29 @@ def _tflite_runtime_python() -> Path:
 
 
 @pytest.fixture(scope="module")
-def model_under_test(tiny_model_dir) -> Path:
+def model_under_test(request) -> Path:
     """The shipped model when there is one (what the boards run), else the tiny test model."""
-    return SHIPPED if SHIPPED.is_file() and SHIPPED.with_suffix(".json").is_file() else tiny_model_dir / "model.tflite"
+    if SHIPPED.is_file() and SHIPPED.with_suffix(".json").is_file():
+        return SHIPPED
+    return request.getfixturevalue("tiny_model_dir") / "model.tflite"
 
 
 def test_litert_and_tflite_runtime_2_14_agree_within_one_step(model_under_test, records, tmp_path):
     from edge.preprocess import prepare
 
     manifest = load_manifest(model_under_test.with_suffix(".json"))
-    images = np.stack([prepare(r.pixels(), size=manifest.input_size).image for r in records[::43]])  # 6 scans
-    assert images.dtype == np.uint8 and len(images) >= 5
+    images = np.stack([prepare(r.pixels(), size=manifest.input_size).image for r in records[::22]])  # 12 scans
+    assert images.dtype == np.uint8 and len(images) >= 10
     np.save(tmp_path / "images.npy", images)
 
-    interpreter = make_interpreter(read_verified_model(manifest, model_under_test), threads=1, runtime="ai_edge_litert")
-    (inp,) = interpreter.get_input_details()
-    assert inp["dtype"] == np.uint8 and inp["quantization"] == (1.0, 0)  # prepared pixels go in as they are
-    litert = []
-    for image in images:
-        interpreter.set_tensor(inp["index"], image[None, :, :, None])
-        interpreter.invoke()
-        litert.append([interpreter.get_tensor(d["index"]).copy() for d in interpreter.get_output_details()])
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    content = read_verified_model(manifest, model_under_test)
+    builtin = Interpreter(model_content=content, num_threads=1,
+                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    builtin.allocate_tensors()
+    litert = {"default": _run(make_interpreter(content, threads=1, runtime="ai_edge_litert"), images),
+              "builtin": _run(builtin, images)}
 
     python = _tflite_runtime_python()
     (tmp_path / "runner.py").write_text(RUNNER)
@@ -99,12 +115,30 @@ def test_litert_and_tflite_runtime_2_14_agree_within_one_step(model_under_test, 
     assert other["runtime"] == "tflite-runtime 2.14.0" and other["numpy"] < "2"
     assert runtime_version("ai_edge_litert").startswith("ai-edge-litert 2.")
 
+    steps = {kind: _largest_difference(litert[kind], other[kind]) for kind in ("builtin", "default")}
+    print(f"{model_under_test}: ai-edge-litert vs tflite-runtime 2.14, largest difference in uint8 steps: "
+          f"same builtin kernels {steps['builtin']}, each runtime's defaults {steps['default']}")
+    assert steps["builtin"] <= 1, f"same kernels, outputs differ by {steps['builtin']} quantization steps"
+    assert steps["default"] <= 6, f"default kernels (LiteRT uses XNNPACK) differ by {steps['default']} steps"
+
+
+def _run(interpreter, images) -> list[list[np.ndarray]]:
+    (inp,) = interpreter.get_input_details()
+    assert inp["dtype"] == np.uint8 and inp["quantization"] == (1.0, 0)  # prepared pixels go in as they are
+    results = []
+    for image in images:
+        interpreter.set_tensor(inp["index"], image[None, :, :, None])
+        interpreter.invoke()
+        results.append([interpreter.get_tensor(d["index"]).copy() for d in interpreter.get_output_details()])
+    return results
+
+
+def _largest_difference(ours, theirs) -> int:
     largest = 0
-    for ours, theirs in zip(litert, other["outputs"]):
-        assert len(ours) == len(theirs) == 4
-        for a, b in zip(ours, theirs):
+    for mine, other in zip(ours, theirs, strict=True):
+        assert len(mine) == len(other) == 4
+        for a, b in zip(mine, other):
             b = np.asarray(b)
             assert a.shape == b.shape
             largest = max(largest, int(np.max(np.abs(a.astype(int) - b.astype(int)))))
-    print(f"{model_under_test}: largest difference between runtimes: {largest} quantization step(s)")
-    assert largest <= 1, f"outputs differ by {largest} quantization steps between ai-edge-litert and tflite-runtime 2.14"
+    return largest

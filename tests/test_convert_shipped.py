@@ -1,0 +1,56 @@
+"""The default model shipped in `edge/models/` is the one its manifest and its committed fidelity report describe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from convert.edgetpu import check_readiness
+from edge import LABELS
+from edge.manifest import OUTPUT_NAMES, load_manifest, read_verified_model
+from edge.runtime import make_interpreter
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "edge" / "models"
+REPORT = REPO / "reports" / "fidelity" / "fidelity.json"
+
+
+def test_shipped_model_matches_manifest_and_report():
+    manifest = load_manifest(MODELS / "model.json")
+    content = read_verified_model(manifest, MODELS / manifest.model_file)
+    report = json.loads(REPORT.read_text())
+    assert report["context"]["sha256"] == manifest.sha256, "reports/fidelity is not about the shipped model"
+    assert report["fidelity"]["passed"] and report["fidelity"]["scans"] == 258
+    thresholds = report["fidelity"]["thresholds"]
+    assert report["fidelity"]["top1_agreement"] >= thresholds["min_agreement"]
+    assert report["fidelity"]["auc_drop"] <= thresholds["max_auc_drop"]
+    if thresholds["min_agreement"] < 0.97 or thresholds["max_auc_drop"] > 0.02:
+        assert len(report["context"].get("note", "")) > 40, "a relaxed fidelity bound must say why (--note)"
+    assert manifest.labels == LABELS and set(manifest.outputs) == set(OUTPUT_NAMES)
+    assert 0 < manifest.triage_threshold < 1 and manifest.target_sensitivity == 0.9
+    info = manifest.info
+    for key in ("data", "metrics", "quantization", "versions", "fidelity", "edgetpu_readiness", "source"):
+        assert info.get(key), key
+    assert info["versions"]["converter"].startswith("tensorflow") and info["versions"]["runtime"]
+    assert info["fidelity"]["top1_agreement"] == report["fidelity"]["top1_agreement"]
+
+
+def test_shipped_model_is_int8_static_and_fits_its_manifest():
+    manifest = load_manifest(MODELS / "model.json")
+    content = read_verified_model(manifest, MODELS / manifest.model_file)
+    interpreter = make_interpreter(content)
+    (inp,) = interpreter.get_input_details()
+    size = manifest.input_size
+    assert list(inp["shape_signature"]) == [1, size, size, 1] and inp["dtype"] == np.uint8
+    assert inp["quantization"] == (1.0, 0)
+    outputs = interpreter.get_output_details()
+    assert list(outputs[manifest.outputs["classes"]]["shape"]) == [1, len(LABELS)]
+    assert list(outputs[manifest.outputs["abnormal"]]["shape"]) == [1, 1]
+    assert list(outputs[manifest.outputs["malignant"]]["shape"]) == [1, 1]
+    assert len(outputs[manifest.outputs["heatmap"]]["shape"]) == 3
+    readiness = check_readiness(content)
+    assert readiness.to_dict()["problems"] == manifest.info["edgetpu_readiness"]["problems"]
+    assert readiness.input_types == ("UINT8",) and set(readiness.output_types) == {"UINT8"}
+    assert len(content) < 2 * 1024 * 1024  # the board budget from issue 3
