@@ -58,6 +58,7 @@ class Fidelity:
     min_agreement: float
     max_auc_drop: float
     figures: dict[str, Any] = field(default_factory=dict)
+    extra_failures: list[str] = field(default_factory=list)  # found elsewhere (another kernel set)
 
     def __post_init__(self) -> None:
         self.figures = _figures(self)
@@ -72,7 +73,7 @@ class Fidelity:
         if drop is not None and drop > self.max_auc_drop:
             found.append(f"normal-vs-abnormal AUC drops by {drop:.3f} (float {self.figures['auc_float']:.3f}, "
                          f"int8 {self.figures['auc_int8']:.3f}), more than {self.max_auc_drop:.3f}")
-        return found
+        return found + self.extra_failures
 
     @property
     def passed(self) -> bool:
@@ -174,6 +175,28 @@ def compare(
     return Fidelity(list(ids), [int(v) for v in abnormal_truth], float_outputs, int8_outputs, min_agreement, max_auc_drop)
 
 
+def compare_kernels(default: Sequence[ScanOutputs], builtin: Sequence[ScanOutputs], threshold: float,
+                    step: float = 1.0 / 256) -> dict[str, Any]:
+    """The same int8 model's outputs under LiteRT's default XNNPACK kernels and under TFLite's builtin
+    int8 kernels (what tflite-runtime 2.14 runs): how far apart two boards' answers can be."""
+    largest, abnormal_diffs, top_same, triage_same = 0.0, [], 0, 0
+    for a, b in zip(default, builtin, strict=True):
+        top_same += int(np.argmax(a.classes) == np.argmax(b.classes))
+        triage_same += int((a.abnormal >= threshold) == (b.abnormal >= threshold))
+        abnormal_diffs.append(abs(a.abnormal - b.abnormal))
+        largest = max(largest, float(np.max(np.abs(a.classes - b.classes))), abs(a.abnormal - b.abnormal),
+                      abs(a.malignant - b.malignant), float(np.max(np.abs(a.heatmap - b.heatmap))))
+    n = max(len(default), 1)
+    return {
+        "scans": len(default),
+        "top1_agreement": top_same / n,
+        "triage_agreement": triage_same / n,
+        "triage_threshold": threshold,
+        "abnormal_abs_diff_max": float(max(abnormal_diffs, default=0.0)),
+        "largest_output_difference_steps": int(round(largest / step)),
+    }
+
+
 def report_markdown(fid: Fidelity, context: dict[str, Any], readiness_text: str) -> str:
     """The human-readable report: figures, verdict, confusion, what was converted and how."""
     f = fid.figures
@@ -230,6 +253,32 @@ def report_markdown(fid: Fidelity, context: dict[str, Any], readiness_text: str)
         lines.append(f"| {label} | " + " | ".join(str(v) for v in row) + " |")
     if f["top1_disagreements"]:
         lines += ["", "Scans whose top-1 class differs: " + ", ".join(f["top1_disagreements"])]
+    kernels = context.get("kernels")
+    if kernels:
+        lines += [
+            "",
+            "## The same int8 model under two kernel sets",
+            "",
+            "LiteRT (`ai-edge-litert`, used above) hands int8 ops to its XNNPACK delegate by default;",
+            "tflite-runtime 2.14 runs TFLite's builtin int8 kernels. They round differently:",
+            "",
+            "| figure | value |",
+            "| --- | --- |",
+            f"| largest difference of any output | {kernels['largest_output_difference_steps']} uint8 step(s) |",
+            f"| max abs. difference of P(abnormal) | {num(kernels['abnormal_abs_diff_max'], 4)} |",
+            f"| top-1 agreement | {num(kernels['top1_agreement'])} |",
+            f"| same triage at threshold {kernels['triage_threshold']:.3f} | {num(kernels['triage_agreement'])} |",
+        ]
+        other = kernels.get("builtin_vs_float")
+        if other:
+            lines += [
+                "",
+                "Float vs int8 under the builtin kernels (a board with tflite-runtime 2.14), same thresholds: "
+                f"top-1 agreement {num(other['top1_agreement'])}, max / mean abs. difference of P(abnormal) "
+                f"{num(other['abnormal_abs_diff_max'], 4)} / {num(other['abnormal_abs_diff_mean'], 4)}, "
+                f"AUC int8 {num(other['auc_int8'])} (drop {num(other['auc_drop'])}): "
+                + ("passed." if other["passed"] else "FAILED: " + "; ".join(other["failures"]) + "."),
+            ]
     lines += ["", "## Edge TPU readiness (offline check of the int8 file)", "", "```", readiness_text, "```", ""]
     extra = context.get("runtime_versions_note")
     if extra:

@@ -185,6 +185,23 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
             options.max_auc_drop,
             progress=step,
         )
+    # The same int8 model under TFLite's builtin kernels, as a board with tflite-runtime 2.14 runs it:
+    # it must be faithful there too.
+    builtin = quantize.tflite_interpreter(content, builtin_kernels=True)
+    builtin_outputs = []
+    with progress("int8, builtin kernels", len(records)) as step:
+        for image in images:
+            builtin_outputs.append(fidelity.outputs_by_name(quantize.run_tflite(builtin, image), positions))
+            step(1)
+    builtin_result = fidelity.Fidelity(result.ids, result.abnormal_truth, result.float_outputs, builtin_outputs,
+                                       options.min_agreement, options.max_auc_drop)
+    kernels = fidelity.compare_kernels(result.int8_outputs, builtin_outputs, float(training["triage"]["threshold"]))
+    kernels["builtin_vs_float"] = {key: builtin_result.to_dict()[key] for key in (
+        "top1_agreement", "abnormal_abs_diff_max", "abnormal_abs_diff_mean", "auc_int8", "auc_drop", "passed",
+        "failures")}
+    if not builtin_result.passed:
+        result.extra_failures.extend(f"under the builtin kernels (tflite-runtime 2.14): {failure}"
+                                     for failure in builtin_result.failures)
     readiness = edgetpu.check_readiness(content)
 
     versions = quantize.versions()
@@ -207,6 +224,7 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
         "command": options.command,
         "note": options.note,
         "outputs": positions,
+        "kernels": kernels,
         "min_runtime_version": readiness.min_runtime_version,
     }
     fidelity.write_report(report_dir, result, context, readiness.to_dict(), readiness.summary())
@@ -229,6 +247,7 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
             "fidelity": {key: result.figures[key] for key in (
                 "scans", "top1_agreement", "abnormal_abs_diff_max", "abnormal_abs_diff_mean",
                 "auc_float", "auc_int8", "auc_drop")},
+            "kernels": {"xnnpack_vs_builtin": kernels},
             "edgetpu_readiness": {key: readiness.to_dict()[key] for key in (
                 "ready", "problems", "cpu_ops", "parameter_bytes", "min_runtime_version", "op_versions")},
             "command": options.command,

@@ -113,8 +113,20 @@ def quantize(model: Any, images: Sequence[np.ndarray] | np.ndarray) -> bytes:
 # --- running the int8 model next to the float one --------------------------------------------
 
 
-def tflite_interpreter(content: bytes, threads: int = 2) -> Any:
-    """An allocated LiteRT interpreter (the project's runtime layer, so the same one the board uses)."""
+def tflite_interpreter(content: bytes, threads: int = 2, builtin_kernels: bool = False) -> Any:
+    """An allocated LiteRT interpreter.
+
+    By default it is built as the board builds it (`edge.runtime.make_interpreter`: LiteRT hands
+    int8 ops to its XNNPACK delegate). `builtin_kernels=True` runs TFLite's own int8 kernels
+    instead, which are what tflite-runtime 2.14 runs; the two round differently.
+    """
+    if builtin_kernels:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        interpreter = Interpreter(model_content=content, num_threads=threads,
+                                  experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        interpreter.allocate_tensors()
+        return interpreter
     from edge.runtime import make_interpreter
 
     return make_interpreter(content, threads=threads, runtime="auto")

@@ -10,8 +10,9 @@ Two comparisons, because the runtimes' defaults do not run the same kernels:
   agree within one quantization step (measured: bit-identical);
 - each runtime as `edge.runtime.make_interpreter` builds it, as the board does: LiteRT 2.x
   hands int8 ops to its default XNNPACK delegate, tflite-runtime 2.14 does not, and XNNPACK
-  rounds differently. Measured on the placeholder model: up to 4 uint8 steps (about 0.016 in
-  a probability) over 12 scans. Bounded here at 6 steps and printed, so a larger drift fails.
+  rounds differently. Measured on the placeholder model: up to 4 uint8 steps over these 12
+  scans, 5 over all 258 (reports/fidelity/fidelity.md, "two kernel sets"). Bounded here at 8
+  steps (about 0.03 in a probability) and printed, so a larger drift fails.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def test_litert_and_tflite_runtime_2_14_agree_within_one_step(model_under_test, 
     print(f"{model_under_test}: ai-edge-litert vs tflite-runtime 2.14, largest difference in uint8 steps: "
           f"same builtin kernels {steps['builtin']}, each runtime's defaults {steps['default']}")
     assert steps["builtin"] <= 1, f"same kernels, outputs differ by {steps['builtin']} quantization steps"
-    assert steps["default"] <= 6, f"default kernels (LiteRT uses XNNPACK) differ by {steps['default']} steps"
+    assert steps["default"] <= 8, f"default kernels (LiteRT uses XNNPACK) differ by {steps['default']} steps"
 
 
 def _run(interpreter, images) -> list[list[np.ndarray]]:
