@@ -139,3 +139,27 @@ def test_a_new_model_removes_an_edgetpu_model_compiled_from_the_old_one(trained,
     assert result.exit_code == 0, result.output
     assert "compiled from an earlier model" in result.output
     assert not (out / "model_edgetpu.tflite").exists() and not (out / "model_edgetpu.json").exists()
+
+
+def test_named_outputs_in_another_order_are_put_in_contract_order(trained, tmp_path):
+    import keras
+
+    from convert.pipeline import check_contract, load_keras_model
+
+    model = keras.models.load_model(trained / "final.keras", compile=False)
+    shuffled = keras.Model(model.inputs, [model.outputs[3], model.outputs[2], model.outputs[0], model.outputs[1]])
+    shuffled.save(tmp_path / "shuffled.keras")
+    loaded = load_keras_model(tmp_path / "shuffled.keras")
+    check_contract(loaded, 64)  # (1,7), (1,1), (1,1), (1,h,w) again
+    image = np.full((1, 64, 64, 1), 100, np.float32)
+    for a, b in zip(loaded(image), model(image)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+def test_a_model_with_a_dynamic_batch_is_refused_with_a_hint(tmp_path):
+    from convert.pipeline import check_contract
+    from convert.tiny import tiny_model
+    from edge.errors import EdgeError
+
+    with pytest.raises(EdgeError, match="batch_size=1"):
+        check_contract(tiny_model(batch_size=None), 64)
