@@ -12,6 +12,7 @@ options ask for is imported: no overlay drawing, SQLite, DICOM or camera code ot
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -68,6 +69,11 @@ def main(argv: list[str] | None = None) -> None:
         _drop_stdout()
         print("error: output closed (broken pipe); stopped before the end of the batch", file=sys.stderr)
         status = 141  # 128 + SIGPIPE, what a shell reports for a tool stopped this way
+    except Exception as exc:  # a bug outside any one scan: one line, not a traceback (EDGE_DEBUG=1 shows it)
+        if os.environ.get("EDGE_DEBUG"):
+            raise
+        print(f"error: unexpected {exc.__class__.__name__} ({exc}); please report it (EDGE_DEBUG=1 shows where)", file=sys.stderr)
+        status = EXIT_SETUP
     try:
         sys.stdout.flush()
     except BrokenPipeError:

@@ -91,7 +91,7 @@ class ResultsLog:
                 self._db.execute(
                     "INSERT INTO results (time, file, file_sha256, model_sha256, outputs, error, patient) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (now, file, file_sha256, model_sha256, payload, error, patient_json),
+                    (now, _text(file), file_sha256, model_sha256, payload, _text(error), patient_json),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -105,3 +105,11 @@ class ResultsLog:
         cursor = self._db.execute("SELECT * FROM results ORDER BY id")
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def _text(value: str | None) -> str | None:
+    """A file name that is not valid UTF-8 (bytes from an old USB stick, decoded by Python with
+    surrogate escapes) is stored with those bytes written as \\udcXX, not refused by SQLite."""
+    if value is None:
+        return None
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")

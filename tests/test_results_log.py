@@ -134,3 +134,21 @@ def test_patient_id_is_logged_only_when_asked(model_file, tmp_path):
     assert "PID-4711" not in result.stdout  # the log only, not the output
     assert json.loads(rows(asked)[0]["patient"]) == {"PatientID": "PID-4711"}
     assert "Doe" not in json.dumps(rows(asked))
+
+
+def test_a_file_name_that_is_not_utf8_is_logged_not_fatal(model_file, scans, tmp_path):
+    import os
+    import shutil
+
+    folder = tmp_path / "usb"
+    folder.mkdir()
+    shutil.copy(scans[0], os.fsencode(folder) + b"/scan\xff.pgm")  # Latin-1 bytes from an old stick
+    shutil.copy(scans[1], folder / "z.pgm")
+    db = tmp_path / "results.db"
+    result = run_classify(folder, "--model", model_file, "--log", db, "--overlay", tmp_path / "o")
+    assert result.returncode == 0, result.stderr
+    no_traceback(result)
+    logged = rows(db)
+    assert [r["file"] for r in logged] == [f"{folder}/scan\\udcff.pgm", str(folder / "z.pgm")]
+    again = run_classify(folder, "--model", model_file, "--log", db, "--json")
+    assert all("logged" in r for r in json_lines(again.stdout))
