@@ -1,10 +1,11 @@
 """The PATH arguments of `edge-classify`, expanded into the scans to classify, in order.
 
 A file is taken as given (the user named it). A directory contributes every scan inside it,
-its sub-folders included, sorted by path, with hidden files skipped (`._mdb001.png` from a Mac,
-half-written `.tmp` files). A directory reached twice through symbolic links is read once; a
-link back to one of its own parents (a loop) is reported, not followed. A path that does not
-exist, or a folder with no scans, is one failed item: the batch goes on.
+its sub-folders included, sorted by path; hidden files (`._mdb001.png` from a Mac, half-written
+`.tmp` files) and our own `NAME.overlay.png` pictures are skipped. A directory reached twice
+through symbolic links is read once; a link back to one of its own parents (a loop) is
+reported, not followed. A path that does not exist, or a folder with no scans, is one failed
+item: the batch goes on.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from edge.decode import SCAN_SUFFIXES
+
+OVERLAY_SUFFIX = ".overlay.png"
+"""edge-classify's own heat-map pictures (--overlay): never taken for scans in a folder walk."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ def _walk(folder: Path, suffixes, seen: set, ancestors: tuple) -> Iterator[Item]
         child = folder / name
         if is_dir:
             yield from _walk(child, suffixes, seen, ancestors + (key,))
-        elif child.suffix.lower() in suffixes:
+        elif child.suffix.lower() in suffixes and not name.endswith(OVERLAY_SUFFIX):
             yield Item(child)
 
 

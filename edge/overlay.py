@@ -127,10 +127,12 @@ def _to_uint8(scan: np.ndarray) -> np.ndarray:
 
 def overlay_name(scan_path: str | Path, used: set[str]) -> str:
     """`mdb028.png` -> `mdb028.overlay.png`; a second scan with the same stem gets `mdb028-2.overlay.png`."""
+    from edge.inputs import OVERLAY_SUFFIX
+
     stem = Path(scan_path).stem or "scan"
-    name, n = f"{stem}.overlay.png", 1
+    name, n = f"{stem}{OVERLAY_SUFFIX}", 1
     while name in used:
         n += 1
-        name = f"{stem}-{n}.overlay.png"
+        name = f"{stem}-{n}{OVERLAY_SUFFIX}"
     used.add(name)
     return name

@@ -382,3 +382,13 @@ def test_the_tiny_contract_model_runs_too(tiny_model_dir, scans):
     assert result.returncode == 0, result.stderr
     records = json_lines(result.stdout)
     assert len(records) == 2 and all(KEYS <= set(r) for r in records)
+
+
+def test_overlays_written_into_the_scan_folder_are_not_taken_for_scans(model_file, pgm_dir, tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    shutil.copy(pgm_dir / "mdb005.pgm", folder / "a.pgm")
+    first = run_classify(folder, "--model", model_file, "--overlay", folder, "--json")
+    assert (folder / "a.overlay.png").is_file()
+    again = run_classify(folder, "--model", model_file, "--overlay", folder, "--json")
+    assert [r["file"] for r in json_lines(again.stdout)] == [str(folder / "a.pgm")] == [r["file"] for r in json_lines(first.stdout)]
