@@ -360,6 +360,14 @@ def describe_system() -> dict[str, Any]:
     }
 
 
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages: a busy machine's figures are noisy (None where unknown)."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def cpu_model() -> str:
     """The CPU's name from /proc/cpuinfo ("model name", or "Model"/"Hardware" on ARM boards)."""
     try:
@@ -415,6 +423,7 @@ class Settings:
 
 def run_benchmark(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Every measurement of one `edge-bench` run, as the JSON-ready record."""
+    load_before = _load_average()
     interpreter, main_info = load_bare(settings.model, settings.threads, settings.delegate, settings.runtime)
     others = [load_bare(path, settings.threads, settings.delegate, settings.runtime) for path in settings.compare]
 
@@ -465,6 +474,7 @@ def run_benchmark(settings: Settings, progress: Callable[[str], None] = lambda _
         "tool": "edge-bench",
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "system": describe_system(),
+        "load_average": {"before": load_before, "after": _load_average()},
         "device": settings.device,
         "device_description": settings.device_description,
         "runtime": runtime_version(settings.runtime),
@@ -530,7 +540,9 @@ def format_table(record: dict[str, Any]) -> str:
     lines = [
         "edge-bench: model latency on this board (research software, not a medical device)",
         f"board     {system['board'] or '-'}",
-        f"CPU       {system['cpu']}, {system['cores']} cores, {system['machine']}, {system['os']}",
+        f"CPU       {system['cpu']}, {system['cores']} cores, {system['machine']}, {system['os']}"
+        + (f"; load average {record['load_average']['before'][0]:.1f} before, {record['load_average']['after'][0]:.1f} after"
+           if record["load_average"]["before"] and record["load_average"]["after"] else ""),
         f"device    {record['device']} ({record['device_description']})",
         f"runtime   {record['runtime']}, {record['threads']} threads, delegate: {record['delegate'] or 'none (CPU)'}",
         f"model     {model['path']} ({model['size_bytes'] / 1e6:.2f} MB, sha256 {model['sha256'][:12]}..., input {shape})",

@@ -36,12 +36,13 @@ def block(record: dict, source: str) -> str:
         BEGIN,
         f"Measured on this development machine, **{machine}**, {record['runtime']}, "
         f"{record['threads']} threads, no delegate, {record['warmup']} warm-up then {record['runs']} timed runs "
-        f"interleaved in one loop, {record['time_utc']} (`{source}`, table in `{Path(source).with_suffix('.txt')}`). "
-        "Absolute times here are not board times; the ratios are what carries over.",
+        f"interleaved in one loop, {record['time_utc']}{_load(record)} (`{source}`, table in "
+        f"`{Path(source).with_suffix('.txt')}`). Absolute times here are not board times; the ratios are what carries over.",
         "",
         "| model | input | median invoke | ratio to our int8 |",
         "| --- | --- | ---: | ---: |",
-        f"| ours, int8 (`{Path(record['model']['path']).name}`) | {_input(record['model'])} | {invoke['median_ms']:.2f} ms | 1.00 |",
+        f"| ours, int8 (`{Path(record['model']['path']).name}`, sha256 {record['model']['sha256'][:12]}...) "
+        f"| {_input(record['model'])} | {invoke['median_ms']:.2f} ms | 1.00 |",
     ]
     for other in filter(None, (floating, mobilenet)):
         lines.append(
@@ -97,6 +98,13 @@ def block(record: dict, source: str) -> str:
         ]
     lines.append(END)
     return "\n".join(lines)
+
+
+def _load(record: dict) -> str:
+    load = record.get("load_average") or {}
+    if not load.get("before") or not load.get("after"):
+        return ""
+    return f", 1-minute load average {load['before'][0]:.1f} before and {load['after'][0]:.1f} after on {record['system']['cores']} cores"
 
 
 def _input(model: dict) -> str:

@@ -73,7 +73,7 @@ def record(models):
 
 
 def test_record_has_every_field_and_names_the_machine(record, models):
-    for key in ("system", "runtime", "threads", "delegate", "device", "runs", "warmup", "image", "model",
+    for key in ("system", "load_average", "runtime", "threads", "delegate", "device", "runs", "warmup", "image", "model",
                 "load_ms", "first_inference_ms", "invoke", "end_to_end", "end_to_end_stages",
                 "end_to_end_over_invoke", "cold_start", "cold_start_command", "peak_rss_mb", "compare"):
         assert key in record, key

@@ -1,0 +1,39 @@
+"""The committed benchmark figures: a complete record for this machine, and the README copies it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RECORD = REPO / "reports" / "bench" / "x86.json"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("bench_readme", REPO / "scripts" / "bench_readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_record_compares_our_int8_with_float_and_mobilenet():
+    record = json.loads(RECORD.read_text(encoding="utf-8"))
+    assert record["system"]["cpu"] and record["system"]["cores"] >= 1
+    assert record["schedule"] == "interleaved" and record["runs"] >= 100
+    assert record["model"]["manifest"] and record["model"]["inputs"][0]["dtype"] == "uint8"
+    names = sorted(Path(c["model"]["path"]).name for c in record["compare"])
+    assert names == ["mobilenetv2_int8.tflite", "model_float.tflite"]
+    for other in record["compare"]:
+        assert abs(other["ratio"] - other["invoke"]["median_ms"] / record["invoke"]["median_ms"]) < 1e-3
+    assert record["end_to_end"] and record["cold_start"] and record["peak_rss_mb"]["classify_process"]
+    shipped = json.loads((REPO / "edge" / "models" / "model.json").read_text(encoding="utf-8"))
+    assert record["model"]["sha256"] == shipped["sha256"], "re-run the benchmark for the shipped model"
+
+
+def test_readme_figures_are_copied_from_the_record():
+    script = load_script()
+    expected = script.block(json.loads(RECORD.read_text(encoding="utf-8")), "reports/bench/x86.json")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start, end = readme.index(script.BEGIN), readme.index(script.END) + len(script.END)
+    assert readme[start:end] == expected, "run: python scripts/bench_readme.py reports/bench/x86.json --write"
