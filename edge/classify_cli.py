@@ -56,7 +56,7 @@ def _threads(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """The console entry point: parse, run, exit with the status; never a traceback."""
-    args = build_parser().parse_args(argv)  # a usage error prints usage and exits 2
+    args = build_parser().parse_intermixed_args(argv)  # scans and options in any order; usage error: exit 2
     try:
         status = run(**vars(args))
     except EdgeError as exc:

@@ -392,3 +392,9 @@ def test_overlays_written_into_the_scan_folder_are_not_taken_for_scans(model_fil
     assert (folder / "a.overlay.png").is_file()
     again = run_classify(folder, "--model", model_file, "--overlay", folder, "--json")
     assert [r["file"] for r in json_lines(again.stdout)] == [str(folder / "a.pgm")] == [r["file"] for r in json_lines(first.stdout)]
+
+
+def test_scans_and_options_in_any_order(model_file, scans):
+    result = run_classify(scans[0], "--json", scans[1], "--model", model_file, scans[2])
+    assert result.returncode == 0, result.stderr
+    assert [r["file"] for r in json_lines(result.stdout)] == [str(p) for p in scans]
