@@ -84,3 +84,43 @@ def test_without_picamera2_the_message_says_how_to_get_it(model_file):
     assert result.returncode == 2
     assert "picamera2" in result.stderr and "apt install python3-picamera2" in result.stderr
     no_traceback(result)
+
+
+def test_picamera2_without_a_camera_is_a_clear_error(monkeypatch):
+    import sys
+    import types
+
+    class NoCamera:
+        def __init__(self):
+            raise IndexError("list index out of range")  # what picamera2 raises with no camera attached
+
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=NoCamera))
+    with pytest.raises(EdgeError, match="no camera found"):
+        camera.capture_grey()
+
+
+def test_the_real_opener_configures_rgb888_and_starts(monkeypatch, mias_dir):
+    import sys
+    import types
+
+    grey = read_scan(mias_dir / "mdb005.png")
+    made = []
+
+    class Picamera2(FakeCamera):
+        def __init__(self):
+            super().__init__(grey)
+            made.append(self)
+
+        def create_still_configuration(self, main):
+            return {"main": main}
+
+        def configure(self, config):
+            self.calls.append(("configure", config["main"]["format"]))
+
+        def start(self):
+            self.calls.append(("start",))
+
+    monkeypatch.setitem(sys.modules, "picamera2", types.SimpleNamespace(Picamera2=Picamera2))
+    frame = camera.capture_grey()
+    assert frame.shape == grey.shape and frame.dtype == np.uint8
+    assert made[0].calls == [("configure", "RGB888"), ("start",), ("capture_array", "main"), ("stop",), ("close",)]
