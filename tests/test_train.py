@@ -13,7 +13,7 @@ from train import data as tdata
 from train.data import Circle
 
 ALLOWED_LAYERS = {
-    "InputLayer", "Rescaling", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU", "Add",
+    "InputLayer", "Rescaling", "Activation", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU", "Add",
     "Concatenate", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "MaxPooling2D", "AveragePooling2D",
     "Dense", "Dropout", "Reshape",
 }
@@ -70,10 +70,12 @@ def test_patches_come_from_the_given_images(records):
 
     chosen = [r for r in records if r.lesions][:2] + [r for r in records if not r.abnormal][:2]
     dataset = load_dataset(chosen, 128)
-    x, y = tdata.patches(dataset, np.random.default_rng(0), 8, 32, tdata.Augment())
-    assert x.shape == (8, 32, 32) and x.dtype == np.uint8
-    assert set(y[::2]) <= {LABELS.index(r.label) for r in chosen[:2]}
-    assert set(y[1::2]) == {LABELS.index("NORM")}
+    batch = tdata.patches(dataset, np.random.default_rng(0), 8, 32, tdata.Augment())
+    assert batch.images.shape == (8, 32, 32) and batch.images.dtype == np.uint8
+    assert {r.id for r in batch.records[::2]} <= {r.id for r in chosen[:2]}  # lesion patches
+    assert {r.label for r in batch.records[1::2]} == {"NORM"}  # background patches
+    for circles in batch.circles[::2]:  # the patch is centred near one of its circles
+        assert any(np.hypot(c.row - 15.5, c.col - 15.5) <= max(c.radius, 16) * 1.5 for c in circles)
 
 
 def test_edge_train_end_to_end(mias_dir, records, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -64,6 +65,7 @@ def train(
         limit=limit,
         progress=tqdm,
         log=tqdm.write,
+        command=" ".join(["edge-train", *sys.argv[1:]]),
     )
 
 

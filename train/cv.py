@@ -118,6 +118,7 @@ def run(
     limit: int | None = None,
     progress=None,
     log=print,
+    command: str | None = None,
 ) -> dict:
     """Cross-validate (each initialisation in `compare`, or `config.init`), ship the better, train the final model."""
     started = time.time()
@@ -211,6 +212,7 @@ def run(
         "init": best,
         "comparison": {init: {k: c["metrics"]["headline"][k]["value"] for k in SELECTION} for init, c in candidates.items()},
         "seed": seed,
+        "command": command,
         "final_train_seconds": round(final_seconds, 1),
         "train_seconds": round(time.time() - started, 1),
     }

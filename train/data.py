@@ -174,20 +174,17 @@ def class_loss_weights(class_index: np.ndarray, sampling_power: float = 0.5) -> 
     return (weights * drawn.sum() / (weights * drawn).sum()).astype(np.float32)
 
 
-def patches(
-    data: Dataset, rng: np.random.Generator, count: int, side: int, spec: Augment
-) -> tuple[np.ndarray, np.ndarray]:
-    """Lesion and background patches cut from (augmented) images of `data`, with 7-class labels.
+def patches(data: Dataset, rng: np.random.Generator, count: int, side: int, spec: Augment) -> Dataset:
+    """Lesion and background patches cut from (augmented) images of `data`, as a small `Dataset`.
 
-    Half the patches are centred near a lesion (label: the image's class), half lie inside the
-    breast of a normal image (label NORM). Only the images passed in are used, so the caller
-    gives training-fold images only.
+    Half the patches are centred near a lesion (they keep that image's record: class, severity,
+    circles, moved into patch coordinates); half lie inside the breast of a normal image (NORM,
+    no circle). Only the images passed in are used: the caller gives training-fold images only.
     """
-    norm = LABELS.index("NORM")
     located = [i for i, c in enumerate(data.circles) if c and data.records[i].abnormal]
     normal = [i for i, r in enumerate(data.records) if not r.abnormal]
-    out = np.zeros((count, side, side), np.uint8)
-    labels = np.zeros(count, np.int64)
+    images = np.zeros((count, side, side), np.uint8)
+    records, circles_out = [], []
     size, half = data.size, side // 2
     for k in range(count):
         lesion = bool(located) and (k % 2 == 0 or not normal)
@@ -197,12 +194,12 @@ def patches(
             circle = circles[rng.integers(len(circles))]
             jitter = rng.uniform(-0.5, 0.5, 2) * min(circle.radius, half)
             row, col = circle.row + jitter[0], circle.col + jitter[1]
-            labels[k] = LABELS.index(data.records[i].label)
         else:
             inside = np.argwhere(image[half : size - half, half : size - half] > 20)
             row, col = (inside[rng.integers(len(inside))] + half) if len(inside) else (size / 2, size / 2)
-            labels[k] = norm
         top = int(np.clip(round(row) - half, 0, size - side))
         left = int(np.clip(round(col) - half, 0, size - side))
-        out[k] = image[top : top + side, left : left + side]
-    return out, labels
+        images[k] = image[top : top + side, left : left + side]
+        records.append(data.records[i])
+        circles_out.append(tuple(Circle(c.row - top, c.col - left, c.radius) for c in circles))
+    return Dataset(records, images, [data.geometries[0]] * count, circles_out)

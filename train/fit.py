@@ -5,8 +5,9 @@ Class imbalance is handled in two halves: images are drawn with probability prop
 1/sqrt(count), so every class weighs the same in expectation while rare-class images are not
 repeated so often that the network memorises them. The heat-map output is trained cell by cell
 against the lesion circles (zero for normal scans, skipped for a lesion without coordinates).
-Initialisation: `scratch` (random), or `patch`: the backbone first learns to tell lesion patches
-(by class) from background patches cut from the same training images, then the whole image.
+Initialisation: `scratch` (random), or `patch`: the same network first trains, with the same four
+losses, on 64x64 lesion and background patches cut from the same training images (16 times
+cheaper than a whole image, and every patch has a lesion or none), then on whole images.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class Config:
     init: str = "scratch"
     patch_side: int = 64
     patch_epochs: int = 10
-    patch_count: int = 1024
+    patch_count: int = 2048
+    patch_batch: int = 32
     samples_per_epoch: int = 208
     augment: Augment = field(default_factory=Augment)
 
@@ -115,7 +117,7 @@ class Trainer:
         tf = _tf()
         import keras
 
-        from train.model import build, build_patch_model
+        from train.model import build
 
         if config.init not in INITS:
             raise ValueError(f"unknown init {config.init!r}; choose from {INITS}")
@@ -128,10 +130,10 @@ class Trainer:
         )
         self.patch_model = None
         if config.init == "patch":
-            self.patch_model = build_patch_model(config.patch_side, config.width)
-            patch_steps = config.patch_epochs * (config.patch_count // config.batch)
+            self.patch_model = build(config.patch_side, config.width, batch_size=None)
+            patch_steps = config.patch_epochs * (config.patch_count // config.patch_batch)
             self.patch_model.compile(
-                _optimizer(config, patch_steps), "sparse_categorical_crossentropy", metrics=["accuracy"]
+                _optimizer(config, patch_steps), loss=_losses(config, self.class_weights), loss_weights=config.loss_weights
             )
         self._keras = keras
 
@@ -141,20 +143,20 @@ class Trainer:
             variable.assign(np.zeros(variable.shape, variable.dtype))
 
     def _pretrain_patches(self, data: Dataset, rng: np.random.Generator, progress=None) -> dict:
-        """Patch pre-training of the backbone on lesion and background patches of `data` only."""
-        from train.model import build_patch_model, copy_weights
+        """Patch pre-training: the same network and losses on lesion/background patches of `data` only."""
+        from train.model import HEATMAP_STRIDE, build, copy_weights
 
         config = self.config
-        self._reset(self.patch_model, build_patch_model(config.patch_side, config.width))
-        history = {"loss": [], "accuracy": []}
+        self._reset(self.patch_model, build(config.patch_side, config.width, batch_size=None))
+        history: dict[str, list] = {}
         epochs = range(config.patch_epochs)
         for _ in progress(epochs, desc="patches", leave=False) if progress else epochs:
-            x, y = tdata.patches(data, rng, config.patch_count, config.patch_side, config.augment)
-            h = self.patch_model.fit(
-                x[..., None].astype(np.float32), y, batch_size=config.batch, epochs=1, verbose=0, shuffle=False
-            )
-            history["loss"].append(float(h.history["loss"][0]))
-            history["accuracy"].append(float(h.history["accuracy"][0]))
+            batch = tdata.patches(data, rng, config.patch_count, config.patch_side, config.augment)
+            y = _targets(batch, batch.circles, config.patch_side // HEATMAP_STRIDE)
+            x = batch.images[..., None].astype(np.float32)
+            h = self.patch_model.fit(x, y, batch_size=config.patch_batch, epochs=1, verbose=0, shuffle=False)
+            for key, values in h.history.items():
+                history.setdefault(key, []).append(float(values[-1]))
         copy_weights(self.patch_model, self.model)
         return history
 

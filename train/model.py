@@ -11,6 +11,8 @@ Design, and why:
   `malignant` (sigmoids), `heatmap` (S/16 x S/16 sigmoid cells, trained against the lesion
   circles). The heads read average- and max-pooled features of the last two stages: max
   pooling lets one small lesion decide, average pooling sees the whole breast.
+- The network is fully convolutional up to global pooling, so the same layers train on small
+  lesion/background patches (patch pre-training) and on whole images; weights move by name.
 - Fixed `batch_size=1` for export (the Edge TPU rejects a dynamic batch); training uses the
   same layers with a free batch size, and weights move between the two by layer name.
 """
@@ -69,22 +71,19 @@ def build(size: int, width: float = 1.0, batch_size: int | None = 1, dropout: fl
     f16, _, pooled = _features(inputs, width)
     h = _conv(f16, f16.shape[-1], "heat")
     grid = size // HEATMAP_STRIDE
-    heat = layers.Conv2D(1, 1, activation="sigmoid", name="heat_cells")(h)
+    heat_logit = layers.Conv2D(1, 1, name="heat_cells")(h)
+    heat = layers.Activation("sigmoid", name="heat_sigmoid")(heat_logit)
     heatmap = layers.Reshape((grid, grid), name="heatmap")(heat)
+    # the most lesion-like cell is evidence for every head (multiple-instance reading)
+    heat_max = layers.GlobalMaxPooling2D(name="heat_max")(heat_logit)
+    pooled = layers.Concatenate(name="pooled_heat")([pooled, heat_max])
+    pooled = layers.BatchNormalization(name="pooled_bn")(pooled)
     pooled = layers.Dropout(dropout, name="dropout")(pooled)
     classes = layers.Dense(len(LABELS), activation="softmax", name="classes")(pooled)
-    abnormal = layers.Dense(1, activation="sigmoid", name="abnormal")(pooled)
+    # P(abnormal) reads only the most lesion-like cell: the image is abnormal where a lesion is
+    abnormal = layers.Dense(1, activation="sigmoid", name="abnormal")(heat_max)
     malignant = layers.Dense(1, activation="sigmoid", name="malignant")(pooled)
     return keras.Model(inputs, [classes, abnormal, malignant, heatmap], name="mias_edge")
-
-
-def build_patch_model(side: int, width: float = 1.0) -> keras.Model:
-    """The same backbone on small patches with a 7-way patch head (lesion class or NORM background)."""
-    inputs = keras.Input(shape=(side, side, 1), name="patch")
-    _, _, pooled = _features(inputs, width)
-    pooled = layers.Dropout(0.2, name="patch_dropout")(pooled)
-    out = layers.Dense(len(LABELS), activation="softmax", name="patch_classes")(pooled)
-    return keras.Model(inputs, out, name="patch_pretrain")
 
 
 def copy_weights(source: keras.Model, target: keras.Model) -> int:

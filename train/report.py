@@ -341,13 +341,216 @@ def comparison(directory: Path, runs: dict[str, Path], best: str, selection, sec
     plt.close(fig)
 
 
+def model_card(directory: str | Path, training_path: str | Path | None = None, comparison_path: str | Path | None = None) -> str:
+    """MODEL_CARD.md, its figures copied from the report folder's metrics.json (never typed by hand)."""
+    directory = Path(directory)
+    document = json.loads((directory / "metrics.json").read_text())
+    training = json.loads(Path(training_path).read_text()) if training_path and Path(training_path).is_file() else {}
+    compared = json.loads(Path(comparison_path).read_text()) if comparison_path and Path(comparison_path).is_file() else None
+    config = training.get("config", {})
+    triage = training.get("triage", {})
+    lines = [
+        "# Model card: mias-edge mammogram triage CNN",
+        "",
+        "**Research software, not a medical device.** Trained and evaluated on 258 film mammograms (mini-MIAS, "
+        "digitised in the early 1990s). Never validated on a clinical population or on digital mammography. Its "
+        "answers must not be used to decide anyone's care.",
+        "",
+        "## Intended use",
+        "",
+        "A demonstration of offline triage on a Raspberry Pi or Coral Edge TPU: for one mediolateral-oblique film "
+        "mammogram it gives 7 MIAS class probabilities, P(abnormal), P(malignant), a refer/routine decision at a "
+        "stated sensitivity and a coarse heat-map. Out of scope: diagnosis, screening decisions, CC views, digital "
+        "(FFDM/DBT) mammograms, populations other than the one MIAS was drawn from.",
+        "",
+        "## Model",
+        "",
+        f"- A small residual CNN (`train/model.py`), input {training.get('input_size', '?')}x{training.get('input_size', '?')}x1 "
+        "(uint8 grey levels of `edge.preprocess.prepare`, rescaled inside the model), batch 1; only Conv2D, batch norm "
+        "(folded), ReLU, Add, pooling, Concatenate, Dense, Reshape, softmax/sigmoid: int8 TFLite builtins the Edge TPU maps.",
+        "- Outputs: `classes` (7, edge.LABELS order), `abnormal`, `malignant`, `heatmap` "
+        f"({training.get('heatmap', {}).get('grid', '?')}x{training.get('heatmap', {}).get('grid', '?')} cells of 16 input pixels, trained against the lesion circles).",
+        f"- Initialisation: **{training.get('init', '?')}**; {config.get('epochs', '?')} epochs of {config.get('samples_per_epoch', '?')} "
+        f"augmented draws, batch {config.get('batch', '?')}, seed {training.get('seed', '?')}.",
+        f"- Triage: refer when P(abnormal) >= {triage.get('threshold', float('nan')):.3f}, chosen for {triage.get('target_sensitivity', 0.9):.0%} "
+        f"sensitivity on {triage.get('chosen_on', '?')}.",
+        "",
+        "## Data",
+        "",
+        "The mini-MIAS database (J Suckling et al. (1994), *The Mammographic Image Analysis Society Digital Mammogram "
+        "Database*, Excerpta Medica, International Congress Series 1069, pp. 375-378), research-use licence. "
+        f"Development split: {document['n_images']} images of {document['n_patients']} women: "
+        + ", ".join(f"{k} {v}" for k, v in training.get("data", {}).get("classes", {}).items())
+        + ". The images of 32 further women are held out of this repository for an independent check.",
+        "",
+        "## Evaluation protocol",
+        "",
+        f"Patient-grouped, class-stratified {len(document['per_fold'])}-fold cross-validation (`train/splits.py`): both "
+        "breasts of a woman in the same fold; every scan prepared by the device's own `prepare`; augmentation and patch "
+        "pre-training only on training folds; the triage threshold for each test fold chosen from the other folds' "
+        "out-of-fold scores; nothing tuned on anything but the cross-validation. Figures below are pooled out-of-fold, "
+        "with 95% bootstrap CIs resampling women, beside the majority-class baseline (NORM for every scan, constant score).",
+        "",
+        *headline_rows(document),
+        "",
+    ]
+    game = document.get("pointing_game")
+    if game:
+        ci = game.get("ci95", [None, None])
+        lines += [
+            f"Pointing game: the heat-map peak falls inside an annotated circle for {game['hits']} of {game['n_images']} "
+            f"abnormal scans with a circle ({_num(game['hit_rate'])}, 95% CI {_num(ci[0])}–{_num(ci[1])}).",
+            "",
+        ]
+    if "by_tissue" in document:
+        from train.mias import TISSUES
+
+        lines += [
+            "## Subgroups by breast tissue",
+            "",
+            "| tissue | images | abnormal | AUC abnormal | AUC malignant | bal. acc. | sens. at thr. | spec. at thr. |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for code, group in document["by_tissue"].items():
+            lines.append(
+                f"| {TISSUES[code]} ({code}) | {group['n_images']} | {group['n_abnormal']} | {_fmt(group['auc_abnormal'])} | "
+                f"{_fmt(group['auc_malignant'])} | {_fmt(group['balanced_accuracy'])} | {_fmt(group['sensitivity_at_threshold'])} | "
+                f"{_fmt(group['specificity_at_threshold'])} |"
+            )
+        lines.append("")
+    if compared:
+        lines += [
+            "## Initialisations compared (same folds)",
+            "",
+            "| initialisation | AUC abnormal | AUC malignant | bal. acc. | macro-F1 |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for name, headline in compared["runs"].items():
+            lines.append(
+                f"| {name}{' (shipped)' if name == compared['shipped'] else ''} | "
+                + " | ".join(_fmt(headline[k]) for k in ("auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1"))
+                + " |"
+            )
+        lines.append("")
+    recalls = {label: document["headline"][f"recall_{label}"] for label in LABELS}
+    lines += [
+        "## Known failure modes and limits",
+        "",
+        "- Per-class recall out-of-fold: " + ", ".join(f"{k} {_fmt(v, 2)}" for k, v in recalls.items()) + ". Classes with "
+        "11-20 examples are learned poorly; a wrong class among the abnormal ones is common.",
+        "- Calcification clusters of a few pixels at 1024x1024 shrink to one or two input pixels: the model sees "
+        "them badly.",
+        "- Asymmetry is defined by comparing the two breasts; the model sees one scan at a time.",
+        "- Dense breasts hide lesions; see the tissue table above for how the figures move with density.",
+        "- The threshold is set for 90% sensitivity on the cross-validation pool; the sensitivity actually reached at "
+        "a fold's threshold is reported above and is below 90% when folds differ.",
+        "- Film artefacts, labels and scanner differences outside MIAS were never seen in training; `prepare` removes "
+        "labels but cannot make a different population look like MIAS.",
+        "- Figures come from 258 images of 129 women; the confidence intervals are wide and the shipped initialisation "
+        "was chosen on the same cross-validation, which makes its figures slightly optimistic.",
+        "",
+        "Regenerate: see the README section *Model and evaluation*. This card is written by "
+        "`python -m train.report reports/cv --card MODEL_CARD.md` from `reports/cv/metrics.json`, `models/training.json` "
+        "and `reports/experiments/comparison.json`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+SECTION = "## Model and evaluation"
+
+
+def readme_section(directory: str | Path, training_path: str | Path, comparison_path: str | Path | None = None) -> str:
+    """The README's "Model and evaluation" section, its figures copied from the committed reports."""
+    directory = Path(directory)
+    document = json.loads((directory / "metrics.json").read_text())
+    training = json.loads(Path(training_path).read_text())
+    compared = json.loads(Path(comparison_path).read_text()) if comparison_path and Path(comparison_path).is_file() else None
+    keys = [
+        "auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1",
+        "sensitivity_at_80_specificity", "sensitivity_at_90_specificity",
+        "sensitivity_at_threshold", "specificity_at_threshold",
+    ]
+    minutes = training.get("train_seconds", float("nan")) / 60
+    folder = directory.as_posix()
+    overlay = sorted((directory / "overlays").glob("*.png"))
+    lines = [
+        SECTION,
+        "",
+        f"The shipped model (`models/final.keras`, manifest `models/training.json`) is a small residual CNN on "
+        f"{training['input_size']}x{training['input_size']} prepared scans, initialised by **{training.get('init')}** "
+        "(see `MODEL_CARD.md`). Every figure below is out-of-fold from patient-grouped "
+        f"{len(document['per_fold'])}-fold cross-validation on the development split, with its 95% bootstrap CI "
+        "(resampling women) and the majority-class baseline (NORM for every scan, constant score), copied from "
+        f"`{folder}/metrics.json` by the report step. Research software, not a medical device.",
+        "",
+        *headline_rows(document, keys),
+        "",
+        f"Targets were AUC abnormal >= 0.80, balanced accuracy >= 0.35, macro-F1 >= 0.30, AUC malignant >= 0.80. "
+        "Triage threshold: " + f"{training['triage']['threshold']:.3f} on P(abnormal) (refer at or above), chosen for "
+        "90% sensitivity on the pooled out-of-fold scores; in the cross-validation each test fold got the threshold "
+        "of the other folds, which gave the sensitivity and specificity in the table.",
+    ]
+    game = document.get("pointing_game")
+    if game:
+        lines += ["", f"Pointing game (heat-map peak inside an annotated circle, out-of-fold): {game['hits']} of "
+                  f"{game['n_images']} abnormal scans with a circle ({_num(game['hit_rate'])})."]
+    if compared:
+        lines += ["", "Initialisations compared on the same folds (`reports/experiments/comparison.md`): " + "; ".join(
+            f"{name}: AUC abnormal {_fmt(h['auc_abnormal'])}, balanced accuracy {_fmt(h['balanced_accuracy'])}"
+            for name, h in compared["runs"].items()) + f". Shipped: {compared['shipped']}."]
+    lines += [
+        "",
+        f"![confusion matrix]({folder}/confusion.png) ![ROC]({folder}/roc.png)",
+    ]
+    if overlay:
+        lines += ["", f"![heat-map overlay]({overlay[0].as_posix()})"]
+    lines += [
+        "",
+        "Regenerate everything (cross-validation of both initialisations, reports, final model; "
+        f"{minutes:.0f} minutes wall time on the 2-core development machine, measured for the committed run):",
+        "```bash",
+        training.get("command", "edge-train --data ../shared/mias --out runs/main --compare scratch,patch --reports reports/cv --experiments reports/experiments"),
+        "cp runs/main/final/model.keras models/final.keras && cp runs/main/final/training.json models/training.json",
+        "python -m train.report reports/cv --card MODEL_CARD.md --readme README.md",
+        "```",
+        "The last line recomputes every figure from `reports/cv/predictions.csv` (and `images.csv`) alone.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def replace_section(readme: str, section: str, after: str = "## Evaluation protocol") -> str:
+    """Put `section` in place of the README's own "Model and evaluation" section (or after `after`)."""
+    lines = readme.splitlines()
+    if SECTION in lines:
+        start = lines.index(SECTION)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    else:
+        anchor = lines.index(after) if after in lines else len(lines) - 1
+        start = end = next((i for i in range(anchor + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:]) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m train.report REPORT_DIR_OR_predictions.csv", file=sys.stderr)
-        raise SystemExit(2)
-    document = build(argv[0])
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m train.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("reports", help="report folder or its predictions.csv")
+    parser.add_argument("--card", help="also write the model card here (e.g. MODEL_CARD.md)")
+    parser.add_argument("--training", default="models/training.json", help="training.json of the shipped model")
+    parser.add_argument("--comparison", default="reports/experiments/comparison.json")
+    parser.add_argument("--readme", help="also rewrite this README's 'Model and evaluation' section")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    document = build(args.reports)
     print("\n".join(headline_rows(document)))
+    if args.card:
+        folder = Path(args.reports).parent if args.reports.endswith(".csv") else Path(args.reports)
+        Path(args.card).write_text(model_card(folder, args.training, args.comparison))
+    if args.readme:
+        folder = Path(args.reports).parent if args.reports.endswith(".csv") else Path(args.reports)
+        path = Path(args.readme)
+        path.write_text(replace_section(path.read_text(), readme_section(folder, args.training, args.comparison)))
 
 
 if __name__ == "__main__":
