@@ -287,6 +287,7 @@ class ColdRun:
     seconds: float  # launch to the first line on stdout
     exit_seconds: float  # launch to exit
     peak_rss_kb: int
+    cpu_seconds: float  # user + system CPU time of the child: about its wall time on an idle machine
     returncode: int
     first_line: str
     stderr: str
@@ -308,6 +309,7 @@ for _ in range(count):
         process.returncode = os.waitstatus_to_exitcode(status)
         errors.seek(0)
         runs.append(dict(seconds=first, exit_seconds=done, peak_rss_kb=usage.ru_maxrss,
+                         cpu_seconds=usage.ru_utime + usage.ru_stime,
                          returncode=process.returncode, first_line=first_line.strip(), stderr=errors.read().strip()))
 print(json.dumps(runs))
 """
@@ -497,6 +499,7 @@ def run_benchmark(settings: Settings, progress: Callable[[str], None] = lambda _
         "end_to_end_over_invoke": None,
         "cold_start": None,
         "cold_start_to_exit": None,
+        "cold_start_cpu": None,
         "cold_start_command": command or None,
         "peak_rss_mb": {
             "classify_process": _r(max(run.peak_rss_kb for run in colds) / 1024) if colds else None,
@@ -512,6 +515,7 @@ def run_benchmark(settings: Settings, progress: Callable[[str], None] = lambda _
     if colds:
         record["cold_start"] = asdict(summarize([run.seconds for run in colds]))
         record["cold_start_to_exit"] = asdict(summarize([run.exit_seconds for run in colds]))
+        record["cold_start_cpu"] = asdict(summarize([run.cpu_seconds for run in colds]))
     main_median = record["invoke"]["median_ms"]
     for index, (_, info) in enumerate(others):
         timing = timings[f"compare{index}"]
@@ -568,6 +572,7 @@ def format_table(record: dict[str, Any]) -> str:
     if record["cold_start"]:
         lines.append(_row("cold start, first result", record["cold_start"]))
         lines.append(_row("cold start, process exit", record["cold_start_to_exit"]))
+        lines.append(_row("cold start, its CPU time", record["cold_start_cpu"]))
     lines.append("")
     if record["end_to_end_over_invoke"] is not None:
         lines.append(f"end to end / bare invoke (medians): {record['end_to_end_over_invoke']:.2f}x")

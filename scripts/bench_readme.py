@@ -70,6 +70,11 @@ def block(record: dict, source: str) -> str:
             f"| cold start, `edge-classify --json` launch to first result | {cold['median_ms']:.0f} ms | "
             f"{cold['p90_ms']:.0f} ms | under {TARGET_COLD_MS:.0f} ms | {'yes' if cold['median_ms'] < TARGET_COLD_MS else '**no**'} |"
         )
+        if record.get("cold_start_cpu"):
+            lines.append(
+                f"| that process's CPU time to exit (user + system; about its wall time on an idle machine) | "
+                f"{record['cold_start_cpu']['median_ms']:.0f} ms | {record['cold_start_cpu']['p90_ms']:.0f} ms | | |"
+            )
     rss = record["peak_rss_mb"]["classify_process"]
     if rss is not None:
         lines.append(f"| peak resident memory of that process | {rss:.0f} MB | | | |")

@@ -95,6 +95,7 @@ def test_statistics_are_ordered_and_counted(record):
     for stats in record["end_to_end_stages"].values():
         assert_ordered(stats, 15)
     assert_ordered(record["cold_start"], 2)
+    assert_ordered(record["cold_start_cpu"], 2)
     for other in record["compare"]:
         assert_ordered(other["invoke"], 15)
     # the whole path cannot be quicker than its own stages
