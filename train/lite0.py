@@ -208,3 +208,61 @@ def load_imagenet(model, weights: dict[str, list[np.ndarray]] | None = None) -> 
         layer.set_weights(values)
         moved += 1
     return moved
+
+
+# --- the shippable model ----------------------------------------------------------------------
+
+SHIP_LAST_BLOCK = TAPS["s16"]
+"""The device model stops at the 112-channel stride-16 stage: the heat-map cells live there, and
+the stride-32 stages would triple the parameters (0.72 M -> 3.0 M) for no measured gain."""
+BREAST_LEVEL = 8.0
+"""A heat-map cell counts as breast when its 16x16 input pixels average more than this grey level."""
+OUTSIDE_LOGIT = 20.0
+"""Cells outside the breast get a cell logit of -20 (never the hottest cell)."""
+
+
+def build_shippable(size: int, heads: dict[str, np.ndarray] | None = None, batch_size: int | None = 1, weights=None):
+    """The device model: truncated Lite0 (to stride 16) with the fitted linear heads as layers.
+
+    Input (S, S, 1) float32 grey levels 0..255 of `edge.preprocess.prepare`, batch fixed at 1.
+    Outputs, in order: `classes` (1, 7) softmax in edge.LABELS order, `abnormal` (1, 1) sigmoid,
+    `malignant` (1, 1) sigmoid, `heatmap` (1, S/16, S/16) sigmoid.
+    - heat-map: the cell classifier (a 1x1 convolution on the 112 stride-16 channels; cells inside
+      lesion circles vs breast cells of normal scans), with cells outside the breast forced off;
+    - abnormal: a * (hottest cell logit) + b (a multiple-instance reading: one lesion decides);
+    - classes, malignant: linear heads on average + max pooled stride-16 features.
+    `heads` holds the folded arrays from `train.lite0_experiment.fit_ship_heads` (standardisation
+    folded into the weights); None leaves the heads at their initial values (for timing only).
+    Every op is an int8 TFLite builtin the Edge TPU maps (conv, depthwise conv, ReLU6, add,
+    average/max pooling, mul, concat, fully connected, logistic, softmax, reshape).
+    """
+    import keras
+    from keras import layers
+
+    from edge import LABELS
+
+    if size % 16:
+        raise ValueError(f"input size must be a multiple of 16, got {size}")
+    inputs = keras.Input(shape=(size, size, 1), batch_size=batch_size, name="scan")
+    f16 = features(inputs, last_block=SHIP_LAST_BLOCK, head=False)["s16"]
+    cell = layers.Conv2D(1, 1, name="heat_cells")(f16)
+    level = layers.AveragePooling2D(16, name="cell_level")(inputs)
+    # 0 at or below BREAST_LEVEL, 1 from a quarter grey level above it (a steep ramp, not a comparison op)
+    breast = layers.ReLU(max_value=1.0, name="breast")(layers.Rescaling(4.0, offset=-4.0 * BREAST_LEVEL, name="level_shift")(level))
+    outside = layers.Rescaling(OUTSIDE_LOGIT, offset=-OUTSIDE_LOGIT, name="outside")(breast)  # 0 in, -20 out
+    cell = layers.Add(name="heat_logit")([layers.Multiply(name="heat_masked")([cell, breast]), outside])
+    grid = size // 16
+    heatmap = layers.Reshape((grid, grid), name="heatmap")(layers.Activation("sigmoid", name="heat_sigmoid")(cell))
+    hottest = layers.GlobalMaxPooling2D(name="hottest_cell")(cell)
+    abnormal = layers.Dense(1, activation="sigmoid", name="abnormal")(hottest)
+    pooled = layers.Concatenate(name="pooled")([layers.GlobalAveragePooling2D(name="avg16")(f16), layers.GlobalMaxPooling2D(name="max16")(f16)])
+    classes = layers.Dense(len(LABELS), activation="softmax", name="classes")(pooled)
+    malignant = layers.Dense(1, activation="sigmoid", name="malignant")(pooled)
+    model = keras.Model(inputs, [classes, abnormal, malignant, heatmap], name="lite0_s16")
+    load_imagenet(model, weights)
+    if heads is not None:
+        model.get_layer("heat_cells").set_weights([heads["cell_w"].reshape(1, 1, -1, 1), heads["cell_b"].reshape(1)])
+        model.get_layer("abnormal").set_weights([heads["abnormal_w"].reshape(1, 1), heads["abnormal_b"].reshape(1)])
+        model.get_layer("classes").set_weights([heads["classes_w"], heads["classes_b"]])
+        model.get_layer("malignant").set_weights([heads["malignant_w"].reshape(-1, 1), heads["malignant_b"].reshape(1)])
+    return model

