@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageChops
+from PIL import Image
 
 DEFAULT_SIZE = 512
 COARSE_FACTOR = 8
@@ -87,14 +87,9 @@ def prepare(scan: np.ndarray, size: int = DEFAULT_SIZE) -> Prepared:
     factor = scan.shape[0] / coarse.shape[0], scan.shape[1] / coarse.shape[1]
 
     mask, islands, quality = _breast_mask(coarse)
-    if islands.any():
-        keep = Image.fromarray(np.where(islands, 0, 255).astype(np.uint8), mode="L")
-        grey = ImageChops.multiply(grey, keep.resize(grey.size, Image.Resampling.NEAREST))
     rows, cols = np.nonzero(mask)
     flipped = bool(cols.mean() > (coarse.shape[1] - 1) / 2)
     if flipped:
-        grey = grey.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        mask = mask[:, ::-1]
         cols = coarse.shape[1] - 1 - cols
     top, bottom = rows.min() * factor[0], (rows.max() + 1) * factor[0]
     left, right = cols.min() * factor[1], (cols.max() + 1) * factor[1]
@@ -102,11 +97,33 @@ def prepare(scan: np.ndarray, size: int = DEFAULT_SIZE) -> Prepared:
     top, left = int(round((top + bottom - side) / 2)), int(round(left))
     geometry = Geometry(scan.shape, flipped, top, left, side, size)
 
-    box = (left, top, left + side, top + side)  # may reach past the scan: crop pads with black
-    image = np.asarray(grey.crop(box).resize((size, size), Image.Resampling.BOX), dtype=np.float32)
+    # Crop and shrink first, mirror the small result: the same picture, a fraction of the work.
+    # The box may reach past the scan: crop pads with black.
+    width = scan.shape[1]
+    box = (width - left - side, top, width - left, top + side) if flipped else (left, top, left + side, top + side)
+    small = grey.crop(box).resize((size, size), Image.Resampling.BOX)
+    if flipped:
+        small = small.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    image = np.asarray(small, dtype=np.float32)
+    if islands.any():
+        image[_on_input_grid(islands, geometry, factor)] = 0.0
     low, high = _stretch_limits(coarse, mask)
     image = np.clip((image - low) * (255.0 / max(high - low, 1.0)), 0, 255)
     return Prepared(np.rint(image).astype(np.uint8), geometry, quality)
+
+
+def _on_input_grid(coarse_mask: np.ndarray, geometry: Geometry, factor: tuple[float, float]) -> np.ndarray:
+    """A coarse (unmirrored) scan mask sampled at the model input's pixel centres; outside the scan is False."""
+    centres = geometry.top + (np.arange(geometry.size) + 0.5) * (geometry.side / geometry.size)
+    row_index = np.floor(centres / factor[0]).astype(np.int64)
+    col_pos = geometry.left + (np.arange(geometry.size) + 0.5) * (geometry.side / geometry.size)
+    if geometry.flipped:
+        col_pos = geometry.scan_shape[1] - col_pos
+    col_index = np.floor(col_pos / factor[1]).astype(np.int64)
+    rows_ok = (row_index >= 0) & (row_index < coarse_mask.shape[0])
+    cols_ok = (col_index >= 0) & (col_index < coarse_mask.shape[1])
+    picked = coarse_mask[np.clip(row_index, 0, coarse_mask.shape[0] - 1)][:, np.clip(col_index, 0, coarse_mask.shape[1] - 1)]
+    return picked & rows_ok[:, None] & cols_ok[None, :]
 
 
 def _to_uint8(scan: np.ndarray) -> np.ndarray:
