@@ -84,19 +84,24 @@ def test_edge_train_end_to_end(mias_dir, records, tmp_path):
 
     from train.cli import app
 
-    out, reports = tmp_path / "run", tmp_path / "reports" / "cv"
+    out, reports, experiments = tmp_path / "run", tmp_path / "reports" / "cv", tmp_path / "reports" / "experiments"
     result = CliRunner().invoke(
         app,
         ["--data", str(mias_dir), "--out", str(out), "--folds", "2", "--epochs", "1", "--size", "64",
-         "--init", "scratch", "--limit", "12", "--reports", str(reports)],
+         "--compare", "scratch,patch", "--patch-epochs", "1", "--finetune-epochs", "1", "--limit", "12",
+         "--reports", str(reports), "--experiments", str(experiments)],
     )
     assert result.exit_code == 0, result.output
+    comparison = json.loads((experiments / "comparison.json").read_text())
+    assert set(comparison["runs"]) == {"scratch", "patch"} and comparison["shipped"] in comparison["runs"]
+    assert (experiments / "comparison.md").is_file() and (experiments / "comparison.png").is_file()
 
     training = json.loads((out / "final" / "training.json").read_text())
     assert training["input_size"] == 64 and training["labels"] == list(LABELS)
     assert training["outputs"] == ["classes", "abnormal", "malignant", "heatmap"]
     assert training["triage"]["target_sensitivity"] == 0.9 and 0 <= training["triage"]["threshold"] <= 1
     assert "auc_abnormal" in training["metrics"] and training["seed"] == 0
+    assert training["init"] == comparison["shipped"]
 
     import keras
 

@@ -21,13 +21,15 @@ def train(
     summary: Annotated[bool, typer.Option("--summary", help="Print what the loader read and stop.")] = False,
     folds: Annotated[int, typer.Option(help="Cross-validation folds (patient-grouped).")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of folds, initialisation, sampling and augmentation.")] = 0,
-    epochs: Annotated[int, typer.Option(help="Whole-image training epochs per model.")] = 40,
+    epochs: Annotated[int, typer.Option(help="Whole-image epochs per model trained from scratch (208 draws each).")] = 20,
     size: Annotated[int, typer.Option(help="Model input side in pixels (multiple of 32).")] = 256,
     width: Annotated[float, typer.Option(help="Channel multiplier of the network.")] = 1.0,
-    batch: Annotated[int, typer.Option(help="Batch size.")] = 16,
+    batch: Annotated[int, typer.Option(help="Batch size.")] = 8,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine schedule).")] = 3e-3,
     init: Annotated[str, typer.Option(help="Initialisation: scratch or patch (patch pre-training on training folds).")] = "patch",
     compare: Annotated[Optional[str], typer.Option(help="Comma-separated initialisations to cross-validate side by side; the better one is shipped.")] = None,
-    patch_epochs: Annotated[int, typer.Option(help="Patch pre-training epochs (init=patch).")] = 10,
+    patch_epochs: Annotated[int, typer.Option(help="Patch pre-training epochs of 2048 patches (init=patch).")] = 10,
+    finetune_epochs: Annotated[int, typer.Option(help="Whole-image epochs after patch pre-training (init=patch).")] = 14,
     reports: Annotated[Optional[Path], typer.Option(help="Also write the shipped configuration's CV report here (e.g. reports/cv).")] = None,
     experiments: Annotated[Optional[Path], typer.Option(help="Write the initialisation comparison here (e.g. reports/experiments).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N images (tests and smoke runs).", hidden=True)] = None,
@@ -52,7 +54,10 @@ def train(
     for name in chosen + (init,):
         if name not in INITS:
             raise fail(f"unknown initialisation {name!r}; choose from {', '.join(INITS)}")
-    config = Config(size=size, width=width, epochs=epochs, batch=batch, init=init, patch_epochs=patch_epochs)
+    config = Config(
+        size=size, width=width, epochs=epochs, batch=batch, learning_rate=learning_rate, init=init,
+        patch_epochs=patch_epochs, finetune_epochs=finetune_epochs,
+    )
     run(
         data,
         out,

@@ -195,8 +195,8 @@ def patches(data: Dataset, rng: np.random.Generator, count: int, side: int, spec
             jitter = rng.uniform(-0.5, 0.5, 2) * min(circle.radius, half)
             row, col = circle.row + jitter[0], circle.col + jitter[1]
         else:
-            inside = np.argwhere(image[half : size - half, half : size - half] > 20)
-            row, col = (inside[rng.integers(len(inside))] + half) if len(inside) else (size / 2, size / 2)
+            inside = np.argwhere(image > 20)  # anywhere in the breast, edges and pectoral muscle too
+            row, col = inside[rng.integers(len(inside))] if len(inside) else (size / 2, size / 2)
         top = int(np.clip(round(row) - half, 0, size - side))
         left = int(np.clip(round(col) - half, 0, size - side))
         images[k] = image[top : top + side, left : left + side]

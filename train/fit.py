@@ -29,9 +29,9 @@ INITS = ("scratch", "patch")
 class Config:
     size: int = 256
     width: float = 1.0
-    epochs: int = 40
-    batch: int = 16
-    learning_rate: float = 2e-3
+    epochs: int = 20
+    batch: int = 8
+    learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     sampling_power: float = 0.5
     label_smoothing: float = 0.05
@@ -43,6 +43,8 @@ class Config:
     patch_side: int = 64
     patch_epochs: int = 10
     patch_count: int = 2048
+    finetune_epochs: int = 14
+    finetune_lr_scale: float = 0.33
     patch_batch: int = 32
     samples_per_epoch: int = 208
     augment: Augment = field(default_factory=Augment)
@@ -96,11 +98,12 @@ def _targets(data: Dataset, circles, grid: int) -> dict[str, np.ndarray]:
     }
 
 
-def _optimizer(config: Config, steps: int):
+def _optimizer(config: Config, steps: int, scale: float = 1.0):
     import keras
 
+    peak = config.learning_rate * scale
     schedule = keras.optimizers.schedules.CosineDecay(
-        config.learning_rate * 0.1, steps, warmup_target=config.learning_rate, warmup_steps=max(steps // 20, 1)
+        peak * 0.1, steps, warmup_target=peak, warmup_steps=max(steps // 20, 1)
     )
     return keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
 
@@ -122,11 +125,13 @@ class Trainer:
         if config.init not in INITS:
             raise ValueError(f"unknown init {config.init!r}; choose from {INITS}")
         self.config = config
+        self.image_epochs = config.finetune_epochs if config.init == "patch" else config.epochs
         self.class_weights = tf.Variable(np.ones(len(LABELS), np.float32), trainable=False)
         self.model = build(config.size, config.width, batch_size=None)
-        steps = config.epochs * (config.samples_per_epoch // config.batch)
+        steps = self.image_epochs * (config.samples_per_epoch // config.batch)
+        scale = config.finetune_lr_scale if config.init == "patch" else 1.0
         self.model.compile(
-            _optimizer(config, steps), loss=_losses(config, self.class_weights), loss_weights=config.loss_weights
+            _optimizer(config, steps, scale), loss=_losses(config, self.class_weights), loss_weights=config.loss_weights
         )
         self.patch_model = None
         if config.init == "patch":
@@ -183,7 +188,7 @@ class Trainer:
         if monitor is not None:
             monitor_x = monitor.images[..., None].astype(np.float32)
             monitor_y = _targets(monitor, monitor.circles, grid)
-        epochs = range(config.epochs)
+        epochs = range(self.image_epochs)
         started = time.time()
         for _ in progress(epochs, desc="epochs", leave=False) if progress else epochs:
             index = rng.choice(len(data.records), size=config.samples_per_epoch, p=draw)

@@ -326,11 +326,16 @@ def comparison(directory: Path, runs: dict[str, Path], best: str, selection, sec
     shown = ["auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1"]
     width = 0.8 / len(documents)
     for index, (name, document) in enumerate(documents.items()):
-        values = [document["headline"][k]["value"] for k in shown]
-        low = [document["headline"][k]["value"] - document["headline"][k]["ci95"][0] for k in shown]
-        high = [document["headline"][k]["ci95"][1] - document["headline"][k]["value"] for k in shown]
+        def get(k, i=None):
+            entry = document["headline"][k]
+            value = entry["value"] if i is None else entry["ci95"][i]
+            return float("nan") if value is None else value
+
+        values = [get(k) for k in shown]
+        low = [np.nan_to_num(get(k) - get(k, 0)) for k in shown]
+        high = [np.nan_to_num(get(k, 1) - get(k)) for k in shown]
         ax.bar(np.arange(len(shown)) + index * width, values, width, yerr=[low, high], capsize=3, label=name)
-    base = [next(iter(documents.values()))["headline"][k]["baseline"] for k in shown]
+    base = [next(iter(documents.values()))["headline"][k]["baseline"] or float("nan") for k in shown]
     ax.scatter(np.arange(len(shown)) + 0.4 - width / 2, base, marker="_", s=400, color="k", label="majority baseline", zorder=3)
     ax.set_xticks(np.arange(len(shown)) + 0.4 - width / 2, ["AUC abn.", "AUC malig.", "bal. acc.", "macro-F1"])
     ax.set_ylim(0, 1)
@@ -370,8 +375,14 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         "(folded), ReLU, Add, pooling, Concatenate, Dense, Reshape, softmax/sigmoid: int8 TFLite builtins the Edge TPU maps.",
         "- Outputs: `classes` (7, edge.LABELS order), `abnormal`, `malignant`, `heatmap` "
         f"({training.get('heatmap', {}).get('grid', '?')}x{training.get('heatmap', {}).get('grid', '?')} cells of 16 input pixels, trained against the lesion circles).",
-        f"- Initialisation: **{training.get('init', '?')}**; {config.get('epochs', '?')} epochs of {config.get('samples_per_epoch', '?')} "
-        f"augmented draws, batch {config.get('batch', '?')}, seed {training.get('seed', '?')}.",
+        f"- Initialisation: **{training.get('init', '?')}**; "
+        + (
+            f"{config.get('patch_epochs', '?')} patch epochs of {config.get('patch_count', '?')} {config.get('patch_side', '?')}x{config.get('patch_side', '?')} "
+            f"lesion/background patches, then {config.get('finetune_epochs', '?')} whole-image epochs"
+            if training.get("init") == "patch"
+            else f"{config.get('epochs', '?')} whole-image epochs"
+        )
+        + f" of {config.get('samples_per_epoch', '?')} augmented draws (class-balanced sampling and loss), batch {config.get('batch', '?')}, seed {training.get('seed', '?')}.",
         f"- Triage: refer when P(abnormal) >= {triage.get('threshold', float('nan')):.3f}, chosen for {triage.get('target_sensitivity', 0.9):.0%} "
         f"sensitivity on {triage.get('chosen_on', '?')}.",
         "",
