@@ -64,10 +64,13 @@ def prepare_all(records: list[mias.MiasRecord], size: int) -> tuple[np.ndarray, 
 def extract(records: list[mias.MiasRecord], size: int, cache_dir: Path, log=print) -> dict[str, np.ndarray]:
     """Pooled features, s16 maps and the cell targets of every scan at one size (cached)."""
     cache = cache_dir / f"features_{size}.npz"
+    source = _prepare_source_sha()
     if cache.exists():
         with np.load(cache) as data:
-            if list(data["ids"]) == [r.id for r in records]:
+            same_prepare = "prepare_sha" not in data.files or str(data["prepare_sha"]) == source
+            if list(data["ids"]) == [r.id for r in records] and same_prepare:
                 return {k: data[k] for k in data.files}
+            log(f"{cache}: made with other scans or another edge/preprocess.py; extracting again")
     from train import lite0
 
     t0 = time.time()
@@ -91,11 +94,22 @@ def extract(records: list[mias.MiasRecord], size: int, cache_dir: Path, log=prin
         "map_s16": np.concatenate(maps16),
         "cell_level": cell_level.astype(np.float32),
         "cell_target": targets,
+        "prepare_sha": np.array(source),
     }
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
     log(f"features at {size}: {time.time() - t0:.0f} s")
     return out
+
+
+def _prepare_source_sha() -> str:
+    """sha256 of edge/preprocess.py: cached features are only reused for the same preparation."""
+    import hashlib
+    import inspect
+
+    from edge import preprocess
+
+    return hashlib.sha256(inspect.getsource(preprocess).encode()).hexdigest()
 
 
 def _cell_targets(record: mias.MiasRecord, geometry, grid: int) -> np.ndarray:
@@ -413,6 +427,11 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-z))
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -516,18 +535,33 @@ def ship(args) -> int:
     records = mias.load(args.data)
     f = extract(records, size, args.cache)
     heads, chosen = fit_ship_heads(f, records)
+    # Spread the cell logits before the sigmoid: with balanced class weights most scans' hottest
+    # cell has P > 0.97, which uint8 outputs (steps of 1/256) would flatten. The scale and shift
+    # standardise the out-of-fold hottest-cell logits of the ship@S run (no labels used); being
+    # monotone, they change no AUC, sensitivity or specificity, and the threshold moves with them.
+    results = json.loads((args.out / "metrics.json").read_text())["results"][f"ship@{size}"]
+    oof = metrics.read_table(args.out / f"predictions_ship_{size}.csv")
+    z = _logit(oof.abnormal)
+    scale, shift = 1.0 / float(z.std()), -float(z.mean()) / float(z.std())
+    heads["cell_w"], heads["cell_b"] = heads["cell_w"] * scale, heads["cell_b"] * scale + shift
+    threshold = float(_sigmoid(scale * _logit(np.array(results["triage"]["final_threshold"])) + shift))
     model = lite0.build_shippable(size, heads)
-    # the Keras model must give what the numpy heads give on the cached features (float16 maps)
+    # the Keras layers must compute what the fitted numpy heads compute (on the model's own features)
+    import keras
+
     image = prepare(records[0].pixels(), size=size).image[None, :, :, None].astype(np.float32)
-    keras_out = model.predict(image, verbose=0)
-    z = f["map_s16"][0].astype(np.float32) @ heads["cell_w"] + heads["cell_b"]
-    expected = _sigmoid(np.where(f["cell_level"][0] > BREAST_LEVEL + 0.25, z, -np.inf).max())
-    if abs(float(np.ravel(keras_out[1])[0]) - expected) > 0.02:
-        raise RuntimeError(f"Keras model and fitted heads disagree: {np.ravel(keras_out[1])[0]:.4f} vs {expected:.4f}")
+    probe = keras.Model(model.inputs, [model.get_layer(f"block{lite0.SHIP_LAST_BLOCK}_add").output, model.get_layer("cell_level").output, *model.outputs])
+    f16, level, classes, abnormal, _, _ = (np.asarray(t) for t in probe(image, training=False))
+    z = f16[0] @ heads["cell_w"] + heads["cell_b"]
+    expected_abnormal = _sigmoid(np.where(level[0, :, :, 0] >= BREAST_LEVEL + 0.25, z, -np.inf).max())
+    pooled = np.concatenate([f16[0].mean((0, 1)), f16[0].max((0, 1))])
+    logits = pooled @ heads["classes_w"] + heads["classes_b"]
+    expected_classes = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    if abs(float(abnormal.ravel()[0]) - expected_abnormal) > 1e-3 or np.abs(classes[0] - expected_classes).max() > 1e-3:
+        raise RuntimeError(f"Keras model and fitted heads disagree: {abnormal.ravel()[0]:.4f} vs {expected_abnormal:.4f}")
     out = args.cache / "final"
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "model.keras")
-    results = json.loads((args.out / "metrics.json").read_text())["results"][f"ship@{size}"]
     head = results["headline"]
     keep = ("auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1", "sensitivity_at_80_specificity", "sensitivity_at_90_specificity", "sensitivity_at_threshold", "specificity_at_threshold", "accuracy")
     training = {
@@ -537,7 +571,7 @@ def ship(args) -> int:
         "outputs": ["classes", "abnormal", "malignant", "heatmap"],
         "heatmap": {"grid": size // 16, "stride": 16, "meaning": "P(cell inside a lesion circle) from the stride-16 cell classifier; cells outside the breast are 0; map back with Prepared.geometry"},
         "triage": {
-            "threshold": results["triage"]["final_threshold"],
+            "threshold": threshold,
             "target_sensitivity": metrics.TARGET_SENSITIVITY,
             "rule": "refer when P(abnormal) >= threshold",
             "chosen_on": f"pooled out-of-fold P(abnormal) of the 5-fold patient-grouped cross-validation of ship@{size} (reports/experiments/lite0; the development split, never the hold-out)",
@@ -555,13 +589,20 @@ def ship(args) -> int:
             "classes": {label: sum(r.label == label for r in records) for label in LABELS},
             "split": "train.splits.patient_folds(k=5, seed=0)",
         },
-        "config": {"model": "EfficientNet-Lite0 to stride 16 (ImageNet weights, frozen) + linear heads", "init": "imagenet-lite0", "heads_C": chosen, "folds": 5},
+        "config": {
+            "model": "EfficientNet-Lite0 to stride 16 (ImageNet weights, frozen) + linear heads (train.lite0.build_shippable)",
+            "init": "imagenet-lite0",
+            "heads_C": chosen,
+            "cell_logit_scale": scale,
+            "cell_logit_shift": shift,
+            "folds": 5,
+        },
         "init": "imagenet-lite0",
         "seed": 0,
         "train_seconds": round(time.time() - t0, 1),
     }
     (out / "training.json").write_text(json.dumps(training, indent=1))
-    print(f"wrote {out / 'model.keras'} and training.json ({time.time() - t0:.0f} s); P(abnormal) of {records[0].id}: {float(np.ravel(keras_out[1])[0]):.4f} (heads alone: {expected:.4f})")
+    print(f"wrote {out / 'model.keras'} and training.json ({time.time() - t0:.0f} s); P(abnormal) of {records[0].id}: {float(abnormal.ravel()[0]):.4f} (heads alone: {expected_abnormal:.4f})")
     return 0
 
 
