@@ -229,7 +229,9 @@ def build_shippable(size: int, heads: dict[str, np.ndarray] | None = None, batch
     `malignant` (1, 1) sigmoid, `heatmap` (1, S/16, S/16) sigmoid.
     - heat-map: the cell classifier (a 1x1 convolution on the 112 stride-16 channels; cells inside
       lesion circles vs breast cells of normal scans), with cells outside the breast forced off;
-    - abnormal: a * (hottest cell logit) + b (a multiple-instance reading: one lesion decides);
+    - abnormal: sigmoid of the hottest breast cell's logit (a multiple-instance reading: one lesion
+      decides), i.e. the heat-map's maximum; `fit_ship_heads` + `ship` fold a label-free scale and
+      shift of the cell logits into the 1x1 convolution so the uint8 outputs are not saturated;
     - classes, malignant: linear heads on average + max pooled stride-16 features.
     `heads` holds the folded arrays from `train.lite0_experiment.fit_ship_heads` (standardisation
     folded into the weights); None leaves the heads at their initial values (for timing only).
