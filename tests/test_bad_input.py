@@ -180,7 +180,8 @@ def test_odd_but_valid_inputs_decode_to_the_same_scan(scan, corpus):
     low = read_scan(by_kind["16-bit, values only in the low bits"])
     assert low.dtype == np.uint16 and int(low.max()) == int(scan.max())  # not divided by 65535 into black
     reference = prepare(scan).image
-    assert np.abs(prepare(low).image.astype(int) - reference).max() <= 1
+    # a 16-bit scan is first rescaled to 8 bits by its own range: two roundings, two grey levels
+    assert np.abs(prepare(low).image.astype(int) - reference).max() <= 2
 
 
 def test_a_fifo_is_refused_without_blocking(corpus):
