@@ -219,6 +219,8 @@ def report_markdown(fid: Fidelity, context: dict[str, Any], readiness_text: str)
         f"- Calibration: {context.get('calibration', '?')}",
         f"- Converter: {context.get('converter', '?')}; runtime used here: {context.get('runtime', '?')}",
         f"- Command: `{context.get('command', '?')}`",
+        *[f"- Graph rewrite before quantization (same float function, checked on scans): {r}"
+          for r in context.get("graph_rewrites", [])],
         "",
         *([f"Note: {context['note']}", ""] if context.get("note") else []),
         f"## Verdict: {verdict}",
