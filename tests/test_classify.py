@@ -197,8 +197,12 @@ def test_16_bit_png_and_rgb_jpeg_give_the_class_of_the_pgm(classifier, scans, tm
             as_jpeg = read_scan(tmp_path / "rgb.jpg")
         assert any("converted to greyscale" in str(w.message) for w in caught)
         base = classifier.classify(scan)
+        top, second = sorted(base.probabilities.values())[-1:-3:-1]
         for other in (classifier.classify(as_16), classifier.classify(as_jpeg)):
-            assert other.label == base.label, pgm
+            # a 16-bit or JPEG copy differs by a grey level or two after preparation: the class
+            # may only change where the PGM's top two classes are a near tie
+            assert other.label == base.label or top - second < 0.05, (pgm, base.probabilities, other.probabilities)
+            assert max(abs(other.probabilities[k] - base.probabilities[k]) for k in LABELS) < 0.06, pgm
             assert abs(other.abnormal - base.abnormal) < 0.05
             assert other.triage == base.triage or abs(base.abnormal - classifier.manifest.triage_threshold) < 0.05
 
