@@ -48,16 +48,7 @@ def cross_validate(
         heatmaps[test] = out["heatmap"]
         histories.append({"fold": int(k), **history})
     records = dataset.records
-    table = metrics.Table(
-        np.array([r.id for r in records]),
-        np.array([r.patient for r in records]),
-        folds.astype(int),
-        np.array([r.label for r in records]),
-        np.array([r.severity or "" for r in records]),
-        probs,
-        abnormal,
-        malignant,
-    )
+    table = metrics.Table.from_records(records, folds, probs, abnormal, malignant)
     return table, heatmaps, histories
 
 

@@ -213,19 +213,6 @@ def cell_summary(z: np.ndarray) -> np.ndarray:
 # --- the cross-validation ---------------------------------------------------------------------
 
 
-def _table(records, folds: np.ndarray, probs, abnormal, malignant) -> metrics.Table:
-    return metrics.Table(
-        np.array([r.id for r in records]),
-        np.array([r.patient for r in records]),
-        folds.astype(int),
-        np.array([r.label for r in records]),
-        np.array([r.severity or "" for r in records]),
-        probs,
-        abnormal,
-        malignant,
-    )
-
-
 def fit_heads(x: np.ndarray, records, rows: np.ndarray) -> tuple[dict, dict]:
     """The three heads (classes, abnormal, malignant) fitted on `rows`, each C chosen inside `rows`."""
     y = {
@@ -254,7 +241,7 @@ def cross_validate(x: np.ndarray | dict, records, folds: np.ndarray) -> tuple[me
         abnormal[te] = _predict(heads["abnormal"], xk[te], "abnormal")
         malignant[te] = _predict(heads["malignant"], xk[te], "malignant")
         chosen.append({"fold": int(k), **c})
-    return _table(records, folds, probs, abnormal, malignant), {"chosen_C": chosen}
+    return metrics.Table.from_records(records, folds, probs, abnormal, malignant), {"chosen_C": chosen}
 
 
 def cross_fitted_cells(features: dict, records, folds: np.ndarray) -> tuple[np.ndarray, dict]:

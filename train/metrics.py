@@ -37,6 +37,20 @@ class Table:
     abnormal: np.ndarray  # P(abnormal)
     malignant: np.ndarray  # P(malignant)
 
+    @classmethod
+    def from_records(cls, records, fold, probs, abnormal, malignant) -> "Table":
+        """Out-of-fold outputs of MIAS records (train.mias.MiasRecord) as a table."""
+        return cls(
+            np.array([r.id for r in records]),
+            np.array([r.patient for r in records]),
+            np.asarray(fold).astype(int),
+            np.array([r.label for r in records]),
+            np.array([r.severity or "" for r in records]),
+            probs,
+            abnormal,
+            malignant,
+        )
+
     def __len__(self) -> int:
         return len(self.id)
 
