@@ -287,7 +287,7 @@ class ColdRun:
     seconds: float  # launch to the first line on stdout
     exit_seconds: float  # launch to exit
     peak_rss_kb: int
-    cpu_seconds: float  # user + system CPU time of the child: about its wall time on an idle machine
+    cpu_seconds: float  # user + system CPU time of the child, all threads: its cost, whatever else runs
     returncode: int
     first_line: str
     stderr: str

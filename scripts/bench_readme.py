@@ -72,7 +72,7 @@ def block(record: dict, source: str) -> str:
         )
         if record.get("cold_start_cpu"):
             lines.append(
-                f"| that process's CPU time to exit (user + system; about its wall time on an idle machine) | "
+                f"| that process's CPU time to exit (user + system, all threads) | "
                 f"{record['cold_start_cpu']['median_ms']:.0f} ms | {record['cold_start_cpu']['p90_ms']:.0f} ms | | |"
             )
     rss = record["peak_rss_mb"]["classify_process"]
