@@ -25,7 +25,7 @@ import numpy as np
 
 from edge import LABELS
 from edge.errors import EdgeError
-from edge.fileio import sha256_bytes, sha256_file
+from edge.fileio import read_json_object, sha256_bytes, sha256_file
 from edge.manifest import OUTPUT_NAMES, Manifest
 from edge.preprocess import prepare
 from convert import edgetpu, fidelity, quantize, rewrite
@@ -71,14 +71,7 @@ class ConvertResult:
 
 
 def read_training_json(path: Path) -> dict[str, Any]:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EdgeError(f"{path}: training.json not found (edge-train writes it beside the model)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgeError(f"{path}: cannot read training.json ({exc})") from None
-    if not isinstance(raw, dict):
-        raise EdgeError(f"{path}: training.json is not a JSON object")
+    raw = read_json_object(path, "training.json", "edge-train writes it beside the model")
     problems = [key for key in ("input_size", "triage") if key not in raw]
     triage = raw.get("triage") or {}
     problems += [f"triage.{key}" for key in ("threshold", "target_sensitivity") if key not in triage]

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from edge.errors import EdgeError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -38,3 +42,17 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: source.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_json_object(path: str | Path, what: str, where_hint: str) -> dict[str, Any]:
+    """A JSON object from `path`, or an `EdgeError` saying which file (`what`) and why."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EdgeError(f"{path}: {what} not found ({where_hint})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgeError(f"{path}: {what} cannot be read ({exc})") from None
+    if not isinstance(raw, dict):
+        raise EdgeError(f"{path}: {what} is not a JSON object")
+    return raw

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeError
-from edge.fileio import atomic_write_text, sha256_bytes
+from edge.fileio import atomic_write_text, read_json_object, sha256_bytes
 
 FORMAT = 1
 OUTPUT_NAMES = ("classes", "abnormal", "malignant", "heatmap")
@@ -50,14 +50,7 @@ def save_manifest(manifest: Manifest, path: str | Path) -> None:
 def load_manifest(path: str | Path) -> Manifest:
     """Read and check a manifest; every problem is an `EdgeError` naming the file."""
     path = Path(path)
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EdgeError(f"{path}: model manifest not found (it must lie beside the model)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgeError(f"{path}: model manifest cannot be read ({exc})") from None
-    if not isinstance(raw, dict):
-        raise EdgeError(f"{path}: model manifest is not a JSON object")
+    raw = read_json_object(path, "model manifest", "it must lie beside the model")
     required = [name for name in Manifest.__dataclass_fields__ if name not in ("info", "format")]
     missing = [name for name in required if name not in raw]
     if missing:
