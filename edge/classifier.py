@@ -28,7 +28,7 @@ import numpy as np
 
 from edge import LABELS
 from edge.errors import EdgeError
-from edge.manifest import Manifest, load_manifest, manifest_path_for, read_verified_model
+from edge.manifest import Manifest, load_manifest, manifest_path_for, read_verified_model, verify_model_bytes
 from edge.preprocess import Geometry, Prepared, prepare
 
 DEFAULT_MODEL_FILE = "model.tflite"
@@ -123,24 +123,34 @@ class Classifier:
         threads: int = 2,
         delegate: str = "",
         runtime: str = "auto",
+        content: bytes | None = None,
     ) -> None:
+        """`content`, when given, is the model's bytes (checked against the manifest all the same);
+        `model_path` then only names the model in messages."""
         from edge.runtime import make_interpreter
 
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         if manifest is None:
+            if content is not None:
+                raise EdgeError("a model given as bytes needs its manifest")
             if not self.model_path.is_file():
                 raise EdgeError(f"{self.model_path}: model file not found")
             manifest = load_manifest(manifest_path_for(self.model_path))
         self.manifest = manifest
         self.sha256 = manifest.sha256
         self.threads, self.delegate, self.runtime = threads, delegate, runtime
-        content = read_verified_model(manifest, self.model_path)
+        content = read_verified_model(manifest, self.model_path) if content is None else verify_model_bytes(manifest, content, self.model_path)
         try:
             with _quiet_native_stderr():  # the runtime's "INFO: Created ... XNNPACK delegate" chatter
                 self.interpreter = make_interpreter(content, threads=threads, delegate=delegate, runtime=runtime)
         except EdgeError as exc:  # name the model: "cannot load the model" alone does not say which
             raise EdgeError(str(exc) if str(self.model_path) in str(exc) else f"{self.model_path}: {exc}") from None
         self._bind()
+
+    @classmethod
+    def from_bytes(cls, content: bytes, manifest: Manifest, *, threads: int = 2, delegate: str = "", runtime: str = "auto") -> "Classifier":
+        """The board's classifier on a model still in memory: what `edge-convert`'s fidelity gate runs."""
+        return cls(Path(manifest.model_file), manifest, threads=threads, delegate=delegate, runtime=runtime, content=content)
 
     @classmethod
     def for_board(cls, board, model_path: str | Path | None = None, threads: int | None = None) -> "Classifier":

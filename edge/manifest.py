@@ -97,6 +97,11 @@ def read_verified_model(manifest: Manifest, model_path: str | Path) -> bytes:
         raise EdgeError(f"{model_path}: model file not found") from None
     except OSError as exc:
         raise EdgeError(f"{model_path}: model file cannot be read ({exc.strerror})") from None
+    return verify_model_bytes(manifest, content, model_path)
+
+
+def verify_model_bytes(manifest: Manifest, content: bytes, model_path: str | Path) -> bytes:
+    """`content` itself, or an EdgeError when its sha256 is not the manifest's."""
     actual = sha256_bytes(content)
     if actual != manifest.sha256:
         raise EdgeError(
