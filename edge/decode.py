@@ -12,8 +12,6 @@ go on. The file is untrusted input (a USB stick, an old scanner, a half-copied t
 
 from __future__ import annotations
 
-import os
-import stat
 import warnings
 from pathlib import Path
 
@@ -21,14 +19,9 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from edge.errors import EdgeError
-
-MAX_PIXELS = 64_000_000
-"""Larger images are refused before their pixels are allocated (decompression bombs).
-A 50 µm full-field mammogram is about 5000 x 6000 = 30 M pixels."""
+from edge.scanfile import MAX_PIXELS, check_scan_file, check_size, looks_like_dicom  # noqa: F401 (part of this API)
 
 SCAN_SUFFIXES = (".pgm", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".dcm")
-
-_DICOM_MAGIC_OFFSET, _DICOM_MAGIC = 128, b"DICM"
 
 
 class ColourScanWarning(UserWarning):
@@ -39,7 +32,7 @@ def read_scan(path: str | Path) -> np.ndarray:
     """Return the scan at `path` as a 2-D array (uint8, uint16 or float32), pixels untouched."""
     path = Path(path)
     head = check_scan_file(path)
-    if path.suffix.lower() == ".dcm" or head[_DICOM_MAGIC_OFFSET:] == _DICOM_MAGIC:
+    if looks_like_dicom(path, head):
         from edge.dicom import read_dicom  # optional extra; imported only for DICOM files
 
         return read_dicom(path)
@@ -47,7 +40,7 @@ def read_scan(path: str | Path) -> np.ndarray:
         raise EdgeError(f"{path}: refused: PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set, truncated scans would pass")
     try:
         with warnings.catch_warnings():
-            # Pillow warns about big headers; check_size below refuses them with a clearer message.
+            # Pillow warns about big headers; check_size refuses them with a clearer message.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
         with image:
@@ -72,53 +65,6 @@ def read_scan(path: str | Path) -> np.ndarray:
         raise EdgeError(f"{path}: damaged or truncated image ({_one_line(exc)})") from None
     except Exception as exc:  # noqa: BLE001 - hostile bytes reach plugin code paths that raise anything
         raise EdgeError(f"{path}: damaged image, cannot be decoded ({exc.__class__.__name__}: {_one_line(exc)})") from None
-
-
-def check_size(path: Path, size: tuple[int, int]) -> None:
-    """Refuse an image by its header's size: a bomb, or too small to hold a scan."""
-    width, height = size
-    if width * height > MAX_PIXELS:
-        raise EdgeError(f"{path}: image is {width}x{height} pixels, larger than any mammogram; refused")
-    if width < 2 or height < 2:
-        raise EdgeError(f"{path}: image is only {width}x{height} pixels; not a scan")
-
-
-_check_size = check_size  # the earlier private name
-
-
-def check_scan_file(path: str | Path) -> bytes:
-    """The first 132 bytes of `path` after checking it is a non-empty regular file we may read.
-
-    Call it before anything else opens a scan (hashing it, sniffing it): a plain open() of a
-    FIFO blocks until some writer comes, which on a board means forever."""
-    path = Path(path)
-    try:
-        info = path.stat()  # follows symlinks: a dangling one is "no such file", a loop is ELOOP
-    except FileNotFoundError:
-        raise EdgeError(f"{path}: no such file") from None
-    except PermissionError:
-        raise EdgeError(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise EdgeError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise EdgeError(f"{path}: is a directory, not a scan")
-    if not stat.S_ISREG(info.st_mode):
-        raise EdgeError(f"{path}: not a regular file (a pipe, socket or device); refused")
-    if info.st_size == 0:
-        raise EdgeError(f"{path}: empty file (0 bytes)")
-    try:
-        # O_NONBLOCK: should the file be swapped for a FIFO after the stat, open still returns.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except PermissionError:
-        raise EdgeError(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise EdgeError(f"{path}: cannot be opened ({exc.strerror or exc})") from None
-    try:
-        return os.read(fd, _DICOM_MAGIC_OFFSET + len(_DICOM_MAGIC))
-    except OSError as exc:
-        raise EdgeError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    finally:
-        os.close(fd)
 
 
 def _one_line(exc: BaseException) -> str:

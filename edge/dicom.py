@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.decode import check_scan_file, check_size
+from edge.scanfile import check_scan_file, check_size
 from edge.errors import EdgeError
 
 INSTALL_HINT = "DICOM support needs: pip install mias-edge[dicom]"
