@@ -224,23 +224,14 @@ def _patient(source: Source, options: Options) -> dict[str, str] | None:
     """PatientID of a DICOM file, only when --log-patient-id asked for it."""
     if not options.log_patient_id or source.path is None:
         return None
-    if not _looks_like_dicom(source.path):
+    from edge.scanfile import looks_like_dicom
+
+    if not looks_like_dicom(source.path):
         return None
     from edge.dicom import patient_id
 
     value = patient_id(source.path)
     return {"PatientID": value} if value else None
-
-
-def _looks_like_dicom(path: Path) -> bool:
-    if path.suffix.lower() == ".dcm":
-        return True
-    from edge.decode import check_scan_file
-
-    try:
-        return check_scan_file(path)[128:] == b"DICM"  # never a blocking open() of a FIFO
-    except EdgeError:
-        return False
 
 
 def _named(message: str, name: str) -> str:
