@@ -89,10 +89,8 @@ class Result:
 
     def heatmap_peak(self) -> tuple[int, int, float]:
         """(row, col) in scan pixels of the hottest heat-map cell's centre, and its value."""
-        h, w = self.heatmap.shape
         i, j = np.unravel_index(int(np.argmax(self.heatmap)), self.heatmap.shape)
-        size = self.geometry.size
-        row, col = self.geometry.to_scan((i + 0.5) * size / h - 0.5, (j + 0.5) * size / w - 0.5)
+        row, col = self.geometry.cell_centre_to_scan(i, j, self.heatmap.shape)
         return int(round(row)), int(round(col)), float(self.heatmap[i, j])
 
     def to_record(self) -> dict[str, Any]:

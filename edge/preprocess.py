@@ -64,6 +64,12 @@ class Geometry:
             col = self.scan_shape[1] - 1 - col
         return row, col
 
+    def cell_centre_to_scan(self, i: int, j: int, grid: tuple[int, int]) -> tuple[float, float]:
+        """Scan (row, col) of the centre of heat-map cell (i, j) on a `grid` of (rows, cols) cells
+        covering the model input: where a heat-map peak lies on the scan."""
+        rows, cols = grid
+        return self.to_scan((i + 0.5) * self.size / rows - 0.5, (j + 0.5) * self.size / cols - 0.5)
+
     def length_to_input(self, length: float) -> float:
         """A distance in scan pixels (a lesion radius) in model-input pixels."""
         return length * self.size / self.side

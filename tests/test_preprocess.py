@@ -97,3 +97,13 @@ def test_a_mirrored_scan_prepares_to_the_same_input(records):
         difference = np.abs(straight.image.astype(int) - mirrored.image.astype(int))
         # resampling is not exactly mirror-symmetric: a grey level or two here and there
         assert difference.mean() < 0.5 and (difference > 4).mean() < 0.02, (record.id, difference.mean())
+
+
+def test_a_heat_map_cell_centre_lands_on_the_scan_under_that_cell():
+    from edge.preprocess import Geometry
+
+    for flipped in (False, True):
+        geometry = Geometry(scan_shape=(1000, 800), flipped=flipped, top=100, left=50, side=700, size=64)
+        row, col = geometry.cell_centre_to_scan(2, 5, (8, 8))  # cell (2, 5) of 8x8 covers input rows 16..23, cols 40..47
+        assert geometry.to_input(row, col) == pytest.approx((19.5, 43.5))
+        assert geometry.cell_centre_to_scan(2, 5, (64, 64)) == pytest.approx(geometry.to_scan(2, 5))
