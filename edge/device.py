@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from edge.errors import EdgeError
+from edge.runtime import KERNELS
 
 PACKAGE = "edge.device_configs"
 RUNTIMES = ("auto", "ai_edge_litert", "tflite_runtime")
@@ -29,6 +30,7 @@ class DeviceConfig:
     delegate: str = ""  # delegate library to load ('libedgetpu.so.1' for a Coral Edge TPU), '' for none
     model: str = "model.tflite"  # the model variant in the model folder (model_edgetpu.tflite for Coral)
     input_dtype: str = "any"  # the model input type this board needs: uint8, int8 or any
+    kernels: str = "builtin"  # builtin: the same int8 kernels on every runtime (same answers); default: the runtime's own
 
     def check_model_dtype(self, dtype: str, model_path: Path) -> None:
         """Refuse a model whose input type the board cannot take (an Edge TPU model wants uint8)."""
@@ -89,7 +91,7 @@ def parse_config(text: str, name: str, where: str) -> DeviceConfig:
     values = dict(raw)
     values["name"] = str(raw.get("name", name))
     problems = []
-    for key in ("description", "runtime", "delegate", "model", "input_dtype"):
+    for key in ("description", "runtime", "delegate", "model", "input_dtype", "kernels"):
         if key in values and not isinstance(values[key], str):
             problems.append(f"{key} must be a string")
     threads = values.get("threads", 2)
@@ -99,6 +101,8 @@ def parse_config(text: str, name: str, where: str) -> DeviceConfig:
         problems.append(f"runtime must be one of {', '.join(RUNTIMES)}")
     if values.get("input_dtype", "any") not in INPUT_DTYPES:
         problems.append(f"input_dtype must be one of {', '.join(INPUT_DTYPES)}")
+    if values.get("kernels", "builtin") not in KERNELS:
+        problems.append(f"kernels must be one of {', '.join(KERNELS)}")
     model = values.get("model", "model.tflite")
     if isinstance(model, str) and (not model.endswith(".tflite") or Path(model).name != model):
         problems.append("model must be a .tflite file name (no folders)")

@@ -2,6 +2,15 @@
 
 `ai-edge-litert` (LiteRT) is the maintained runtime; `tflite-runtime` 2.14 is the last release
 of the old one and still what many Pis have. Nothing here imports TensorFlow.
+
+Kernels. By default LiteRT 2.x hands int8 ops to its XNNPACK delegate, tflite-runtime 2.14
+runs TFLite's builtin int8 kernels, and the two round differently (a few uint8 steps at the
+outputs of the shipped model, 0.04 in a probability). The runner asks every runtime for the
+builtin kernels without default delegates (`kernels="builtin"`, the device configs' setting):
+the same integer arithmetic everywhere, so the same scan gives bit-identical outputs on
+ai-edge-litert and tflite-runtime, x86 and aarch64. `kernels="default"` keeps each runtime's
+own choice (faster with XNNPACK on x86; what reports/boards/kernels.md measures). A delegate
+named by the board (the Edge TPU) is loaded either way.
 """
 
 from __future__ import annotations
@@ -11,10 +20,13 @@ from typing import Any
 from edge.errors import EdgeError
 
 RUNTIMES = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}
+KERNELS = ("builtin", "default")
+"""builtin: TFLite's builtin kernels, no default delegate (same outputs on every runtime);
+default: whatever the runtime picks by itself (LiteRT 2.x: XNNPACK)."""
 
 
 def _import_runtime(choice: str = "auto"):
-    """(Interpreter class, load_delegate, distribution name) of the runtime asked for."""
+    """(interpreter module, distribution name) of the runtime asked for."""
     names = list(RUNTIMES) if choice == "auto" else [choice.replace("-", "_")]
     for name in names:
         if name not in RUNTIMES:
@@ -23,7 +35,7 @@ def _import_runtime(choice: str = "auto"):
             module = __import__(f"{name}.interpreter", fromlist=["Interpreter", "load_delegate"])
         except ImportError:
             continue
-        return module.Interpreter, module.load_delegate, RUNTIMES[name]
+        return module, RUNTIMES[name]
     wanted = " or ".join(RUNTIMES.values()) if choice == "auto" else RUNTIMES.get(choice, choice)
     raise EdgeError(f"no TFLite runtime installed: pip install {wanted}")
 
@@ -32,25 +44,49 @@ def runtime_version(choice: str = "auto") -> str:
     """e.g. 'ai-edge-litert 2.3.0'."""
     from importlib import metadata  # here, not at the top: 13 ms of every edge-classify start
 
-    _, _, distribution = _import_runtime(choice)
+    _, distribution = _import_runtime(choice)
     try:
         return f"{distribution} {metadata.version(distribution)}"
     except metadata.PackageNotFoundError:
         return distribution
 
 
-def make_interpreter(model_content: bytes, threads: int = 2, delegate: str = "", runtime: str = "auto") -> Any:
-    """An allocated interpreter for `model_content`, with an optional delegate library (Edge TPU)."""
-    interpreter_class, load_delegate, distribution = _import_runtime(runtime)
-    delegates = [_load_delegate(load_delegate, delegate)] if delegate else []
+def make_interpreter(
+    model_content: bytes, threads: int = 2, delegate: str = "", runtime: str = "auto", kernels: str = "builtin"
+) -> Any:
+    """An allocated interpreter for `model_content`, with an optional delegate library (Edge TPU).
+
+    `kernels`: "builtin" (TFLite's builtin kernels without the default XNNPACK delegate: the
+    same outputs on every runtime and architecture) or "default" (the runtime's own choice)."""
+    module, distribution = _import_runtime(runtime)
+    options = {"experimental_op_resolver_type": _builtin_resolver(module, distribution)} if _check_kernels(kernels) else {}
+    delegates = [_load_delegate(module.load_delegate, delegate)] if delegate else []
     try:
-        interpreter = interpreter_class(
-            model_content=model_content, num_threads=threads, experimental_delegates=delegates or None
+        interpreter = module.Interpreter(
+            model_content=model_content, num_threads=threads, experimental_delegates=delegates or None, **options
         )
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise EdgeError(f"{distribution} cannot load the model ({str(exc).strip().splitlines()[0]})") from None
     return interpreter
+
+
+def _check_kernels(kernels: str) -> bool:
+    """True for the builtin kernels, False for the runtime's default; anything else is an error."""
+    if kernels not in KERNELS:
+        raise EdgeError(f"unknown kernels {kernels!r}; use {' or '.join(KERNELS)}")
+    return kernels == "builtin"
+
+
+def _builtin_resolver(module, distribution: str) -> Any:
+    """OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES (LiteRT 2.x, tflite-runtime >= 2.6)."""
+    resolver = getattr(getattr(module, "OpResolverType", None), "BUILTIN_WITHOUT_DEFAULT_DELEGATES", None)
+    if resolver is None:
+        raise EdgeError(
+            f"{distribution} cannot be asked for its builtin kernels (no OpResolverType); install "
+            'tflite-runtime 2.14 or ai-edge-litert, or set kernels = "default" in the device config'
+        )
+    return resolver
 
 
 def _load_delegate(load_delegate, library: str) -> Any:
