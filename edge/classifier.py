@@ -122,9 +122,11 @@ class Classifier:
         delegate: str = "",
         runtime: str = "auto",
         content: bytes | None = None,
+        kernels: str = "builtin",
     ) -> None:
         """`content`, when given, is the model's bytes (checked against the manifest all the same);
-        `model_path` then only names the model in messages."""
+        `model_path` then only names the model in messages. `kernels`: "builtin" (the same int8
+        kernels on every runtime, as the device configs ask) or "default" (`edge.runtime`)."""
         from edge.runtime import make_interpreter
 
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
@@ -136,19 +138,21 @@ class Classifier:
             manifest = load_manifest(manifest_path_for(self.model_path))
         self.manifest = manifest
         self.sha256 = manifest.sha256
-        self.threads, self.delegate, self.runtime = threads, delegate, runtime
+        self.threads, self.delegate, self.runtime, self.kernels = threads, delegate, runtime, kernels
         content = read_verified_model(manifest, self.model_path) if content is None else verify_model_bytes(manifest, content, self.model_path)
         try:
             with _quiet_native_stderr():  # the runtime's "INFO: Created ... XNNPACK delegate" chatter
-                self.interpreter = make_interpreter(content, threads=threads, delegate=delegate, runtime=runtime)
+                self.interpreter = make_interpreter(content, threads=threads, delegate=delegate, runtime=runtime, kernels=kernels)
         except EdgeError as exc:  # name the model: "cannot load the model" alone does not say which
             raise EdgeError(str(exc) if str(self.model_path) in str(exc) else f"{self.model_path}: {exc}") from None
         self._bind()
 
     @classmethod
-    def from_bytes(cls, content: bytes, manifest: Manifest, *, threads: int = 2, delegate: str = "", runtime: str = "auto") -> "Classifier":
+    def from_bytes(
+        cls, content: bytes, manifest: Manifest, *, threads: int = 2, delegate: str = "", runtime: str = "auto", kernels: str = "builtin"
+    ) -> "Classifier":
         """The board's classifier on a model still in memory: what `edge-convert`'s fidelity gate runs."""
-        return cls(Path(manifest.model_file), manifest, threads=threads, delegate=delegate, runtime=runtime, content=content)
+        return cls(Path(manifest.model_file), manifest, threads=threads, delegate=delegate, runtime=runtime, content=content, kernels=kernels)
 
     @classmethod
     def for_board(cls, board, model_path: str | Path | None = None, threads: int | None = None) -> "Classifier":
@@ -158,7 +162,9 @@ class Classifier:
             raise EdgeError(f"{model_path}: model file not found")
         manifest = load_manifest(manifest_path_for(model_path))
         board.check_model_dtype(manifest.input_dtype, model_path)
-        return cls(model_path, manifest, threads=threads or board.threads, delegate=board.delegate, runtime=board.runtime)
+        return cls(
+            model_path, manifest, threads=threads or board.threads, delegate=board.delegate, runtime=board.runtime, kernels=board.kernels
+        )
 
     def _bind(self) -> None:
         """Check the model against the manifest and cache everything a scan needs."""
