@@ -116,9 +116,10 @@ def quantize(model: Any, images: Sequence[np.ndarray] | np.ndarray) -> bytes:
 def tflite_interpreter(content: bytes, threads: int = 2, builtin_kernels: bool = False) -> Any:
     """An allocated LiteRT interpreter.
 
-    By default it is built as the board builds it (`edge.runtime.make_interpreter`: LiteRT hands
-    int8 ops to its XNNPACK delegate). `builtin_kernels=True` runs TFLite's own int8 kernels
-    instead, which are what tflite-runtime 2.14 runs; the two round differently.
+    By default it runs LiteRT's default kernels (`edge.runtime.make_interpreter(kernels="default")`:
+    int8 ops go to its XNNPACK delegate), what a board with `kernels = "default"` runs.
+    `builtin_kernels=True` runs TFLite's own int8 kernels instead, which every device config asks
+    for and which are what tflite-runtime 2.14 runs; the two round differently.
     """
     if builtin_kernels:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -129,7 +130,7 @@ def tflite_interpreter(content: bytes, threads: int = 2, builtin_kernels: bool =
         return interpreter
     from edge.runtime import make_interpreter
 
-    return make_interpreter(content, threads=threads, runtime="auto")
+    return make_interpreter(content, threads=threads, runtime="auto", kernels="default")
 
 
 def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
