@@ -162,7 +162,9 @@ class ModelInfo:
     manifest: bool
 
 
-def load_bare(path: str | Path, threads: int, delegate: str = "", runtime: str = "auto") -> tuple[Any, ModelInfo]:
+def load_bare(
+    path: str | Path, threads: int, delegate: str = "", runtime: str = "auto", kernels: str = "builtin"
+) -> tuple[Any, ModelInfo]:
     """An allocated interpreter for any `.tflite` file, and what it is (load = read + build + allocate)."""
     path = Path(path)
     begin = time.perf_counter()
@@ -174,7 +176,7 @@ def load_bare(path: str | Path, threads: int, delegate: str = "", runtime: str =
         raise EdgeError(f"{path}: is a directory, not a .tflite model") from None
     except OSError as exc:
         raise EdgeError(f"{path}: model file cannot be read ({exc.strerror})") from None
-    interpreter = make_interpreter(content, threads=threads, delegate=delegate, runtime=runtime)
+    interpreter = make_interpreter(content, threads=threads, delegate=delegate, runtime=runtime, kernels=kernels)
     load = time.perf_counter() - begin
     inputs = [
         {"shape": [int(n) for n in d["shape"]], "dtype": np.dtype(d["dtype"]).name} for d in interpreter.get_input_details()
@@ -421,13 +423,14 @@ class Settings:
     classify_args: list[str] = field(default_factory=list)  # device options passed on to edge-classify
     make_classifier: Callable[[], Any] | None = None
     schedule: str = "auto"  # interleaved, sequential, or auto: sequential with a delegate (Edge TPU), else interleaved
+    kernels: str = "builtin"  # edge.runtime.KERNELS: builtin (what every device config runs) or the runtime's default
 
 
 def run_benchmark(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Every measurement of one `edge-bench` run, as the JSON-ready record."""
     load_before = _load_average()
-    interpreter, main_info = load_bare(settings.model, settings.threads, settings.delegate, settings.runtime)
-    others = [load_bare(path, settings.threads, settings.delegate, settings.runtime) for path in settings.compare]
+    interpreter, main_info = load_bare(settings.model, settings.threads, settings.delegate, settings.runtime, settings.kernels)
+    others = [load_bare(path, settings.threads, settings.delegate, settings.runtime, settings.kernels) for path in settings.compare]
 
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as folder:
         if settings.image is None:
@@ -482,6 +485,7 @@ def run_benchmark(settings: Settings, progress: Callable[[str], None] = lambda _
         "runtime": runtime_version(settings.runtime),
         "threads": settings.threads,
         "delegate": settings.delegate,
+        "kernels": settings.kernels,
         "runs": settings.runs,
         "warmup": settings.warmup,
         "schedule": schedule,
@@ -548,7 +552,8 @@ def format_table(record: dict[str, Any]) -> str:
         + (f"; load average {record['load_average']['before'][0]:.1f} before, {record['load_average']['after'][0]:.1f} after"
            if record["load_average"]["before"] and record["load_average"]["after"] else ""),
         f"device    {record['device']} ({record['device_description']})",
-        f"runtime   {record['runtime']}, {record['threads']} threads, delegate: {record['delegate'] or 'none (CPU)'}",
+        f"runtime   {record['runtime']}, {record['threads']} threads, delegate: {record['delegate'] or 'none (CPU)'}"
+        + (f", kernels: {record['kernels']}" if record.get("kernels") else ""),
         f"model     {model['path']} ({model['size_bytes'] / 1e6:.2f} MB, sha256 {model['sha256'][:12]}..., input {shape})",
         f"image     {record['image'].get('note') or record['image']['source']}",
         f"runs      {record['warmup']} warm-up (not counted), then {record['runs']} timed, "
