@@ -20,31 +20,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edge import LABELS
+from edge.classifier import Result
 from edge.fileio import atomic_write_text
+from edge.preprocess import Prepared
 
 DISCLAIMER = "Research software, not a medical device."
 
 
-@dataclass
-class ScanOutputs:
-    """One scan's outputs from one model, in contract names."""
-
-    classes: np.ndarray  # (7,)
-    abnormal: float
-    malignant: float
-    heatmap: np.ndarray  # (h, w)
-
-
-def outputs_by_name(values: Sequence[np.ndarray], positions: dict[str, int] | None = None) -> ScanOutputs:
-    """Contract outputs from a list of arrays (Keras order when `positions` is None, else interpreter order)."""
-    order = positions or {"classes": 0, "abnormal": 1, "malignant": 2, "heatmap": 3}
-    pick = {name: np.asarray(values[index], dtype=np.float32) for name, index in order.items()}
-    return ScanOutputs(
-        classes=pick["classes"].reshape(-1),
-        abnormal=float(pick["abnormal"].reshape(-1)[0]),
-        malignant=float(pick["malignant"].reshape(-1)[0]),
-        heatmap=pick["heatmap"].reshape(pick["heatmap"].shape[-2:]),
-    )
+def class_scores(result: Result) -> np.ndarray:
+    """The 7 class probabilities of a Result, in MIAS order."""
+    return np.array([result.probabilities[name] for name in LABELS], dtype=np.float32)
 
 
 @dataclass
@@ -53,8 +38,8 @@ class Fidelity:
 
     ids: list[str]
     abnormal_truth: list[int]
-    float_outputs: list[ScanOutputs]
-    int8_outputs: list[ScanOutputs]
+    float_outputs: list[Result]  # the float model's outputs through the board's postprocess
+    int8_outputs: list[Result]  # the int8 model in the board's Classifier
     min_agreement: float
     max_auc_drop: float
     figures: dict[str, Any] = field(default_factory=dict)
@@ -95,8 +80,7 @@ class Fidelity:
                          "float_malignant", "int8_malignant"])
         for i, image_id in enumerate(self.ids):
             f, q = self.float_outputs[i], self.int8_outputs[i]
-            writer.writerow([image_id, self.abnormal_truth[i], LABELS[int(np.argmax(f.classes))],
-                             LABELS[int(np.argmax(q.classes))], f"{f.abnormal:.6f}", f"{q.abnormal:.6f}",
+            writer.writerow([image_id, self.abnormal_truth[i], f.label, q.label, f"{f.abnormal:.6f}", f"{q.abnormal:.6f}",
                              f"{f.malignant:.6f}", f"{q.malignant:.6f}"])
         return out.getvalue()
 
@@ -110,20 +94,21 @@ def _auc(truth: Sequence[int], scores: Sequence[float]) -> float | None:
 
 
 def _figures(fid: Fidelity) -> dict[str, Any]:
-    f_top = np.array([int(np.argmax(o.classes)) for o in fid.float_outputs])
-    q_top = np.array([int(np.argmax(o.classes)) for o in fid.int8_outputs])
+    f_top = np.array([LABELS.index(o.label) for o in fid.float_outputs])
+    q_top = np.array([LABELS.index(o.label) for o in fid.int8_outputs])
     f_ab = np.array([o.abnormal for o in fid.float_outputs])
     q_ab = np.array([o.abnormal for o in fid.int8_outputs])
     f_mal = np.array([o.malignant for o in fid.float_outputs])
     q_mal = np.array([o.malignant for o in fid.int8_outputs])
-    class_diff = np.array([np.max(np.abs(f.classes - q.classes)) for f, q in zip(fid.float_outputs, fid.int8_outputs)])
+    class_diff = np.array([np.max(np.abs(class_scores(f) - class_scores(q)))
+                           for f, q in zip(fid.float_outputs, fid.int8_outputs)])
     heat_diff = np.array([np.max(np.abs(f.heatmap - q.heatmap)) for f, q in zip(fid.float_outputs, fid.int8_outputs)])
     heat_peak_same = np.array(
         [np.argmax(f.heatmap) == np.argmax(q.heatmap) for f, q in zip(fid.float_outputs, fid.int8_outputs)]
     )
     # A float top-2 margin under one uint8 step (1/256) cannot survive quantization intact:
     # agreement on the scans with a clearer margin separates real drift from near-ties.
-    margins = np.array([np.diff(np.sort(o.classes)[-2:])[0] for o in fid.float_outputs])
+    margins = np.array([np.diff(np.sort(class_scores(o))[-2:])[0] for o in fid.float_outputs])
     clear = margins > 1.0 / 256
     confusion = np.zeros((len(LABELS), len(LABELS)), dtype=int)
     for a, b in zip(f_top, q_top):
@@ -158,33 +143,34 @@ def _figures(fid: Fidelity) -> dict[str, Any]:
 def compare(
     ids: Sequence[str],
     abnormal_truth: Sequence[int],
-    images: Sequence[np.ndarray],
-    run_float: Callable[[np.ndarray], ScanOutputs],
-    run_int8: Callable[[np.ndarray], ScanOutputs],
+    scans: Sequence[Prepared],
+    run_float: Callable[[Prepared], Result],
+    run_int8: Callable[[Prepared], Result],
     min_agreement: float = 0.97,
     max_auc_drop: float = 0.02,
     progress: Callable[[int], None] | None = None,
 ) -> Fidelity:
-    """Run both models on every image and compare them."""
+    """Run both models on every prepared scan and compare their Results."""
     float_outputs, int8_outputs = [], []
-    for image in images:
-        float_outputs.append(run_float(image))
-        int8_outputs.append(run_int8(image))
+    for prepared in scans:
+        float_outputs.append(run_float(prepared))
+        int8_outputs.append(run_int8(prepared))
         if progress:
             progress(1)
     return Fidelity(list(ids), [int(v) for v in abnormal_truth], float_outputs, int8_outputs, min_agreement, max_auc_drop)
 
 
-def compare_kernels(default: Sequence[ScanOutputs], builtin: Sequence[ScanOutputs], threshold: float,
+def compare_kernels(default: Sequence[Result], builtin: Sequence[Result], threshold: float,
                     step: float = 1.0 / 256) -> dict[str, Any]:
-    """The same int8 model's outputs under LiteRT's default XNNPACK kernels and under TFLite's builtin
-    int8 kernels (what tflite-runtime 2.14 runs): how far apart two boards' answers can be."""
+    """The same int8 model's Results under LiteRT's default XNNPACK kernels and under TFLite's builtin
+    int8 kernels (what tflite-runtime 2.14 runs): how far apart two boards' answers can be.
+    `threshold` is the manifest's triage threshold the Results were triaged at (for the record)."""
     largest, abnormal_diffs, top_same, triage_same = 0.0, [], 0, 0
     for a, b in zip(default, builtin, strict=True):
-        top_same += int(np.argmax(a.classes) == np.argmax(b.classes))
-        triage_same += int((a.abnormal >= threshold) == (b.abnormal >= threshold))
+        top_same += int(a.label == b.label)
+        triage_same += int(a.triage == b.triage)
         abnormal_diffs.append(abs(a.abnormal - b.abnormal))
-        largest = max(largest, float(np.max(np.abs(a.classes - b.classes))), abs(a.abnormal - b.abnormal),
+        largest = max(largest, float(np.max(np.abs(class_scores(a) - class_scores(b)))), abs(a.abnormal - b.abnormal),
                       abs(a.malignant - b.malignant), float(np.max(np.abs(a.heatmap - b.heatmap))))
     n = max(len(default), 1)
     return {

@@ -5,8 +5,8 @@ Steps, each a function elsewhere in `convert`:
 2. prepare every development scan with `edge.preprocess.prepare` at the model's input size;
 3. quantize (`convert.quantize.quantize`) on a calibration set drawn from those scans;
 4. find where each output landed in the interpreter (`output_positions`);
-5. compare float and int8 on every scan (`convert.fidelity`) and check the Edge TPU rules
-   (`convert.edgetpu`);
+5. compare float and int8 on every scan (`convert.fidelity`), both seen through the board's own
+   `edge.classifier.Classifier` (`convert.board`), and check the Edge TPU rules (`convert.edgetpu`);
 6. write the report, and the model + manifest only when the fidelity check passed, so a bad
    conversion never replaces a good model.
 """
@@ -17,18 +17,19 @@ import contextlib
 import json
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
 
 import numpy as np
 
 from edge import LABELS
+from edge.classifier import Classifier
 from edge.errors import EdgeError
 from edge.fileio import read_json_object, sha256_bytes, sha256_file
 from edge.manifest import OUTPUT_NAMES, Manifest
 from edge.preprocess import prepare
-from convert import edgetpu, fidelity, quantize, rewrite
+from convert import board, edgetpu, fidelity, quantize, rewrite
 
 DEFAULT_CALIBRATION = 300
 HEADLINE_LIMIT = 6000  # characters of training.json "metrics" copied whole into the manifest
@@ -91,17 +92,9 @@ def load_keras_model(path: Path) -> Any:
         raise EdgeError(f"{path}: model file not found")
     try:
         model = keras.models.load_model(path, compile=False)
-    except Exception as first:  # custom layers register themselves when train's model module is imported
-        try:
-            import importlib
-
-            for name in ("train.model", "train.models", "train.layers", "train.net"):
-                with contextlib.suppress(ImportError):
-                    importlib.import_module(name)
-            model = keras.models.load_model(path, compile=False)
-        except Exception:
-            line = str(first).strip().splitlines()[0] if str(first).strip() else type(first).__name__
-            raise EdgeError(f"{path}: cannot load the Keras model ({line})") from None
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad or foreign file
+        line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgeError(f"{path}: cannot load the Keras model ({line})") from None
     names = [quantize._output_name(t) for t in model.outputs]
     if set(names) == set(OUTPUT_NAMES) and names != list(OUTPUT_NAMES):
         by_name = dict(zip(names, model.outputs))
@@ -151,12 +144,12 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
     if options.calibration < 1:
         raise EdgeError("--calibration must be at least 1")
 
-    images = []
+    scans = []
     with progress("preparing scans", len(records)) as step:
         for record in records:
-            images.append(prepare(record.pixels(), size=size).image)
+            scans.append(prepare(record.pixels(), size=size))
             step(1)
-    images = np.stack(images)
+    images = np.stack([prepared.image for prepared in scans])
 
     model = load_keras_model(options.model)
     check_contract(model, size)
@@ -170,30 +163,35 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
         content = quantize.quantize(quantizable, calibration)
         step(1)
     positions = quantize.output_positions(quantizable, content, images[:8])
+    triage = training["triage"]
+    manifest = quantize.build_manifest(content, outputs=positions, triage_threshold=float(triage["threshold"]),
+                                       target_sensitivity=float(triage["target_sensitivity"]), labels=LABELS)
 
-    interpreter = quantize.tflite_interpreter(content)
+    # The gate judges what a board prints: the int8 model in the board's Classifier, the float
+    # model's outputs through the same postprocess (convert/board.py).
+    classifier = Classifier.from_bytes(content, manifest, kernels="default")  # LiteRT: XNNPACK
     with progress("float vs int8 on every scan", len(records)) as step:
         result = fidelity.compare(
             [r.id for r in records],
             [int(r.abnormal) for r in records],
-            images,
-            lambda image: fidelity.outputs_by_name(quantize.run_keras(model, image)),
-            lambda image: fidelity.outputs_by_name(quantize.run_tflite(interpreter, image), positions),
+            scans,
+            lambda prepared: board.float_result(classifier, model, prepared),
+            lambda prepared: board.int8_result(classifier, prepared),
             options.min_agreement,
             options.max_auc_drop,
             progress=step,
         )
     # The same int8 model under TFLite's builtin kernels, as a board with tflite-runtime 2.14 runs it:
     # it must be faithful there too.
-    builtin = quantize.tflite_interpreter(content, builtin_kernels=True)
+    builtin = Classifier.from_bytes(content, manifest, kernels="builtin")
     builtin_outputs = []
     with progress("int8, builtin kernels", len(records)) as step:
-        for image in images:
-            builtin_outputs.append(fidelity.outputs_by_name(quantize.run_tflite(builtin, image), positions))
+        for prepared in scans:
+            builtin_outputs.append(board.int8_result(builtin, prepared))
             step(1)
     builtin_result = fidelity.Fidelity(result.ids, result.abnormal_truth, result.float_outputs, builtin_outputs,
                                        options.min_agreement, options.max_auc_drop)
-    kernels = fidelity.compare_kernels(result.int8_outputs, builtin_outputs, float(training["triage"]["threshold"]))
+    kernels = fidelity.compare_kernels(result.int8_outputs, builtin_outputs, manifest.triage_threshold)
     kernels["builtin_vs_float"] = {key: builtin_result.to_dict()[key] for key in (
         "top1_agreement", "abnormal_abs_diff_max", "abnormal_abs_diff_mean", "auc_int8", "auc_drop", "passed",
         "failures")}
@@ -228,9 +226,7 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
     }
     fidelity.write_report(report_dir, result, context, readiness.to_dict(), readiness.summary())
 
-    manifest = None
     if result.passed:
-        triage = training["triage"]
         info = {
             "disclaimer": fidelity.DISCLAIMER,
             "source": {
@@ -253,15 +249,10 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
             "command": options.command,
             **({"note": options.note} if options.note else {}),
         }
-        manifest = quantize.write_model_folder(
-            options.out,
-            content,
-            outputs=positions,
-            triage_threshold=float(triage["threshold"]),
-            target_sensitivity=float(triage["target_sensitivity"]),
-            labels=LABELS,
-            info=info,
-        )
+        manifest = replace(manifest, info={**info, **manifest.info})
+        quantize.write_model_folder(options.out, content, manifest)
+    else:
+        manifest = None
     messages = _remove_stale_edgetpu(options.out, manifest) if manifest else []
     return ConvertResult(result, readiness, content, manifest, Path(report_dir), messages)
 
@@ -284,8 +275,6 @@ def _remove_stale_edgetpu(out: Path, manifest: Manifest) -> list[str]:
 
 def compile_edgetpu(out: Path, manifest: Manifest) -> tuple[Path, Manifest]:
     """Compile out/model.tflite with edgetpu_compiler and write model_edgetpu.json beside it."""
-    from dataclasses import replace
-
     from edge.manifest import manifest_path_for, save_manifest
 
     model_path = out / manifest.model_file

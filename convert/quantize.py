@@ -26,10 +26,12 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from edge import LABELS
+from edge.classifier import Quantization
 from edge.errors import EdgeError
-from edge.manifest import OUTPUT_NAMES, Manifest, manifest_path_for, save_manifest
 from edge.fileio import atomic_write_bytes, sha256_bytes
+from edge.manifest import OUTPUT_NAMES, Manifest, manifest_path_for, save_manifest
 from edge.preprocess import prepare
+from edge.runtime import make_interpreter
 
 MODEL_FILE = "model.tflite"
 
@@ -110,51 +112,22 @@ def quantize(model: Any, images: Sequence[np.ndarray] | np.ndarray) -> bytes:
         raise EdgeError(f"int8 conversion failed: {first}") from None
 
 
-# --- running the int8 model next to the float one --------------------------------------------
+# --- which int8 output is which --------------------------------------------
 
 
-def tflite_interpreter(content: bytes, threads: int = 2, builtin_kernels: bool = False) -> Any:
-    """An allocated LiteRT interpreter.
+def interpreter_outputs(interpreter: Any, image: np.ndarray) -> list[np.ndarray]:
+    """Every output of one prepared uint8 image, dequantized, in get_output_details() order.
 
-    By default it runs LiteRT's default kernels (`edge.runtime.make_interpreter(kernels="default")`:
-    int8 ops go to its XNNPACK delegate), what a board with `kernels = "default"` runs.
-    `builtin_kernels=True` runs TFLite's own int8 kernels instead, which every device config asks
-    for and which are what tflite-runtime 2.14 runs; the two round differently.
-    """
-    if builtin_kernels:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        interpreter = Interpreter(model_content=content, num_threads=threads,
-                                  experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        interpreter.allocate_tensors()
-        return interpreter
-    from edge.runtime import make_interpreter
-
-    return make_interpreter(content, threads=threads, runtime="auto", kernels="default")
-
-
-def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
-    scale, zero_point = detail["quantization"]
-    if not scale:
-        return values.astype(np.float32)
-    return (values.astype(np.float32) - zero_point) * scale
-
-
-def _quantize_input(image: np.ndarray, detail: dict) -> np.ndarray:
-    scale, zero_point = detail["quantization"]
-    values = np.asarray(image, dtype=np.float32)[None, :, :, None]
-    if scale:
-        info = np.iinfo(detail["dtype"])
-        values = np.clip(np.rint(values / scale + zero_point), info.min, info.max)
-    return values.astype(detail["dtype"])
-
-
-def run_tflite(interpreter: Any, image: np.ndarray) -> list[np.ndarray]:
-    """Dequantized outputs of one prepared uint8 image, in get_output_details() order."""
-    (input_detail,) = interpreter.get_input_details()
-    interpreter.set_tensor(input_detail["index"], _quantize_input(image, input_detail))
+    Only for finding which output is which, before a manifest exists; everything after that
+    runs the board's `edge.classifier.Classifier` (convert/board.py). The pixels go in as they
+    are: `quantize` makes the input uint8 with scale 1 and zero point 0."""
+    (detail,) = interpreter.get_input_details()
+    if np.dtype(detail["dtype"]) != np.uint8 or Quantization.of(detail) not in ((1.0, 0), (0.0, 0)):
+        raise EdgeError(f"the int8 model's input is {np.dtype(detail['dtype']).name} {detail['quantization']}; "
+                        "the contract is uint8 pixels with scale 1 and zero point 0")
+    interpreter.set_tensor(detail["index"], np.asarray(image, dtype=np.uint8)[None, :, :, None])
     interpreter.invoke()
-    return [_dequantize(interpreter.get_tensor(d["index"]), d) for d in interpreter.get_output_details()]
+    return [Quantization.of(d).dequantize(interpreter.get_tensor(d["index"])) for d in interpreter.get_output_details()]
 
 
 def run_keras(model: Any, image: np.ndarray) -> list[np.ndarray]:
@@ -174,7 +147,7 @@ def output_positions(model: Any, content: bytes, images: Sequence[np.ndarray]) -
     outputs of the same shape, the chosen assignment must fit the float model better than the
     swapped one. A mismatch is an error, never a guess.
     """
-    interpreter = tflite_interpreter(content)
+    interpreter = make_interpreter(content, kernels="default")
     details = interpreter.get_output_details()
     position_of_index = {d["index"]: position for position, d in enumerate(details)}
     keras_names = [_output_name(t) for t in model.outputs]
@@ -183,7 +156,7 @@ def output_positions(model: Any, content: bytes, images: Sequence[np.ndarray]) -
 
     positions = _positions_from_signature(interpreter, keras_names, position_of_index)
     float_out = [run_keras(model, image) for image in images]
-    int8_out = [run_tflite(interpreter, image) for image in images]
+    int8_out = [interpreter_outputs(interpreter, image) for image in images]
 
     def error(keras_k: int, position: int) -> float:
         pairs = [(f[keras_k], q[position]) for f, q in zip(float_out, int8_out)]
@@ -249,7 +222,7 @@ class ModelFacts:
 
 
 def model_facts(content: bytes, positions: dict[str, int]) -> ModelFacts:
-    interpreter = tflite_interpreter(content)
+    interpreter = make_interpreter(content)
     (input_detail,) = interpreter.get_input_details()
     shape = [int(v) for v in input_detail["shape"]]
     if len(shape) != 4 or shape[0] != 1 or shape[1] != shape[2] or shape[3] != 1:
@@ -290,8 +263,7 @@ def versions() -> dict[str, str]:
     return found
 
 
-def write_model_folder(
-    folder: str | Path,
+def build_manifest(
     content: bytes,
     *,
     outputs: dict[str, int],
@@ -301,17 +273,16 @@ def write_model_folder(
     info: dict[str, Any] | None = None,
     model_file: str = MODEL_FILE,
 ) -> Manifest:
-    """Write `model_file` and its manifest (model.tflite -> model.json) into `folder`; return the manifest.
+    """The manifest of the int8 model `content`, whose outputs sit at `outputs`.
 
     Input size, dtype and every quantization parameter are read from the model itself, and the
     converter and runtime versions from the installed packages, so the manifest cannot drift
-    from the file it describes. The model is written first and the manifest last (both
-    atomically): a reader never finds a manifest whose model is not there yet.
+    from the file it describes.
     """
     if set(outputs) != set(OUTPUT_NAMES) or len(set(outputs.values())) != len(OUTPUT_NAMES):
         raise EdgeError(f"outputs must map each of {', '.join(OUTPUT_NAMES)} to its own position, got {outputs}")
     facts = model_facts(content, outputs)
-    manifest = Manifest(
+    return Manifest(
         model_file=model_file,
         sha256=sha256_bytes(content),
         labels=tuple(labels),
@@ -331,12 +302,20 @@ def write_model_folder(
             "versions": versions(),
         },
     )
-    folder = Path(folder)
-    model_path = folder / model_file
+
+
+def write_model_folder(folder: str | Path, content: bytes, manifest: Manifest) -> None:
+    """Write the model and its manifest (model.tflite -> model.json) into `folder`.
+
+    The model is written first and the manifest last (both atomically): a reader never finds a
+    manifest whose model is not there yet.
+    """
+    if sha256_bytes(content) != manifest.sha256:
+        raise EdgeError("the manifest does not describe this model (sha256 differs)")
+    model_path = Path(folder) / manifest.model_file
     atomic_write_bytes(model_path, content)
     save_manifest(manifest, manifest_path_for(model_path))
     readable(model_path, manifest_path_for(model_path))
-    return manifest
 
 
 def readable(*paths: Path) -> None:

@@ -41,7 +41,7 @@ def tiny_model_dir(records, tmp_path_factory) -> Path:
     training contract (64x64 uint8-valued input, outputs classes/abnormal/malignant/heatmap),
     converted to int8 by convert.quantize with 8 real prepared MIAS scans as calibration.
     Not a trained model: its answers mean nothing, its shapes and manifest are real."""
-    from convert.tiny import build_tiny_model_dir
+    from tiny_support import build_tiny_model_dir
 
     folder = tmp_path_factory.mktemp("tiny_model")
     return build_tiny_model_dir(records[:8], folder)

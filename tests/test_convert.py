@@ -56,35 +56,37 @@ def test_model_with_wrong_sha256_is_refused(tiny_model_dir, tmp_path):
 
 
 def test_output_positions_follow_the_float_model(tiny_model_dir, records):
-    """Each manifest position holds the output of that name: checked against the float model itself.
+    """Each manifest position holds the output of that name: checked against the float model itself,
+    through the board's Classifier (which reads the outputs at the manifest's positions).
 
-    The named position must be close to the float output and fit it better than any other
-    output of the same shape (abnormal and malignant are both (1, 1))."""
-    from convert.quantize import prepared_images, run_keras, run_tflite
-    from convert.tiny import tiny_model
+    Each output must be close to the float output of its name and fit it better than the float
+    output of any other name of the same shape (abnormal and malignant are both (1, 1))."""
+    from convert.quantize import prepared_images, run_keras
+    from edge.classifier import Classifier, Quantization
+    from tiny_support import tiny_model
 
     model = tiny_model()  # same seed as the fixture: same weights
-    manifest = load_manifest(tiny_model_dir / "model.json")
-    interpreter = make_interpreter((tiny_model_dir / "model.tflite").read_bytes())
+    classifier = Classifier(tiny_model_dir / "model.tflite")
     images = prepared_images(records[20:26], 64)
     expected = [dict(zip(OUTPUT_NAMES, run_keras(model, image))) for image in images]
-    got = [run_tflite(interpreter, image) for image in images]
+    details = classifier.interpreter.get_output_details()
+    quant = [Quantization.of(details[classifier.manifest.outputs[name]]) for name in OUTPUT_NAMES]
+    got = [dict(zip(OUTPUT_NAMES, (q.dequantize(v) for q, v in zip(quant, classifier.run(image))))) for image in images]
 
-    def error(name, position):
-        if got[0][position].shape != expected[0][name].shape:
+    def error(name, other):
+        if got[0][name].shape != expected[0][other].shape:
             return np.inf
-        return float(np.mean([np.abs(g[position] - e[name]).mean() for g, e in zip(got, expected)]))
+        return float(np.mean([np.abs(g[name] - e[other]).mean() for g, e in zip(got, expected)]))
 
-    for name, position in manifest.outputs.items():
-        assert error(name, position) < 0.02, name
-        others = [error(name, p) for p in range(4) if p != position]
-        assert error(name, position) < min(others), name
+    for name in OUTPUT_NAMES:
+        assert error(name, name) < 0.02, name
+        assert error(name, name) < min(error(name, other) for other in OUTPUT_NAMES if other != name), name
 
 
 def test_swapped_signature_is_caught(records):
     """If the signature pointed abnormal at malignant's tensor, the float comparison must refuse it."""
     from convert import quantize as q
-    from convert.tiny import tiny_model
+    from tiny_support import tiny_model
 
     model = tiny_model(seed=5)
     images = q.prepared_images(records[:6], 64)
@@ -109,7 +111,7 @@ def test_swapped_signature_is_caught(records):
 def test_positions_without_a_signature_come_from_the_float_model(records, monkeypatch):
     """With no usable signature the outputs are matched by fitting the float model: same answer."""
     from convert import quantize as q
-    from convert.tiny import tiny_model
+    from tiny_support import tiny_model
 
     model = tiny_model(seed=7)
     images = q.prepared_images(records[:6], 64)
@@ -117,3 +119,31 @@ def test_positions_without_a_signature_come_from_the_float_model(records, monkey
     from_signature = q.output_positions(model, content, images[:4])
     monkeypatch.setattr(q, "_positions_from_signature", lambda *args: None)
     assert q.output_positions(model, content, images[:4]) == from_signature
+
+
+def test_the_gate_runs_the_board_classifier_on_both_sides(tiny_model_dir, records):
+    """int8: exactly what Classifier.classify answers; float: the Keras outputs through the same
+    postprocess, unquantized."""
+    from convert import board
+    from convert.quantize import run_keras
+    from edge.classifier import Classifier
+    from edge.preprocess import prepare
+    from tiny_support import tiny_model
+
+    manifest = load_manifest(tiny_model_dir / "model.json")
+    content = read_verified_model(manifest, tiny_model_dir / "model.tflite")
+    classifier = Classifier.from_bytes(content, manifest)
+    scan = records[3].pixels()
+    prepared = prepare(scan, manifest.input_size)
+    assert board.int8_result(classifier, prepared).to_record() == Classifier(tiny_model_dir / "model.tflite").classify(scan).to_record()
+
+    model = tiny_model()  # the fixture's weights
+    floats = board.float_result(classifier, model, prepared)
+    classes, abnormal, malignant, heatmap = run_keras(model, prepared.image)
+    assert [floats.probabilities[name] for name in manifest.labels] == pytest.approx(classes.reshape(-1).tolist(), abs=1e-7)
+    assert floats.abnormal == pytest.approx(float(abnormal.reshape(-1)[0]), abs=1e-7)
+    assert floats.malignant == pytest.approx(float(malignant.reshape(-1)[0]), abs=1e-7)
+    assert np.allclose(floats.heatmap, heatmap.reshape(floats.heatmap.shape))
+
+    with pytest.raises(EdgeError, match="sha256"):
+        Classifier.from_bytes(content + b"x", manifest)

@@ -29,7 +29,7 @@ def small_mias(mias_dir, records, tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny model saved as final.keras with a training.json beside it, as edge-train leaves them."""
-    from convert.tiny import tiny_model
+    from tiny_support import tiny_model
 
     folder = tmp_path_factory.mktemp("trained")
     tiny_model(size=64, seed=3).save(folder / "final.keras")
@@ -158,7 +158,7 @@ def test_named_outputs_in_another_order_are_put_in_contract_order(trained, tmp_p
 
 def test_a_model_with_a_dynamic_batch_is_refused_with_a_hint(tmp_path):
     from convert.pipeline import check_contract
-    from convert.tiny import tiny_model
+    from tiny_support import tiny_model
     from edge.errors import EdgeError
 
     with pytest.raises(EdgeError, match="batch_size=1"):

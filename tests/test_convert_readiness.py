@@ -7,7 +7,7 @@ import pytest
 
 from convert.edgetpu import check_readiness
 from convert.quantize import quantize
-from convert.tiny import tiny_model
+from tiny_support import tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def test_split_heads_is_the_same_function(records):
 
 
 def test_a_model_without_such_heads_is_left_alone(tiny_model_dir):
-    from convert.tiny import tiny_model
+    from tiny_support import tiny_model
 
     model = tiny_model()
     same, changed = split_concatenated_heads(model)

@@ -1,4 +1,4 @@
-"""A tiny Keras model that obeys the training contract, for tests and for trying the tools.
+"""A tiny Keras model that obeys the training contract: the tests' stand-in for a trained model.
 
 Random (seeded) weights, a few thousand parameters, 64x64 input: it converts in about a
 second and exercises everything the real model does (rescaling inside the model, four outputs
@@ -36,16 +36,14 @@ def tiny_model(size: int = TINY_SIZE, seed: int = 0, batch_size: int | None = 1)
 
 def build_tiny_model_dir(records: Sequence[Any], folder: str | Path, size: int = TINY_SIZE, seed: int = 0) -> Path:
     """Convert `tiny_model` with `records` (real MIAS scans) as calibration; write model.tflite + model.json."""
-    from convert.quantize import output_positions, prepared_images, quantize, write_model_folder
+    from convert.quantize import build_manifest, output_positions, prepared_images, quantize, write_model_folder
 
     model = tiny_model(size, seed)
     images = prepared_images(records, size)
     content = quantize(model, images)
-    positions = output_positions(model, content, images[:4])
-    write_model_folder(
-        folder,
+    manifest = build_manifest(
         content,
-        outputs=positions,
+        outputs=output_positions(model, content, images[:4]),
         triage_threshold=0.5,
         target_sensitivity=0.9,
         info={
@@ -54,4 +52,5 @@ def build_tiny_model_dir(records: Sequence[Any], folder: str | Path, size: int =
             "metrics": {},
         },
     )
+    write_model_folder(folder, content, manifest)
     return Path(folder)
