@@ -1,9 +1,12 @@
 """The shipped int8 model gives the same outputs in ai-edge-litert 2.x and in tflite-runtime 2.14.0.
 
 tflite-runtime 2.14.0 (the last release, still what many Pis have) needs numpy<2, so it runs in
-its own virtual environment: `.venv-tflite/` in the repository (git-ignored), created on first
-use with `pip install tflite-runtime==2.14.0 "numpy<2" pillow` and reused afterwards. Set
-TFLITE_RUNTIME_PYTHON to a Python that already has tflite-runtime to skip the creation.
+its own virtual environment outside the checkout, in the user's cache
+(`~/.cache/mias-edge/venv-tflite-2.14`, or under `$XDG_CACHE_HOME`): created on first use with
+`pip install tflite-runtime==2.14.0 "numpy<2" pillow` from the package index (about 130 MB) and
+reused afterwards. Set TFLITE_RUNTIME_PYTHON to a Python that already has tflite-runtime to skip it.
+Both sides run the board's own `edge.classifier.Classifier` (`Classifier.from_bytes`, as the
+fidelity gate does) and compare its raw uint8 outputs.
 
 Two comparisons, because the runtimes' defaults do not run the same kernels:
 - the same kernels (the builtin int8 kernels, no default delegate) in both runtimes: outputs
@@ -29,36 +32,29 @@ import numpy as np
 import pytest
 
 from edge.manifest import load_manifest, read_verified_model
-from edge.runtime import make_interpreter, runtime_version
+from edge.runtime import runtime_version
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "edge" / "models" / "model.tflite"
-VENV = REPO / ".venv-tflite"
+VENV = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mias-edge" / "venv-tflite-2.14"
 REQUIREMENTS = ["tflite-runtime==2.14.0", "numpy<2", "pillow"]
 
 RUNNER = textwrap.dedent(
     """
     import json, sys
     import numpy as np
-    from tflite_runtime.interpreter import Interpreter, OpResolverType
+    from edge.classifier import Classifier
     from edge.manifest import load_manifest, read_verified_model
-    from edge.runtime import make_interpreter, runtime_version
+    from edge.runtime import runtime_version
     model, manifest_path, images_path, out_path = sys.argv[1:5]
-    content = read_verified_model(load_manifest(manifest_path), model)
-    def run(interpreter):
-        (inp,) = interpreter.get_input_details()
-        results = []
-        for image in np.load(images_path):
-            interpreter.set_tensor(inp["index"], image[None, :, :, None].astype(inp["dtype"]))
-            interpreter.invoke()
-            results.append([interpreter.get_tensor(d["index"]).tolist() for d in interpreter.get_output_details()])
-        return results
-    builtin = Interpreter(model_content=content, num_threads=1,
-                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    builtin.allocate_tensors()
+    manifest = load_manifest(manifest_path)
+    content = read_verified_model(manifest, model)
+    images = np.load(images_path)
+    def run(kernels):
+        classifier = Classifier.from_bytes(content, manifest, kernels=kernels, runtime="tflite_runtime", threads=1)
+        return [[np.asarray(v).tolist() for v in classifier.run(image)] for image in images]
     json.dump({"runtime": runtime_version("tflite_runtime"), "numpy": np.__version__,
-               "default": run(make_interpreter(content, threads=1, runtime="tflite_runtime")),
-               "builtin": run(builtin)}, open(out_path, "w"))
+               "default": run("default"), "builtin": run("builtin")}, open(out_path, "w"))
     """
 )
 
@@ -71,6 +67,8 @@ def _tflite_runtime_python() -> Path:
     check = [str(python), "-c", "import tflite_runtime.interpreter, numpy; assert numpy.__version__ < '2'"]
     if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
         return python
+    print(f"creating {VENV}: pip install {' '.join(REQUIREMENTS)} (once)", file=sys.stderr)
+    VENV.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, capture_output=True)
     done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", *REQUIREMENTS],
                           capture_output=True, text=True, timeout=600)
@@ -95,14 +93,11 @@ def test_litert_and_tflite_runtime_2_14_agree_within_one_step(model_under_test, 
     assert images.dtype == np.uint8 and len(images) >= 10
     np.save(tmp_path / "images.npy", images)
 
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from edge.classifier import Classifier
 
     content = read_verified_model(manifest, model_under_test)
-    builtin = Interpreter(model_content=content, num_threads=1,
-                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    builtin.allocate_tensors()
-    litert = {"default": _run(make_interpreter(content, threads=1, runtime="ai_edge_litert"), images),
-              "builtin": _run(builtin, images)}
+    litert = {kernels: _run(Classifier.from_bytes(content, manifest, kernels=kernels, runtime="ai_edge_litert", threads=1), images)
+              for kernels in ("default", "builtin")}
 
     python = _tflite_runtime_python()
     (tmp_path / "runner.py").write_text(RUNNER)
@@ -130,15 +125,10 @@ def test_litert_and_tflite_runtime_2_14_agree_within_one_step(model_under_test, 
     assert steps["default"] <= bound, f"default kernels (LiteRT uses XNNPACK) differ by {steps['default']} steps (> {bound})"
 
 
-def _run(interpreter, images) -> list[list[np.ndarray]]:
-    (inp,) = interpreter.get_input_details()
-    assert inp["dtype"] == np.uint8 and inp["quantization"] == (1.0, 0)  # prepared pixels go in as they are
-    results = []
-    for image in images:
-        interpreter.set_tensor(inp["index"], image[None, :, :, None])
-        interpreter.invoke()
-        results.append([interpreter.get_tensor(d["index"]).copy() for d in interpreter.get_output_details()])
-    return results
+def _run(classifier, images) -> list[list[np.ndarray]]:
+    """The raw (uint8) outputs of every image, in contract order, as the board's Classifier reads them."""
+    assert classifier.input_dtype == np.uint8  # prepared pixels go in as they are
+    return [[np.asarray(v).copy() for v in classifier.run(image)] for image in images]
 
 
 def _largest_difference(ours, theirs) -> int:
