@@ -30,6 +30,7 @@ from edge import LABELS
 from edge.errors import EdgeError
 from edge.manifest import Manifest, load_manifest, manifest_path_for, read_verified_model, verify_model_bytes
 from edge.preprocess import Geometry, Prepared, prepare
+from edge.reading import Reading, answer as reading_answer, heat_evidence
 
 DEFAULT_MODEL_FILE = "model.tflite"
 ROUND = 4
@@ -62,6 +63,19 @@ class Quantization(NamedTuple):
         if self.scale == 0.0:
             return values.astype(np.float32)
         return (values.astype(np.float32) - self.zero_point) * self.scale
+
+
+@dataclass(frozen=True, eq=False)
+class Evidence:
+    """One scan's dequantized model outputs, before the exam-level reading."""
+
+    heat: np.ndarray  # edge.reading.heat_evidence of the heat-map
+    classes: np.ndarray  # P(class | abnormal), manifest label order
+    abnormal: float  # the model's own P(abnormal) output (used when the manifest has no reading)
+    malignant_if_abnormal: float
+    heatmap: np.ndarray = field(repr=False)
+    geometry: Geometry
+    quality: str | None
 
 
 class RawOutputs(NamedTuple):
@@ -189,6 +203,10 @@ class Classifier:
         if sorted(manifest.labels) != sorted(LABELS):
             raise EdgeError(f"{where}: manifest labels {list(manifest.labels)} are not the MIAS classes {list(LABELS)}")
         self.labels = tuple(manifest.labels)
+        try:
+            self.reading = Reading.from_json(manifest.reading) if manifest.reading is not None else None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EdgeError(f"{where}: the manifest's reading stage is invalid ({exc})") from None
         positions = manifest.outputs
         if any(not 0 <= p < len(outputs) for p in positions.values()) or len(set(positions.values())) != 4:
             raise EdgeError(f"{where}: manifest output positions {positions} do not fit the model's {len(outputs)} outputs")
@@ -233,26 +251,45 @@ class Classifier:
         self.invoke()
         return self.read_outputs()
 
-    def postprocess(self, raw: RawOutputs, prepared: Prepared) -> Result:
-        """Dequantize the outputs and make the record: class, probabilities, triage, heat-map."""
+    def evidence(self, raw: RawOutputs, prepared: Prepared) -> Evidence:
+        """Dequantize one scan's outputs: what its answer, and its partner's, are made from."""
         classes, abnormal, malignant, heatmap = (q.dequantize(v) for q, v in zip(self._output_quant, raw))
-        scores = classes.reshape(-1)
-        probabilities = {name: float(scores[i]) for i, name in enumerate(self.labels)}
-        label = self.labels[int(np.argmax(scores))]
-        p_abnormal = float(np.clip(abnormal.reshape(-1)[0], 0.0, 1.0))
-        p_malignant = float(np.clip(malignant.reshape(-1)[0], 0.0, 1.0))
-        triage = "refer" if p_abnormal >= self.manifest.triage_threshold else "routine"
-        return Result(
-            label=label,
-            probabilities=probabilities,
-            abnormal=p_abnormal,
-            malignant=p_malignant,
-            triage=triage,
-            heatmap=np.clip(heatmap.reshape(self.heatmap_shape), 0.0, 1.0),
+        heatmap = np.clip(heatmap.reshape(self.heatmap_shape), 0.0, 1.0)
+        return Evidence(
+            heat=heat_evidence(heatmap),
+            classes=classes.reshape(-1),
+            abnormal=float(abnormal.reshape(-1)[0]),
+            malignant_if_abnormal=float(malignant.reshape(-1)[0]),
+            heatmap=heatmap,
             geometry=prepared.geometry,
             quality=prepared.quality,
+        )
+
+    def answer(self, own: Evidence, other: Evidence | None = None) -> Result:
+        """The coherent answer (`edge.reading`) for a scan, read beside the other breast when given.
+
+        A model whose manifest has no `reading` stage is read scan by scan: its `abnormal`
+        output is P(abnormal), and the partner is not used."""
+        if self.reading is None:
+            p_abnormal = own.abnormal
+        else:
+            p_abnormal = self.reading.p_abnormal(own.heat, None if other is None else other.heat)
+        answer = reading_answer(p_abnormal, own.classes, own.malignant_if_abnormal, self.manifest.triage_threshold, self.labels)
+        return Result(
+            label=answer.label,
+            probabilities=answer.probabilities,
+            abnormal=answer.abnormal,
+            malignant=answer.malignant,
+            triage=answer.triage,
+            heatmap=own.heatmap,
+            geometry=own.geometry,
+            quality=own.quality,
             model=self.sha256,
         )
+
+    def postprocess(self, raw: RawOutputs, prepared: Prepared) -> Result:
+        """The answer for a scan read alone."""
+        return self.answer(self.evidence(raw, prepared))
 
     def classify(self, scan: np.ndarray) -> Result:
         """A decoded 2-D greyscale scan (any size, any depth) -> its Result."""

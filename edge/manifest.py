@@ -32,6 +32,7 @@ class Manifest:
     triage_threshold: float  # P(abnormal) at or above it -> "refer"
     target_sensitivity: float  # the sensitivity the threshold was chosen for, inside training folds
     info: dict[str, Any] = field(default_factory=dict)  # data split, metrics, versions, quantization...
+    reading: dict[str, Any] | None = None  # the exam-level stage (edge.reading.Reading); None: scan by scan
     format: int = FORMAT
 
     def to_json(self) -> str:
@@ -51,7 +52,7 @@ def load_manifest(path: str | Path) -> Manifest:
     """Read and check a manifest; every problem is an `EdgeError` naming the file."""
     path = Path(path)
     raw = read_json_object(path, "model manifest", "it must lie beside the model")
-    required = [name for name in Manifest.__dataclass_fields__ if name not in ("info", "format")]
+    required = [name for name in Manifest.__dataclass_fields__ if name not in ("info", "format", "reading")]
     missing = [name for name in required if name not in raw]
     if missing:
         raise EdgeError(f"{path}: model manifest lacks {', '.join(missing)}")
@@ -68,6 +69,7 @@ def load_manifest(path: str | Path) -> Manifest:
             triage_threshold=float(raw["triage_threshold"]),
             target_sensitivity=float(raw["target_sensitivity"]),
             info=dict(raw.get("info") or {}),
+            reading=dict(raw["reading"]) if raw.get("reading") is not None else None,
         )
     except (TypeError, ValueError) as exc:
         raise EdgeError(f"{path}: model manifest has a field of the wrong type ({exc})") from None
