@@ -31,6 +31,7 @@ class DeviceConfig:
     model: str = "model.tflite"  # the model variant in the model folder (model_edgetpu.tflite for Coral)
     input_dtype: str = "any"  # the model input type this board needs: uint8, int8 or any
     kernels: str = "builtin"  # builtin: the same int8 kernels on every runtime (same answers); default: the runtime's own
+    board: str = ""  # how this board's model name starts (/proc/device-tree/model): "Raspberry Pi 4"; '' for any machine
 
     def check_model_dtype(self, dtype: str, model_path: Path) -> None:
         """Refuse a model whose input type the board cannot take (an Edge TPU model wants uint8)."""
@@ -91,7 +92,7 @@ def parse_config(text: str, name: str, where: str) -> DeviceConfig:
     values = dict(raw)
     values["name"] = str(raw.get("name", name))
     problems = []
-    for key in ("description", "runtime", "delegate", "model", "input_dtype", "kernels"):
+    for key in ("description", "runtime", "delegate", "model", "input_dtype", "kernels", "board"):
         if key in values and not isinstance(values[key], str):
             problems.append(f"{key} must be a string")
     threads = values.get("threads", 2)
@@ -109,3 +110,42 @@ def parse_config(text: str, name: str, where: str) -> DeviceConfig:
     if problems:
         raise EdgeError(f"{where}: " + "; ".join(problems))
     return DeviceConfig(**values)
+
+
+MODEL_FILES = ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model")
+
+
+def machine_model(model_files: tuple[str, ...] = MODEL_FILES, cpuinfo: str = "/proc/cpuinfo") -> str:
+    """This machine's board name as the firmware gives it ("Raspberry Pi 4 Model B Rev 1.4"), else ''.
+
+    The device tree has it on a Pi (and on most ARM boards); Raspberry Pi OS also puts it in
+    /proc/cpuinfo as "Model". An x86 PC has neither."""
+    for path in model_files:
+        try:
+            name = Path(path).read_text(errors="replace").strip("\x00 \n")
+        except OSError:
+            continue
+        if name:
+            return name
+    try:
+        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "Model" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return ""
+
+
+def board_mismatch(config: DeviceConfig, model: str | None = None) -> str | None:
+    """One line saying this machine is not the board `config` is for, or None (it is, or the
+    config names no board). `model` is this machine's board name (default: `machine_model()`)."""
+    if not config.board:
+        return None
+    import platform
+
+    model = machine_model() if model is None else model
+    if model.startswith(config.board):
+        return None
+    here = f"a {model}" if model else f"an {platform.machine() or 'unknown'} machine with no board model in /proc/device-tree/model"
+    return f"note: device '{config.name}' is for a {config.board}, but this is {here}: its figures are not {config.board} figures"
