@@ -14,10 +14,11 @@
   Rescaling layer, which becomes a MUL and an ADD over the whole input.
 - Our own Keras model converted to float32 TFLite without quantization, to show what int8 buys.
 
-    python -m convert.reference mobilenet [--data ../shared/mias] [--out build/bench/mobilenetv2_int8.tflite]
-    python -m convert.reference float MODEL.keras [--out build/bench/model_float.tflite]
+    python scripts/bench_reference.py mobilenet [--data ../shared/mias] [--out build/bench/mobilenetv2_int8.tflite]
+    python scripts/bench_reference.py float MODEL.keras [--out build/bench/model_float.tflite]
 
-Desktop only (imports TensorFlow). The outputs are regenerated, not committed.
+A bench tool of the repository, not part of the installed package: desktop only (imports
+TensorFlow; needs `.[train]`). The outputs are regenerated, not committed.
 """
 
 from __future__ import annotations
@@ -80,10 +81,6 @@ def float_tflite(keras_path: str | Path) -> bytes:
     keras_path = Path(keras_path)
     if not keras_path.is_file():
         raise EdgeError(f"{keras_path}: Keras model not found")
-    try:
-        import train.model  # noqa: F401  (registers the project's custom layers, if it has any)
-    except ImportError:
-        pass
     model = keras.saving.load_model(keras_path, compile=False)
     return bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
 
