@@ -15,7 +15,10 @@ import json
 import sys
 from pathlib import Path
 
-BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+from edge.readme_blocks import markers, replace_marked, rewrite
+
+BLOCK = "bench"
+BEGIN, END = markers(BLOCK)
 ANCHORS = {
     "Raspberry Pi 4, CPU": (22.0, 45.0),
     "Coral USB Accelerator (Edge TPU)": (2.6, 2.6),
@@ -116,11 +119,6 @@ def _input(model: dict) -> str:
     return ", ".join("x".join(map(str, i["shape"])) + " " + i["dtype"] for i in model["inputs"])
 
 
-def replace_block(readme: str, new_block: str) -> str:
-    start, end = readme.index(BEGIN), readme.index(END) + len(END)
-    return readme[:start] + new_block + readme[end:]
-
-
 def main(argv: list[str]) -> int:
     if not argv or argv[0].startswith("-"):
         print(__doc__, file=sys.stderr)
@@ -128,8 +126,7 @@ def main(argv: list[str]) -> int:
     source = argv[0]
     text = block(json.loads(Path(source).read_text(encoding="utf-8")), source)
     if "--write" in argv:
-        readme = Path(__file__).resolve().parents[1] / "README.md"
-        readme.write_text(replace_block(readme.read_text(encoding="utf-8"), text), encoding="utf-8")
+        rewrite(Path(__file__).resolve().parents[1] / "README.md", lambda readme: replace_marked(readme, BLOCK, text))
     else:
         print(text)
     return 0

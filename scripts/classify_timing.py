@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from edge.fileio import atomic_write_text
+from edge.readme_blocks import markers, replace_marked, rewrite
 
 
 def cold_start(script: list[str], scan: Path, model: Path, runs: int) -> tuple[list[float], list[float]]:
@@ -100,7 +101,8 @@ def peak_rss_mb(script: list[str], args: list[str]) -> float:
     return int(result.stdout) / 1024
 
 
-BEGIN, END = "<!-- classify-timing:begin -->", "<!-- classify-timing:end -->"
+BLOCK = "classify-timing"
+BEGIN, END = markers(BLOCK)
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -131,9 +133,7 @@ def readme_block(record: dict) -> str:
 
 def write_readme(record_path: Path) -> None:
     record = json.loads(record_path.read_text())
-    text = README.read_text()
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    atomic_write_text(README, text[:start] + readme_block(record) + text[end:])
+    rewrite(README, lambda text: replace_marked(text, BLOCK, readme_block(record)))
 
 
 def main() -> None:
