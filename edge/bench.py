@@ -281,7 +281,7 @@ def classify_command() -> list[str]:
     beside = Path(sys.executable).with_name("edge-classify")
     if beside.is_file() and os.access(beside, os.X_OK):
         return [str(beside)]
-    return [sys.executable, "-c", "from edge.cli import classify_main; classify_main()"]
+    return [sys.executable, "-c", "from edge.classify_cli import main; main()"]
 
 
 @dataclass(frozen=True)

@@ -1,67 +1,83 @@
-"""Device command lines: `edge-classify` and `edge-bench`."""
+"""`edge-bench`: time the model on this board. A thin layer over `edge.bench`.
+
+Exit status: 0 done; 2 usage or set-up error (bad option, missing model or image, unknown device).
+
+Parsed with argparse like `edge-classify` (edge/classify_cli.py), so a board needs no
+command-line library besides the standard one. To add an option: one `add_argument` in
+`build_parser` and its use in `run`.
+"""
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
-from typing import Optional
 
-import typer
-
-from edge.cli_common import fail, friendly_errors, make_app
+from edge.cli_common import finish
 from edge.errors import EdgeError
 
-from edge.classify_cli import classify_app  # edge-classify: the command and its options live there
-bench_app = make_app(
+DESCRIPTION = (
     "Time the model on this board: model load, first inference, bare invoke, end to end per scan, "
-    "cold start of edge-classify and peak memory; --compare times other .tflite files in the same loop."
+    "cold start of edge-classify and peak memory; --compare times other .tflite files in the same loop. "
+    "Benchmarks the way TFLite's benchmark_model does (warm-up, then timed runs)."
 )
+EPILOG = "Exit status: 0 done, 2 usage or set-up error."
+SCHEDULES = ("auto", "interleaved", "sequential")
 
 
-@bench_app.command()
-def bench(
-    model: Optional[Path] = typer.Option(None, "--model", help="Model file (default: the packaged model the device uses)."),
-    device: Optional[str] = typer.Option(None, "--device", help="Board settings device_configs/NAME.toml (rpi4, rpi5, coral-usb, ...)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Board settings from this TOML file instead."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Interpreter threads (default: the device's)."),
-    runs: int = typer.Option(100, "--runs", min=1, help="Timed runs, after the warm-up."),
-    warmup: int = typer.Option(10, "--warmup", min=0, help="Warm-up runs, not counted."),
-    cold_runs: int = typer.Option(5, "--cold-runs", min=0, help="edge-classify processes launched for the cold start (0: skip)."),
-    image: Optional[Path] = typer.Option(None, "--image", help="Scan for end to end and cold start (default: a synthetic 1024x1024 scan)."),
-    compare: list[Path] = typer.Option([], "--compare", help="Other .tflite files, timed in the same loop: --compare A.tflite B.tflite"),
-    as_json: bool = typer.Option(False, "--json", help="Print the machine-readable record instead of the table."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON record to this file."),
-    schedule: str = typer.Option("auto", "--schedule", help="interleaved, sequential, or auto (sequential with a delegate: an Edge TPU caches one model)."),
-) -> None:
-    """Benchmark a model on this board, the way TFLite's benchmark_model does (warm-up, then timed runs)."""
-    _bench(model, device, config, threads, runs, warmup, cold_runs, image, compare, as_json, out, schedule)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-bench", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--model", type=Path, metavar="FILE", help="model file (default: the packaged model the device uses)")
+    board = parser.add_mutually_exclusive_group()
+    board.add_argument("--device", metavar="NAME", help="board settings device_configs/NAME.toml (rpi4, rpi5, coral-usb, ...)")
+    board.add_argument("--config", type=Path, metavar="FILE", help="board settings from this TOML file instead")
+    parser.add_argument("--threads", type=_at_least(1), metavar="N", help="interpreter threads (default: the device's)")
+    parser.add_argument("--runs", type=_at_least(1), default=100, metavar="N", help="timed runs, after the warm-up (default: 100)")
+    parser.add_argument("--warmup", type=_at_least(0), default=10, metavar="N", help="warm-up runs, not counted (default: 10)")
+    parser.add_argument("--cold-runs", type=_at_least(0), default=5, metavar="N",
+                        help="edge-classify processes launched for the cold start (0: skip; default: 5)")
+    parser.add_argument("--image", type=Path, metavar="FILE",
+                        help="scan for end to end and cold start (default: a synthetic 1024x1024 scan)")
+    parser.add_argument("--compare", type=Path, nargs="+", action="extend", default=[], metavar="FILE",
+                        help="other .tflite files, timed in the same loop: --compare A.tflite B.tflite")
+    parser.add_argument("--json", dest="as_json", action="store_true", help="print the machine-readable record instead of the table")
+    parser.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON record to this file")
+    parser.add_argument("--schedule", choices=SCHEDULES, default="auto",
+                        help="interleaved, sequential, or auto (sequential with a delegate: an Edge TPU caches one model)")
+    return parser
 
 
-def _bench_board(device: Optional[str], config: Optional[Path]):
-    from edge.device import default_config, load_config_file, load_device
+def _at_least(low: int):
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is less than {low}")
+        return value
 
-    if device and config:
-        raise EdgeError("give --device NAME or --config FILE, not both")
-    return load_device(device) if device else load_config_file(config) if config else default_config()
+    return whole
 
 
-@friendly_errors
-def _bench(model, device, config, threads, runs, warmup, cold_runs, image, compare, as_json, out, schedule) -> None:
+def run(args: argparse.Namespace) -> int:
+    """The whole command for parsed `args`; returns the exit status."""
     import json
-    import sys
 
     from edge import bench as lib
     from edge.classifier import Classifier, default_model_path
+    from edge.classify_cli import _board as choose_board  # the one board chooser of the device commands
     from edge.fileio import atomic_write_text
 
-    board = _bench_board(device, config)
-    threads = threads or board.threads
-    model = model or default_model_path(board.model)
-    for path in [model, *compare]:
+    board = choose_board(args.device, args.config)
+    threads = args.threads or board.threads
+    model = args.model or default_model_path(board.model)
+    for path in [model, *args.compare]:
         if not Path(path).is_file():
             raise EdgeError(f"{path}: model file not found")
-    if image is not None and not image.is_file():
-        raise EdgeError(f"{image}: no such file")
-    passed_on = ["--device", device] if device else ["--config", str(config)] if config else []
+    if args.image is not None and not args.image.is_file():
+        raise EdgeError(f"{args.image}: no such file")
+    passed_on = ["--device", args.device] if args.device else ["--config", str(args.config)] if args.config else []
     settings = lib.Settings(
         model=Path(model),
         device=board.name,
@@ -69,43 +85,31 @@ def _bench(model, device, config, threads, runs, warmup, cold_runs, image, compa
         threads=threads,
         delegate=board.delegate,
         runtime=board.runtime,
-        runs=runs,
-        warmup=warmup,
-        cold_runs=cold_runs,
-        image=image,
-        compare=[Path(p) for p in compare],
+        kernels=board.kernels,
+        runs=args.runs,
+        warmup=args.warmup,
+        cold_runs=args.cold_runs,
+        image=args.image,
+        compare=list(args.compare),
         classify_args=passed_on + ["--threads", str(threads)],
-        make_classifier=lambda: Classifier(model, threads=threads, delegate=board.delegate, runtime=board.runtime),
-        schedule=schedule,
+        make_classifier=lambda: Classifier(model, threads=threads, delegate=board.delegate, runtime=board.runtime,
+                                           kernels=board.kernels),
+        schedule=args.schedule,
     )
-    progress = (lambda _: None) if as_json else (lambda message: print(message, file=sys.stderr, flush=True))
+    progress = (lambda _: None) if args.as_json else (lambda message: print(message, file=sys.stderr, flush=True))
     record = lib.run_benchmark(settings, progress)
     text = json.dumps(record, indent=2) + "\n"
-    if out is not None:
-        atomic_write_text(out, text)
-    print(text if as_json else lib.format_table(record), end="")
+    if args.out is not None:
+        atomic_write_text(args.out, text)
+    print(text if args.as_json else lib.format_table(record), end="")
+    return 0
 
 
-def classify_main() -> None:
-    classify_app()
+def bench_main(argv: list[str] | None = None) -> None:
+    """The console entry point: parse (a usage error exits 2), run, exit with the status."""
+    args = build_parser().parse_args(argv)
+    finish(lambda: run(args))
 
 
-def bench_main() -> None:
-    import sys
-
-    bench_app(args=_several_after("--compare", sys.argv[1:]))
-
-
-def _several_after(option: str, args: list[str]) -> list[str]:
-    """`--compare A B` as `--compare A --compare B`: the values run up to the next option."""
-    expanded, taking = [], False
-    for arg in args:
-        if arg == option:
-            taking = True
-            continue
-        if taking and not arg.startswith("-"):
-            expanded += [option, arg]
-            continue
-        taking = False
-        expanded.append(arg)
-    return expanded
+if __name__ == "__main__":
+    bench_main()

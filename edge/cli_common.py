@@ -1,28 +1,65 @@
-"""What every command line of the project shares: one-line errors and exit statuses.
+"""What every command line of the project shares: exit statuses and one-line errors.
 
-Exit statuses: 0 done; 1 some inputs failed (the rest were done); 2 usage or set-up error.
+Exit statuses: 0 done; 1 some inputs failed (the rest were done); 2 usage or set-up error;
+130 interrupted; 141 output pipe closed.
+
+Two styles, one per side. The device commands (`edge-classify`, `edge-bench`) parse with
+argparse, which starts fast and is in the standard library, and end through `finish`. The
+desktop commands (`edge-train`, `edge-convert`) are Typer apps made by `make_app`, with
+`friendly_errors` and `fail`; Typer is a desktop dependency (the `train` extra), imported only
+by those functions, so nothing here costs a board an import.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
-from typing import Callable
-
-import typer
+from typing import Any, Callable, NoReturn
 
 from edge.errors import EdgeError
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_SETUP = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141  # 128 + SIGINT, 128 + SIGPIPE, as a shell reports them
 
 
-def make_app(help_text: str) -> typer.Typer:
-    """A single-command Typer app that never shows a traceback to the person at the board."""
+# --- device commands (argparse) ---------------------------------------------------------------
+
+
+def finish(command: Callable[[], int | None]) -> NoReturn:
+    """Run a device command and exit with its status: the project's errors as one `error:` line
+    and status 2, never a traceback (EDGE_DEBUG=1 shows one for an unexpected error)."""
+    try:
+        status = command() or EXIT_OK
+    except EdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        status = EXIT_SETUP
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        status = EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, not a traceback
+        if os.environ.get("EDGE_DEBUG"):
+            raise
+        print(f"error: unexpected {exc.__class__.__name__} ({exc}); please report it (EDGE_DEBUG=1 shows where)",
+              file=sys.stderr)
+        status = EXIT_SETUP
+    sys.exit(status)
+
+
+# --- desktop commands (Typer) -----------------------------------------------------------------
+
+
+def make_app(help_text: str) -> Any:
+    """A single-command Typer app that never shows a traceback to the person at the keyboard."""
+    import typer
+
     return typer.Typer(help=help_text, add_completion=False, pretty_exceptions_enable=False)
 
 
-def fail(message: str, status: int = EXIT_SETUP) -> typer.Exit:
-    """Print `message` as one line on stderr and return the Exit to raise."""
+def fail(message: str, status: int = EXIT_SETUP) -> Any:
+    """Print `message` as one line on stderr and return the typer.Exit to raise."""
+    import typer
+
     print(f"error: {message}", file=sys.stderr)
     return typer.Exit(status)
 
@@ -37,6 +74,6 @@ def friendly_errors(command: Callable) -> Callable:
         except EdgeError as exc:
             raise fail(str(exc)) from None
         except KeyboardInterrupt:
-            raise fail("interrupted", 130) from None
+            raise fail("interrupted", EXIT_INTERRUPTED) from None
 
     return wrapper

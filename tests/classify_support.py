@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from commands import run
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "edge" / "models" / "model.tflite"
@@ -25,13 +26,9 @@ def model_file(request) -> Path:
     return request.getfixturevalue("tiny_model_dir") / "model.tflite"
 
 
-def classify_cmd(*args: str) -> list[str]:
-    """edge-classify through this interpreter (the console script may belong to another env)."""
-    return [sys.executable, "-c", "from edge.cli import classify_main; classify_main()", *args]
-
-
 def run_classify(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(classify_cmd(*map(str, args)), capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+    """edge-classify in a subprocess, launched as every test launches a command (tests/commands.py)."""
+    return run("edge-classify", *args, env=env, cwd=cwd, timeout=timeout)
 
 
 def json_lines(stdout: str) -> list[dict]:

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from commands import command
 from test_bad_input import SCAN, Case, _without_file_capabilities, build_corpus, record_figures
 
 GOOD = ("mdb006.png", "mdb007.png")
@@ -54,8 +55,8 @@ def batch(mias_dir, tmp_path_factory) -> tuple[list[Path], list[Case], list[Path
 
 def _run(batch, *options: str, timeout: float = 120) -> subprocess.CompletedProcess:
     paths = batch[0]
-    command = _without_file_capabilities([shutil.which("edge-classify"), *map(str, paths), *options])
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    argv = _without_file_capabilities(command("edge-classify", *paths, *options))
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
 
 
 def test_every_bad_input_is_one_line_and_the_batch_goes_on(batch, tiny_model_dir, tmp_path):
@@ -107,11 +108,11 @@ def test_a_file_name_with_a_newline_and_an_escape_code_stays_one_safe_line(mias_
     shutil.copy(mias_dir / GOOD[0], folder / "good.png")
     bad = folder / "bad\x1b[2Jname\nline.png"
     bad.write_bytes(b"not an image")
-    command = [shutil.which("edge-classify"), str(folder), "--model", str(tiny_model_dir / "model.tflite")]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    argv = command("edge-classify", folder, "--model", tiny_model_dir / "model.tflite")
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "\x1b" not in result.stderr + result.stdout
     assert result.stderr.splitlines() == [f"error: {folder}/bad\\x1b[2Jname\\nline.png: not an image file (or a format this build cannot read)"]
-    json_run = subprocess.run(command + ["--json"], capture_output=True, text=True, timeout=120)
+    json_run = subprocess.run(argv + ["--json"], capture_output=True, text=True, timeout=120)
     records = [json.loads(line) for line in json_run.stdout.splitlines()]
     assert [record["file"] for record in records] == [str(bad), str(folder / "good.png")]  # JSON keeps the exact name

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from commands import run
 from edge import bench
 from edge.classifier import Classifier
 
@@ -84,7 +85,7 @@ def test_record_has_every_field_and_names_the_machine(record, models):
     assert record["load_ms"] > 0 and record["first_inference_ms"] > 0
     assert set(record["end_to_end_stages"]) == {"decode", "prepare", "run", "postprocess"}
     assert record["peak_rss_mb"]["classify_process"] > 0 and record["peak_rss_mb"]["bench_process"] > 0
-    assert "edge-classify" in " ".join(record["cold_start_command"]) or "classify_main" in " ".join(record["cold_start_command"])
+    assert "edge-classify" in " ".join(record["cold_start_command"]) or "edge.classify_cli" in " ".join(record["cold_start_command"])
     table = bench.format_table(record)
     assert record["system"]["cpu"] in table and "invoke (bare)" in table and "cold start" in table
 
@@ -149,11 +150,8 @@ def test_compare_ratios_are_each_model_against_the_main_one(record):
 
 def test_cli_compare_takes_several_files_after_one_option(models):
     main, other_a, other_b = models
-    result = subprocess.run(
-        ["edge-bench", "--model", str(main), "--runs", "5", "--warmup", "1", "--cold-runs", "0", "--json",
-         "--compare", str(other_a), str(other_b), "--threads", "1"],
-        capture_output=True, text=True, timeout=120,
-    )
+    result = run("edge-bench", "--model", main, "--runs", "5", "--warmup", "1", "--cold-runs", "0", "--json",
+                 "--compare", other_a, other_b, "--threads", "1")
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert [c["model"]["path"] for c in record["compare"]] == [str(other_a), str(other_b)]
@@ -168,10 +166,6 @@ def test_cold_start_memory_is_the_child_s_own(tmp_path):
     assert run.peak_rss_kb < 200 * 1024 < ballast.sum() / 1024
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["edge-bench", *args], capture_output=True, text=True, timeout=60)
-
-
 @pytest.mark.parametrize(
     "args, words",
     [
@@ -183,7 +177,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_setup_errors_are_one_clear_line_and_exit_2(models, args, words):
     if args[0] == "--compare" or args[0] == "--device":
         args = ["--model", str(models[0]), *args]
-    result = run_cli(*args)
+    result = run("edge-bench", *args, timeout=60)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], result.stderr
@@ -196,3 +190,14 @@ def test_sequential_schedule_runs_each_task_in_one_block():
     timings = bench.interleave(tasks, runs=3, warmup=1, sequential=True)
     assert calls == list("aaaa" "bbbb")
     assert all(len(t.runs) == 3 and len(t.warmup) == 1 for t in timings.values())
+
+
+def test_help_lists_every_option_and_bad_values_are_usage_errors():
+    result = run("edge-bench", "--help")
+    assert result.returncode == 0
+    for option in ("--model", "--device", "--config", "--threads", "--runs", "--warmup", "--cold-runs", "--image",
+                   "--compare", "--json", "--out", "--schedule"):
+        assert option in result.stdout, option
+    for args in (["--runs", "0"], ["--threads", "two"], ["--schedule", "random"], ["--device", "rpi4", "--config", "x.toml"]):
+        result = run("edge-bench", *args, timeout=60)
+        assert result.returncode == 2 and "Traceback" not in result.stderr and result.stdout == "", args

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from convert.cli import app
+from commands import command
 from edge.manifest import load_manifest, read_verified_model
 
 @pytest.fixture(scope="module")
@@ -42,15 +41,17 @@ def trained(tmp_path_factory):
     return folder
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
+def invoke(*args) -> subprocess.CompletedProcess:
+    """edge-convert in a subprocess, as tests/commands.py launches every command; stdout and stderr together."""
+    return subprocess.run(command("edge-convert", *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=600)
 
 
 def test_converts_writes_model_manifest_and_report(trained, small_mias, tmp_path):
     out, report = tmp_path / "out", tmp_path / "report"
     result = invoke(trained / "final.keras", "--data", small_mias, "--out", out, "--report", report,
                     "--min-agreement", "0", "--max-auc-drop", "1", "--calibration", "20")
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.stdout
     manifest = load_manifest(out / "model.json")
     assert read_verified_model(manifest, out / "model.tflite")
     assert manifest.triage_threshold == 0.42 and manifest.target_sensitivity == 0.9
@@ -77,21 +78,21 @@ def test_fidelity_failure_exits_1_and_leaves_the_old_model(trained, small_mias, 
     figures = json.loads((out / "fidelity.json").read_text())["fidelity"]
     if figures["top1_agreement"] == 1 and (figures["auc_drop"] or 0) <= 0:
         pytest.skip("this tiny model happens to survive int8 exactly")
-    assert result.exit_code == 1, result.output
-    assert "not faithful enough" in result.output
+    assert result.returncode == 1, result.stdout
+    assert "not faithful enough" in result.stdout
     assert (out / "model.tflite").read_bytes() == b"the good old model"
     assert not (out / "model.json").exists()
 
 
 def test_setup_errors_exit_2(trained, small_mias, tmp_path):
     result = invoke(tmp_path / "missing.keras", "--data", small_mias, "--out", tmp_path / "o")
-    assert result.exit_code == 2 and "model file not found" in result.output
+    assert result.returncode == 2 and "model file not found" in result.stdout
     shutil.copy(trained / "final.keras", tmp_path / "final.keras")  # no training.json beside it
     result = invoke(tmp_path / "final.keras", "--data", small_mias, "--out", tmp_path / "o")
-    assert result.exit_code == 2 and "training.json not found" in result.output
+    assert result.returncode == 2 and "training.json not found" in result.stdout
     result = invoke(trained / "final.keras", "--data", tmp_path / "nowhere", "--out", tmp_path / "o")
-    assert result.exit_code == 2 and "no such data directory" in result.output
-    assert "Traceback" not in result.output
+    assert result.returncode == 2 and "no such data directory" in result.stdout
+    assert "Traceback" not in result.stdout
 
 
 def test_edgetpu_without_compiler_says_how_and_pretends_nothing(trained, small_mias, tmp_path, monkeypatch):
@@ -99,9 +100,9 @@ def test_edgetpu_without_compiler_says_how_and_pretends_nothing(trained, small_m
     out = tmp_path / "out"
     result = invoke(trained / "final.keras", "--data", small_mias, "--out", out, "--edgetpu",
                     "--min-agreement", "0", "--max-auc-drop", "1", "--calibration", "12")
-    assert result.exit_code == 2, result.output
-    assert "apt-get install edgetpu-compiler" in result.output and "coral-edgetpu-stable" in result.output
-    assert "Nothing was compiled here" in result.output
+    assert result.returncode == 2, result.stdout
+    assert "apt-get install edgetpu-compiler" in result.stdout and "coral-edgetpu-stable" in result.stdout
+    assert "Nothing was compiled here" in result.stdout
     assert (out / "model.tflite").is_file()  # the CPU model is there
     assert not list(out.glob("*edgetpu*"))
 
@@ -121,7 +122,7 @@ def test_edgetpu_with_a_compiler_on_path(trained, small_mias, tmp_path, monkeypa
     out = tmp_path / "out"
     result = invoke(trained / "final.keras", "--data", small_mias, "--out", out, "--edgetpu",
                     "--min-agreement", "0", "--max-auc-drop", "1", "--calibration", "12")
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.stdout
     manifest = load_manifest(out / "model_edgetpu.json")
     assert manifest.model_file == "model_edgetpu.tflite"
     assert read_verified_model(manifest, out / "model_edgetpu.tflite")
@@ -136,8 +137,8 @@ def test_a_new_model_removes_an_edgetpu_model_compiled_from_the_old_one(trained,
     (out / "model_edgetpu.json").write_text(json.dumps({"info": {"edgetpu": {"compiled_from": "0" * 64}}}))
     result = invoke(trained / "final.keras", "--data", small_mias, "--out", out,
                     "--min-agreement", "0", "--max-auc-drop", "1", "--calibration", "12")
-    assert result.exit_code == 0, result.output
-    assert "compiled from an earlier model" in result.output
+    assert result.returncode == 0, result.stdout
+    assert "compiled from an earlier model" in result.stdout
     assert not (out / "model_edgetpu.tflite").exists() and not (out / "model_edgetpu.json").exists()
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from commands import command
 from test_bad_input import record_figures
 
 N_SCANS = 20
@@ -39,8 +40,7 @@ def scan_dir(mias_dir, tmp_path_factory) -> Path:
 
 
 def _command(scan_dir: Path, model: Path, log: Path, overlays: Path) -> list[str]:
-    return [shutil.which("edge-classify"), str(scan_dir), "--model", str(model), "--log", str(log),
-            "--overlay", str(overlays), "--json"]
+    return command("edge-classify", scan_dir, "--model", model, "--log", log, "--overlay", overlays, "--json")
 
 
 def _logged_rows(log: Path) -> int | None:
@@ -217,8 +217,8 @@ def test_overlay_and_report_writes_survive_kill_9(scan_dir, tiny_model_dir, tmp_
 
 def test_a_closed_output_pipe_stops_the_batch_without_a_traceback(scan_dir, tiny_model_dir):
     """`edge-classify DIR --json | head -1`: the reader goes away after one line."""
-    command = [shutil.which("edge-classify"), str(scan_dir), "--model", str(tiny_model_dir / "model.tflite"), "--json"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    argv = command("edge-classify", scan_dir, "--model", tiny_model_dir / "model.tflite", "--json")
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert json.loads(process.stdout.readline())["file"]
         process.stdout.close()  # the next write gets EPIPE
@@ -235,8 +235,8 @@ def test_a_closed_output_pipe_stops_the_batch_without_a_traceback(scan_dir, tiny
 def test_a_results_log_that_is_not_a_database_is_refused(scan_dir, tiny_model_dir, tmp_path):
     log = tmp_path / "log.db"
     log.write_text("scan results, typed by hand\n")
-    command = [shutil.which("edge-classify"), str(scan_dir), "--model", str(tiny_model_dir / "model.tflite"), "--log", str(log)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    argv = command("edge-classify", scan_dir, "--model", tiny_model_dir / "model.tflite", "--log", log)
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [f"error: {log}: cannot use this file as a results log (file is not a database)"]
     assert log.read_text() == "scan results, typed by hand\n"  # left as it was

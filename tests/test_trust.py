@@ -19,14 +19,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from commands import command
 from test_bad_input import record_figures, write_dicom
 
 SCANS = ("mdb005.png", "mdb006.png")
 
 
 def classify(*args: str | Path, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    command = shutil.which("edge-classify") or pytest.fail("edge-classify is not installed")
-    return subprocess.run([command, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(command("edge-classify", *args), capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def json_lines(stdout: str) -> list[dict]:
@@ -174,9 +174,8 @@ def test_classification_works_in_a_namespace_without_network(tiny_model_dir, sca
     probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip("unshare -n is not permitted here")
-    command = shutil.which("edge-classify")
     result = subprocess.run(
-        ["unshare", "-n", command, *map(str, scans), "--model", str(tiny_model_dir / "model.tflite"), "--json"],
+        ["unshare", "-n", *command("edge-classify", *scans, "--model", tiny_model_dir / "model.tflite", "--json")],
         capture_output=True,
         text=True,
         timeout=180,
