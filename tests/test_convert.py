@@ -123,10 +123,10 @@ def test_positions_without_a_signature_come_from_the_float_model(records, monkey
 
 def test_the_gate_runs_the_board_classifier_on_both_sides(tiny_model_dir, records):
     """int8: exactly what Classifier.classify answers; float: the Keras outputs through the same
-    postprocess, unquantized."""
+    postprocess, unquantized (so within an output step of postprocess on them quantized)."""
     from convert import board
     from convert.quantize import run_keras
-    from edge.classifier import Classifier
+    from edge.classifier import Classifier, RawOutputs
     from edge.preprocess import prepare
     from tiny_support import tiny_model
 
@@ -137,13 +137,20 @@ def test_the_gate_runs_the_board_classifier_on_both_sides(tiny_model_dir, record
     prepared = prepare(scan, manifest.input_size)
     assert board.int8_result(classifier, prepared).to_record() == Classifier(tiny_model_dir / "model.tflite").classify(scan).to_record()
 
-    model = tiny_model()  # the fixture's weights
-    floats = board.float_result(classifier, model, prepared)
-    classes, abnormal, malignant, heatmap = run_keras(model, prepared.image)
-    assert [floats.probabilities[name] for name in manifest.labels] == pytest.approx(classes.reshape(-1).tolist(), abs=1e-7)
-    assert floats.abnormal == pytest.approx(float(abnormal.reshape(-1)[0]), abs=1e-7)
-    assert floats.malignant == pytest.approx(float(malignant.reshape(-1)[0]), abs=1e-7)
-    assert np.allclose(floats.heatmap, heatmap.reshape(floats.heatmap.shape))
-
+    floats = board.float_result(classifier, tiny_model(), prepared)  # the fixture's weights
+    details = classifier.interpreter.get_output_details()
+    quantized = []
+    for name, values in zip(OUTPUT_NAMES, run_keras(tiny_model(), prepared.image)):
+        detail = details[manifest.outputs[name]]
+        scale, zero_point = detail["quantization"]
+        quantized.append(np.clip(np.rint(values / scale + zero_point), 0, 255).astype(detail["dtype"]))
+    on_the_grid = classifier.postprocess(RawOutputs(*quantized), prepared)
+    assert floats.label in manifest.labels and floats.triage in ("refer", "routine")
+    for name in manifest.labels:
+        assert floats.probabilities[name] == pytest.approx(on_the_grid.probabilities[name], abs=0.01)
+    assert floats.abnormal == pytest.approx(on_the_grid.abnormal, abs=0.01)
+    assert floats.malignant == pytest.approx(on_the_grid.malignant, abs=0.01)
+    assert np.abs(floats.heatmap - on_the_grid.heatmap).max() <= 0.01
+    assert floats.probabilities != on_the_grid.probabilities  # the float side really is unquantized
     with pytest.raises(EdgeError, match="sha256"):
         Classifier.from_bytes(content + b"x", manifest)
