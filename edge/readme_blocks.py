@@ -5,6 +5,10 @@ A block is either marked, between `<!-- NAME:begin -->` and `<!-- NAME:end -->` 
 edge-classify timing figures), or a whole `## Heading` section up to the next `## ` (the model's
 evaluation, written by `train.report`). No device code uses this module; it lives in `edge`
 because every side of the project (train, convert, scripts) may import `edge`.
+
+For the train side: `train.report.replace_section(readme, section)` is
+`replace_section(readme, SECTION, section, after="## Evaluation protocol")` here, and its
+`path.write_text(...)` is `rewrite(path, ...)`; it can call these and drop its own copy.
 """
 
 from __future__ import annotations
