@@ -4,13 +4,18 @@
 of the old one and still what many Pis have. Nothing here imports TensorFlow.
 
 Kernels. By default LiteRT 2.x hands int8 ops to its XNNPACK delegate, tflite-runtime 2.14
-runs TFLite's builtin int8 kernels, and the two round differently (a few uint8 steps at the
-outputs of the shipped model, 0.04 in a probability). The runner asks every runtime for the
-builtin kernels without default delegates (`kernels="builtin"`, the device configs' setting):
-the same integer arithmetic everywhere, so the same scan gives bit-identical outputs on
-ai-edge-litert and tflite-runtime, x86 and aarch64. `kernels="default"` keeps each runtime's
-own choice (faster with XNNPACK on x86; what reports/boards/kernels.md measures). A delegate
-named by the board (the Edge TPU) is loaded either way.
+runs TFLite's optimized builtin int8 kernels, and the two round differently (a few uint8 steps
+at the outputs of the shipped model, 0.03 in a probability). The runner asks every runtime for
+the optimized builtin kernels without default delegates (`kernels="builtin"`, every device
+config's setting): LiteRT and tflite-runtime then run the same code and give bit-identical
+outputs on one CPU architecture (tests/test_runtime_identity.py, x86). What they do not give:
+the same outputs on x86 and aarch64 (the optimized kernels are per-architecture code; up to 7
+uint8 steps apart on the shipped model, measured under emulation), and tflite-runtime 2.14's
+aarch64 build crashes in its per-channel FULLY_CONNECTED kernel on the shipped model (see
+reports/boards/README.md). `kernels="reference"` (TFLite's portable reference kernels, one
+thread, several times slower) gave the same outputs on x86 and aarch64 and runs there, but
+LiteRT 2.3.0 and tflite-runtime 2.14 differ by a step on some scans. `kernels="default"` keeps the
+runtime's own choice (fastest). A delegate named by the board (the Edge TPU) is loaded in every case.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from typing import Any
 from edge.errors import EdgeError
 
 RUNTIMES = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}
-KERNELS = ("builtin", "default")
-"""builtin: TFLite's builtin kernels, no default delegate (same outputs on every runtime);
-default: whatever the runtime picks by itself (LiteRT 2.x: XNNPACK)."""
+KERNELS = ("builtin", "reference", "default")
+"""builtin: the optimized builtin kernels, no default delegate (same outputs on every runtime of one CPU
+architecture); reference: TFLite's portable reference kernels, no default delegate (same outputs on
+x86 and aarch64 within one runtime; slow); default: whatever the runtime picks (LiteRT 2.x: XNNPACK)."""
+RESOLVERS = {"reference": "BUILTIN_REF", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES"}
 
 
 def _import_runtime(choice: str = "auto"):
@@ -56,10 +63,13 @@ def make_interpreter(
 ) -> Any:
     """An allocated interpreter for `model_content`, with an optional delegate library (Edge TPU).
 
-    `kernels`: "builtin" (TFLite's builtin kernels without the default XNNPACK delegate: the
-    same outputs on every runtime and architecture) or "default" (the runtime's own choice)."""
+    `kernels`: "builtin" (TFLite's optimized builtin kernels without the default XNNPACK delegate:
+    the same outputs on every runtime of one CPU architecture), "reference" (the portable reference
+    kernels) or "default" (the runtime's own choice)."""
+    if kernels not in KERNELS:
+        raise EdgeError(f"unknown kernels {kernels!r}; use {', '.join(KERNELS)}")
     module, distribution = _import_runtime(runtime)
-    options = {"experimental_op_resolver_type": _builtin_resolver(module, distribution)} if _check_kernels(kernels) else {}
+    options = {"experimental_op_resolver_type": _resolver(module, distribution, kernels)} if kernels in RESOLVERS else {}
     delegates = [_load_delegate(module.load_delegate, delegate)] if delegate else []
     try:
         interpreter = module.Interpreter(
@@ -71,20 +81,13 @@ def make_interpreter(
     return interpreter
 
 
-def _check_kernels(kernels: str) -> bool:
-    """True for the builtin kernels, False for the runtime's default; anything else is an error."""
-    if kernels not in KERNELS:
-        raise EdgeError(f"unknown kernels {kernels!r}; use {' or '.join(KERNELS)}")
-    return kernels == "builtin"
-
-
-def _builtin_resolver(module, distribution: str) -> Any:
-    """OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES (LiteRT 2.x, tflite-runtime >= 2.6)."""
-    resolver = getattr(getattr(module, "OpResolverType", None), "BUILTIN_WITHOUT_DEFAULT_DELEGATES", None)
+def _resolver(module, distribution: str, kernels: str) -> Any:
+    """The OpResolverType member for `kernels` (LiteRT 2.x, tflite-runtime >= 2.6 have them)."""
+    resolver = getattr(getattr(module, "OpResolverType", None), RESOLVERS[kernels], None)
     if resolver is None:
         raise EdgeError(
-            f"{distribution} cannot be asked for its builtin kernels (no OpResolverType); install "
-            'tflite-runtime 2.14 or ai-edge-litert, or set kernels = "default" in the device config'
+            f"{distribution} cannot be asked for its {kernels} kernels (no OpResolverType.{RESOLVERS[kernels]}); "
+            'install tflite-runtime 2.14 or ai-edge-litert, or set kernels = "default" in the device config'
         )
     return resolver
 

@@ -112,12 +112,13 @@ def test_every_device_config_records_the_builtin_kernels():
     for name in known_devices():
         assert load_device(name).kernels == "builtin", f"device_configs/{name}.toml"
     assert parse_config('kernels = "default"\n', name="fast", where="fast.toml").kernels == "default"
-    with pytest.raises(EdgeError, match="kernels must be one of builtin, default"):
+    assert parse_config('kernels = "reference"\n', name="same", where="same.toml").kernels == "reference"
+    with pytest.raises(EdgeError, match="kernels must be one of builtin, reference, default"):
         parse_config('kernels = "xnnpack"\n', name="odd", where="odd.toml")
 
 
 def test_make_interpreter_refuses_unknown_kernels():
     content = (REPO / "edge" / "models" / "model.tflite").read_bytes()
-    assert KERNELS == ("builtin", "default")
-    with pytest.raises(EdgeError, match="unknown kernels 'fast'; use builtin or default"):
+    assert KERNELS == ("builtin", "reference", "default")
+    with pytest.raises(EdgeError, match="unknown kernels 'fast'; use builtin, reference, default"):
         make_interpreter(content, threads=1, kernels="fast")
