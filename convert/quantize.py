@@ -112,7 +112,7 @@ def quantize(model: Any, images: Sequence[np.ndarray] | np.ndarray) -> bytes:
         raise EdgeError(f"int8 conversion failed: {first}") from None
 
 
-# --- which int8 output is which --------------------------------------------
+# --- which int8 output is which -------------------------------------------------------------------
 
 
 def interpreter_outputs(interpreter: Any, image: np.ndarray) -> list[np.ndarray]:
