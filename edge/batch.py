@@ -33,6 +33,7 @@ class Options:
     log: Any = None  # an open edge.results_log.ResultsLog, or None
     force: bool = False  # classify again scans the log already holds
     log_patient_id: bool = False  # DICOM PatientID into the log (never anywhere else)
+    exams: list = field(default_factory=list)  # explicit pairs (edge.exams.Exam): --exam, --exams
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
 
@@ -68,31 +69,72 @@ class Source:
 def run_batch(classifier, sources: Iterable[Source], options: Options) -> Tally:
     """Classify every source, print one line (or JSON object) each, return the counts.
 
-    Two stages overlap: while the model runs on scan n (main thread), scan n+1 is decoded and
+    Scans of one woman (`edge.exams`) are read together, each beside the other breast, and
+    printed together, in input order within the woman; every other scan is read alone. Two
+    stages overlap: while the model runs on one scan (main thread), the next is decoded and
     prepared in a worker thread (Pillow, numpy and the interpreter release the GIL), so a batch
     costs per scan about the slower of the two stages, not their sum. Everything that touches
-    the output, the overlay folder or the results log stays in the main thread, in input order.
+    the output, the overlay folder or the results log stays in the main thread.
     """
+    from edge.exams import pair
+
+    sources = list(sources)
+    pairings = pair([s.path for s in sources], options.exams)
     tally = Tally()
     used_names: set[str] = set()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # decoder warnings (a colour scan) from either thread land in `caught`
-        pending = None
-        for source in sources:
-            file_hash, early = _precheck(classifier, source, options)
-            job = _Job(_load, classifier, source) if early is None else None
-            if pending is not None:
-                _emit(_finish(classifier, *pending, options, used_names), options, tally, caught)
-                pending = None
-            if early is not None:
-                if "error" in early:  # logged after scan n, so the log keeps the input order
-                    _log(classifier, source, file_hash, early, options)
-                _emit(early, options, tally, caught)
-            else:
-                pending = (source, file_hash, job)
-        if pending is not None:
-            _emit(_finish(classifier, *pending, options, used_names), options, tally, caught)
+        for unit, early, loaded in _loaded_units(classifier, sources, pairings, options):
+            for i in unit:
+                record = _answer(classifier, sources, pairings, i, early[i], loaded, options, used_names)
+                _emit(record, options, tally, caught)
     return tally
+
+
+def _units(pairings) -> list[list[int]]:
+    """Batch indices grouped by woman, in order of first appearance; a scan of no known woman alone."""
+    units, by_woman = [], {}
+    for i, pairing in enumerate(pairings):
+        if pairing.woman is None:
+            units.append([i])
+        elif pairing.woman in by_woman:
+            by_woman[pairing.woman].append(i)
+        else:
+            by_woman[pairing.woman] = [i]
+            units.append(by_woman[pairing.woman])
+    return units
+
+
+def _loaded_units(classifier, sources, pairings, options):
+    """(unit, {index: _precheck's answer}, {index: _Loaded}) per woman; the next scan is always
+    loading while one is run.
+
+    A scan already answered (its results-log row) is loaded all the same when a partner of it
+    still has to be read, because the partner is read beside it. Every scan is checked against
+    the log before the first is loaded (a hash per file, about 1 ms per scan here)."""
+    plan = []
+    for unit in _units(pairings):
+        early = {i: _precheck(classifier, sources[i], pairings[i], sources, options) for i in unit}
+        fresh = [i for i in unit if early[i][1] is None]
+        needed = set(fresh)
+        needed |= {pairings[i].partner for i in fresh if pairings[i].partner is not None}
+        plan.append((unit, early, [i for i in unit if i in needed and "error" not in (early[i][1] or {})]))
+    jobs = iter([i for _, _, load in plan for i in load])
+
+    def start():
+        i = next(jobs, None)
+        return None if i is None else (i, _Job(_load, classifier, sources[i]))
+
+    pending = start()
+    for unit, early, load in plan:
+        loaded = {}
+        for _ in load:
+            index, job = pending
+            pending = start()  # the next scan decodes while this one runs
+            loaded[index] = job.result()
+            if loaded[index].error is None:
+                loaded[index].run(classifier)
+        yield unit, early, loaded
 
 
 class _Job:
@@ -114,17 +156,31 @@ class _Job:
 
 @dataclass
 class _Loaded:
-    """A scan decoded and prepared in the worker thread, or why it could not be."""
+    """A scan decoded and prepared in the worker thread (or why it could not be), then its evidence."""
 
     scan: np.ndarray | None = None
     prepared: Any = None
     error: str | None = None
+    evidence: Any = None  # edge.classifier.Evidence, once the model has run
+
+    def run(self, classifier) -> None:
+        """The model on the prepared scan (main thread); a failure becomes the scan's error."""
+        try:
+            self.evidence = classifier.evidence(classifier.run(self.prepared.image), self.prepared)
+        except EdgeError as exc:
+            self.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - last resort: one scan must never end the batch
+            self.error = f"unexpected {exc.__class__.__name__} ({exc}); please report it"
 
 
-def _precheck(classifier, source: Source, options: Options) -> tuple[str | None, dict[str, Any] | None]:
+def _partner_name(sources, pairing) -> str | None:
+    return None if pairing.partner is None else sources[pairing.partner].name
+
+
+def _precheck(classifier, source: Source, pairing, sources, options: Options) -> tuple[str | None, dict[str, Any] | None]:
     """(file hash, final record or None), in the main thread: a listing error, or an answer
-    already in the results log, ends the scan here; otherwise it goes on to be loaded.
-    Nothing is logged here: the caller logs an error after the scan before it is done."""
+    already in the results log (for the same partner), ends the scan here; otherwise it goes
+    on to be loaded. Nothing is logged here: errors are logged when their turn comes."""
     file_hash = None
     try:
         if source.error:
@@ -134,7 +190,7 @@ def _precheck(classifier, source: Source, options: Options) -> tuple[str | None,
         file_hash = _file_hash(source)
         if not options.force:
             earlier = options.log.find(file_hash, classifier.sha256)
-            if earlier is not None:
+            if earlier is not None and earlier.get("contralateral") == _contralateral(classifier, sources, pairing):
                 return file_hash, {"file": source.name, **earlier}
         return file_hash, None
     except EdgeError as exc:
@@ -142,6 +198,11 @@ def _precheck(classifier, source: Source, options: Options) -> tuple[str | None,
     except Exception as exc:  # noqa: BLE001 - last resort: one scan must never end the batch
         record = {"file": source.name, "error": _unexpected(source, exc)}
     return file_hash, record
+
+
+def _contralateral(classifier, sources, pairing) -> str | None:
+    """The partner's name where the model reads it (a model without a reading stage reads scans alone)."""
+    return _partner_name(sources, pairing) if classifier.reading is not None else None
 
 
 def _load(classifier, source: Source) -> _Loaded:
@@ -155,21 +216,32 @@ def _load(classifier, source: Source) -> _Loaded:
         return _Loaded(error=_unexpected(source, exc))
 
 
-def _finish(classifier, source: Source, file_hash: str | None, job, options: Options, used_names: set[str]) -> dict[str, Any]:
-    """Run the model on a loaded scan, write its overlay and log row; never raises except
-    KeyboardInterrupt / SystemExit (and a results log that can no longer be written)."""
+def _answer(classifier, sources, pairings, i: int, early, loaded: dict, options: Options, used_names: set[str]) -> dict[str, Any]:
+    """Scan i's record: from the log, an error, or its answer beside its partner (overlay and log
+    row written); never raises except KeyboardInterrupt / SystemExit (and a results log that can
+    no longer be written)."""
+    source, pairing = sources[i], pairings[i]
+    file_hash, record = early
+    if record is not None:  # from the log, or a listing error
+        if "error" in record:
+            _log(classifier, source, file_hash, record, options)
+        return record
+    state = loaded[i]
     try:
-        loaded = job.result()
-        if loaded.error:
-            raise EdgeError(loaded.error)
-        result = classifier.postprocess(classifier.run(loaded.prepared.image), loaded.prepared)
-        record = {"file": source.name, **result.to_record()}
+        if state.error:
+            raise EdgeError(state.error)
+        partner = _readable_partner(classifier, sources, pairing, loaded)
+        result = classifier.answer(state.evidence, partner[0])
+        record = {"file": source.name, **result.to_record(), "woman": pairing.woman, "contralateral": partner[1]}
+        note = partner[2] or pairing.note
+        if note:
+            record["note"] = note
         if options.overlay_dir is not None:
             from edge import overlay
 
             name = overlay.overlay_name(source.path or source.name, used_names)
             try:
-                overlay.write(options.overlay_dir / name, loaded.scan, result)
+                overlay.write(options.overlay_dir / name, state.scan, result)
             except OSError as exc:
                 raise EdgeError(f"{source.name}: classified, but its overlay could not be written ({exc.strerror or exc})") from None
             record["overlay"] = str(options.overlay_dir / name)
@@ -181,6 +253,18 @@ def _finish(classifier, source: Source, file_hash: str | None, job, options: Opt
         record = {"file": source.name, "error": _unexpected(source, exc)}
     _log(classifier, source, file_hash, record, options)
     return record
+
+
+def _readable_partner(classifier, sources, pairing, loaded) -> tuple[Any, str | None, str | None]:
+    """(partner's evidence or None, its name as `contralateral`, a note when it could not be used)."""
+    name = _contralateral(classifier, sources, pairing)
+    if name is None:
+        return None, None, None
+    other = loaded.get(pairing.partner)
+    evidence = getattr(other, "evidence", None)
+    if evidence is None:
+        return None, None, f"the other breast ({name}) could not be read: read alone"
+    return evidence, name, None
 
 
 def _log(classifier, source: Source, file_hash: str | None, record: dict[str, Any], options: Options) -> None:
@@ -274,6 +358,10 @@ def readable_line(record: dict[str, Any]) -> str:
         f"{record['file']}  {label} ({CLASS_NAMES.get(label, label)})  "
         f"P(abnormal) {record['abnormal']:.2f}  P(malignant) {record['malignant']:.2f}  {record['triage'].upper()}"
     )
+    if record.get("contralateral"):
+        line += f"  (read beside {Path(record['contralateral']).name})"
+    if record.get("note"):
+        line += f"  [{record['note']}]"
     if record.get("quality"):
         line += f"  [check the scan: {record['quality']}]"
     if record.get("logged"):

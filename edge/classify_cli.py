@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     board = parser.add_mutually_exclusive_group()
     board.add_argument("--device", metavar="NAME", help="board settings: rpi4, rpi5, coral-usb, coral-devboard, x86")
     board.add_argument("--config", type=Path, metavar="FILE", help="board settings from this TOML file")
+    parser.add_argument("--exam", nargs=2, action="append", type=Path, metavar=("LEFT", "RIGHT"), default=[],
+                        help="the left and right scans of one woman, read side by side (repeatable); "
+                        "MIAS names (mdbN odd = right, N+1 = left) are paired without it")
+    parser.add_argument("--exams", type=Path, metavar="FILE",
+                        help="CSV with the header woman,left,right: which scans belong to one woman (paths relative to the CSV)")
     parser.add_argument("--json", dest="as_json", action="store_true", help="one JSON object per scan per line on stdout")
     parser.add_argument("--overlay", type=Path, metavar="DIR", help="write a heat-map PNG per scan into this folder")
     parser.add_argument("--log", type=Path, metavar="FILE", help="append every result to this SQLite log; skip scans it already holds")
@@ -102,6 +107,8 @@ def run(
     camera: bool = False,
     force: bool = False,
     log_patient_id: bool = False,
+    exam: list | None = None,
+    exams: Path | None = None,
     out=None,
     err=None,
 ) -> int:
@@ -109,8 +116,12 @@ def run(
     from edge.batch import Options, Source, camera_source, run_batch, summary
     from edge.inputs import expand
 
-    if not paths and not camera:
-        raise EdgeError("give at least one scan file or folder, or --camera (see --help)")
+    from edge.exams import Exam, read_exams_csv
+
+    pairs = [Exam(f"exam-{k}", left, right) for k, (left, right) in enumerate(exam or [], 1)]
+    pairs += read_exams_csv(exams) if exams is not None else []
+    if not paths and not camera and not pairs:
+        raise EdgeError("give at least one scan file or folder, --exam LEFT RIGHT, --exams FILE or --camera (see --help)")
     if device and config:
         raise EdgeError("give --device NAME or --config FILE, not both")
     if (force or log_patient_id) and log is None:
@@ -120,13 +131,13 @@ def run(
     if overlay is not None:
         _check_folder(overlay)
     options = Options(as_json=as_json, overlay_dir=overlay, force=force, log_patient_id=log_patient_id,
-                      out=out or sys.stdout, err=err or sys.stderr)
+                      exams=pairs, out=out or sys.stdout, err=err or sys.stderr)
     sources = []
     if camera:
         from edge.camera import capture_grey
 
         sources.append(camera_source(capture_grey))  # an absent camera is a set-up error: exit 2
-    sources_iter = _chain(sources, (Source.from_item(item) for item in expand(paths)))
+    sources_iter = _chain(sources, (Source.from_item(item) for item in expand([*paths, *_unlisted(pairs, paths)])))
     if log is not None:
         from edge.results_log import ResultsLog
 
@@ -138,6 +149,13 @@ def run(
     if not as_json:
         print(summary(tally, classifier), file=options.out, flush=True)
     return EXIT_SOME_FAILED if tally.failed else EXIT_OK
+
+
+def _unlisted(pairs, paths: list[Path]) -> list[Path]:
+    """The scans named by --exam / --exams: all of them when no PATH is given, else only pairing."""
+    if paths:
+        return []
+    return [p for exam in pairs for p in (exam.left, exam.right) if p is not None]
 
 
 def _chain(first, rest):

@@ -121,5 +121,5 @@ def _key(path: Path | str | None) -> str | None:
         return None
     try:
         return str(Path(path).resolve())
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: a symbolic-link loop (the batch reports it)
         return str(Path(path).absolute())

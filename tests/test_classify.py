@@ -107,16 +107,16 @@ def test_a_failed_scan_is_one_error_and_the_batch_goes_on(model_file, scans, tmp
 def test_an_unexpected_exception_in_one_scan_does_not_end_the_batch(classifier, scans, monkeypatch):
     from edge import batch
 
-    real = classifier.postprocess
+    real = classifier.answer
     calls = []
 
-    def flaky(raw, prepared):
+    def flaky(own, other=None):
         calls.append(1)
         if len(calls) == 1:
             raise ZeroDivisionError("a bug")
-        return real(raw, prepared)
+        return real(own, other)
 
-    monkeypatch.setattr(classifier, "postprocess", flaky)
+    monkeypatch.setattr(classifier, "answer", flaky)
     out, err = io.StringIO(), io.StringIO()
     sources = [batch.Source(str(p), p) for p in scans[:2]]
     tally = batch.run_batch(classifier, sources, batch.Options(as_json=True, out=out, err=err))
