@@ -1,11 +1,13 @@
-"""What the runner's kernel choice costs: bare invoke with `kernels="builtin"` vs `"default"`.
+"""What the runner's kernel choice costs: bare invoke under each `kernels` of `edge.runtime`.
 
-    python scripts/kernel_cost.py [--model FILE] [--compare A.tflite ...] [--runs 300] [--out FILE.json]
+    python scripts/kernel_cost.py [--model FILE] [--compare A.tflite ...] [--kernels builtin,reference,default]
+                                  [--threads 2] [--runs 300] [--out FILE.json]
 
-Every model is loaded twice in the runtime installed here (`--runtime`), once per kernel choice
-of `edge.runtime.make_interpreter`, and all of them are timed in one loop by `edge-bench`'s own
-`edge.bench.interleave` (warm-up not counted, then round-robin rounds), so the ratio
-builtin / default holds on a shared machine where absolute times drift. The record names the
+Every model is loaded once per kernel choice of `edge.runtime.make_interpreter` (builtin, the
+device configs' choice; reference; default, the runtime's own) in the runtime installed here
+(`--runtime`), and all of them are timed in one loop by `edge-bench`'s own `edge.bench.interleave`
+(warm-up not counted, then round-robin rounds), so the ratios to builtin hold on a shared machine
+where absolute times drift. The record names the
 machine, the runtime and its version, the threads and the load average; absolute times are this
 machine's, not a board's. Needs only the device runner (numpy + a TFLite runtime), so it runs
 wherever `edge-classify` does, tflite-runtime 2.14 included.
@@ -27,26 +29,25 @@ from edge.fileio import atomic_write_text
 from edge.runtime import KERNELS, runtime_version
 
 
-def measure(models: list[Path], threads: int, runtime: str, runs: int, warmup: int) -> dict:
+def measure(models: list[Path], threads: int, runtime: str, runs: int, warmup: int, kernel_set: tuple[str, ...] = KERNELS) -> dict:
     """The JSON-ready record: per model and kernel choice, the bare invoke stats and the ratio."""
     load_before = bench._load_average()
     tasks, infos = {}, {}
     for index, path in enumerate(models):
-        for kernels in KERNELS:
+        for kernels in kernel_set:
             interpreter, info = bench.load_bare(path, threads, runtime=runtime, kernels=kernels)
             tasks[f"{index}:{kernels}"] = bench.invoke_task(interpreter, seed=index)
             infos[index] = info
     timings = bench.interleave(tasks, runs, warmup)
     rows = []
     for index, path in enumerate(models):
-        stats = {k: asdict(bench.summarize(timings[f"{index}:{k}"].runs)) for k in KERNELS}
-        ratio = stats["builtin"]["median_ms"] / stats["default"]["median_ms"]
+        stats = {k: asdict(bench.summarize(timings[f"{index}:{k}"].runs)) for k in kernel_set}
         rows.append({
             "model": infos[index].path,
             "sha256": infos[index].sha256,
             "inputs": infos[index].inputs,
             "invoke": stats,
-            "builtin_over_default": round(ratio, 3),
+            "over_builtin": {k: round(stats[k]["median_ms"] / stats["builtin"]["median_ms"], 3) for k in kernel_set},
         })
     return {
         "tool": "scripts/kernel_cost.py",
@@ -58,6 +59,7 @@ def measure(models: list[Path], threads: int, runtime: str, runs: int, warmup: i
         "runs": runs,
         "warmup": warmup,
         "schedule": "interleaved: every model under both kernel choices in one loop",
+        "kernels": list(kernel_set),
         "models": rows,
     }
 
@@ -69,11 +71,12 @@ def table(record: dict) -> str:
         f"machine  {system['cpu']}, {system['cores']} cores ({system['machine']}){'; board ' + system['board'] if system['board'] else ''}",
         f"runtime  {record['runtime']}, {record['threads']} threads; {record['warmup']} warm-up + {record['runs']} runs, interleaved"
         + (f"; load average {load['before'][0]:.1f} before, {load['after'][0]:.1f} after" if load["before"] and load["after"] else ""),
-        f"{'model':<40} {'builtin':>10} {'default':>10} {'builtin/default':>16}",
+        "median invoke (ratio to builtin, the device configs' choice):",
+        f"{'model':<28}" + "".join(f"{k:>20}" for k in record["kernels"]),
     ]
     for row in record["models"]:
-        b, d = row["invoke"]["builtin"]["median_ms"], row["invoke"]["default"]["median_ms"]
-        lines.append(f"{Path(row['model']).name:<40} {b:>8.2f}ms {d:>8.2f}ms {row['builtin_over_default']:>16.2f}")
+        cells = [f"{row['invoke'][k]['median_ms']:.2f} ms ({row['over_builtin'][k]:.2f})" for k in record["kernels"]]
+        lines.append(f"{Path(row['model']).name:<28}" + "".join(f"{c:>20}" for c in cells))
     return "\n".join(lines) + "\n"
 
 
@@ -83,13 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare", type=Path, nargs="*", default=[], help="other .tflite files timed in the same loop")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runtime", default="auto", help="auto, ai_edge_litert or tflite_runtime")
+    parser.add_argument("--kernels", default=",".join(KERNELS), help=f"which of {', '.join(KERNELS)} (builtin always)")
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON record here")
     parser.add_argument("--json", action="store_true", help="print the JSON record instead of the table")
     args = parser.parse_args(argv)
+    kernel_set = tuple(dict.fromkeys(["builtin", *args.kernels.split(",")]))
     try:
-        record = measure([args.model or default_model_path(), *args.compare], args.threads, args.runtime, args.runs, args.warmup)
+        if set(kernel_set) - set(KERNELS):
+            raise EdgeError(f"--kernels: use {', '.join(KERNELS)}")
+        record = measure([args.model or default_model_path(), *args.compare], args.threads, args.runtime, args.runs, args.warmup, kernel_set)
     except EdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

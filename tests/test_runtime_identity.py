@@ -30,7 +30,7 @@ from edge.runtime import KERNELS, make_interpreter
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mias-edge"
 BOARD_VENV = CACHE / "venv-tflite-2.14-board"
-OLD_PI = ["tflite-runtime==2.14.0", "numpy<2", "pillow>=10", "typer>=0.12"]
+OLD_PI = ["tflite-runtime==2.14.0", "numpy<2", "pillow>=10"]
 TOP_LEVEL_SKIPPED = {".git", "build", "dist", "runs", "reports", "tests", "models", "work"}
 
 
