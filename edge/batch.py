@@ -233,7 +233,7 @@ def _answer(classifier, sources, pairings, i: int, early, loaded: dict, options:
         partner = _readable_partner(classifier, sources, pairing, loaded)
         result = classifier.answer(state.evidence, partner[0])
         record = {"file": source.name, **result.to_record(), "woman": pairing.woman, "contralateral": partner[1]}
-        note = partner[2] or pairing.note
+        note = partner[2] or (pairing.note if classifier.reading is not None else None)  # a scan-by-scan model pairs nothing
         if note:
             record["note"] = note
         if options.overlay_dir is not None:
