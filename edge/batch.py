@@ -209,6 +209,11 @@ def _load(classifier, source: Source) -> _Loaded:
     """Decode and prepare (worker thread); never raises."""
     try:
         scan = _read(source)
+        from edge.plausibility import problem
+
+        refused = problem(scan)
+        if refused:
+            raise EdgeError(refused)
         return _Loaded(scan, classifier.prepare(scan))
     except EdgeError as exc:
         return _Loaded(error=_named(str(exc), source.name))

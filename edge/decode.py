@@ -79,6 +79,11 @@ def _to_grey_array(path: Path, image: Image.Image) -> np.ndarray:
     mode = image.mode
     if mode in ("1", "L", "P", "LA", "PA", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "La", "RGBa", "RGBX"):
         if mode not in ("L", "1", "LA", "La") and not (mode in ("P", "PA") and _palette_is_grey(image)):
+            from edge.plausibility import colour_problem
+
+            refused = colour_problem(image)
+            if refused:
+                raise EdgeError(f"{path}: {refused}")
             warnings.warn(f"{path}: {mode} image converted to greyscale", ColourScanWarning, stacklevel=3)
         return np.asarray(image.convert("L"), dtype=np.uint8)
     if mode.startswith("I;16") or mode == "I":
