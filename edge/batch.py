@@ -19,7 +19,6 @@ from typing import Any, Callable, Iterable, TextIO
 
 import numpy as np
 
-from edge import CLASS_NAMES
 from edge.errors import EdgeError
 from edge.inputs import Item
 
@@ -33,6 +32,7 @@ class Options:
     log: Any = None  # an open edge.results_log.ResultsLog, or None
     force: bool = False  # classify again scans the log already holds
     log_patient_id: bool = False  # DICOM PatientID into the log (never anywhere else)
+    visit_id: str | None = None  # --id: a visit or patient identifier on every result (JSON, log, overlay)
     exams: list = field(default_factory=list)  # explicit pairs (edge.exams.Exam): --exam, --exams
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
@@ -78,17 +78,31 @@ def run_batch(classifier, sources: Iterable[Source], options: Options) -> Tally:
     """
     from edge.exams import pair
 
-    sources = list(sources)
+    sources = _once(sources)
     pairings = pair([s.path for s in sources], options.exams)
     tally = Tally()
-    used_names: set[str] = set()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # decoder warnings (a colour scan) from either thread land in `caught`
         for unit, early, loaded in _loaded_units(classifier, sources, pairings, options):
             for i in unit:
-                record = _answer(classifier, sources, pairings, i, early[i], loaded, options, used_names)
+                record = _answer(classifier, sources, pairings, i, early[i], loaded, options)
                 _emit(record, options, tally, caught)
     return tally
+
+
+def _once(sources: Iterable[Source]) -> list[Source]:
+    """Each file once, however often it was named (directly and through its folder, or by two
+    spellings of its path): the first mention keeps its place. Listing errors are all kept."""
+    from edge.exams import _key
+
+    kept, seen = [], set()
+    for source in sources:
+        key = _key(source.path) if source.path is not None and source.error is None else None
+        if key is not None and key in seen:
+            continue
+        seen.add(key)
+        kept.append(source)
+    return kept
 
 
 def _units(pairings) -> list[list[int]]:
@@ -115,10 +129,10 @@ def _loaded_units(classifier, sources, pairings, options):
     plan = []
     for unit in _units(pairings):
         early = {i: _precheck(classifier, sources[i], pairings[i], sources, options) for i in unit}
-        fresh = [i for i in unit if early[i][1] is None]
+        fresh = [i for i in unit if early[i].record is None]
         needed = set(fresh)
         needed |= {pairings[i].partner for i in fresh if pairings[i].partner is not None}
-        plan.append((unit, early, [i for i in unit if i in needed and "error" not in (early[i][1] or {})]))
+        plan.append((unit, early, [i for i in unit if i in needed and "error" not in (early[i].record or {})]))
     jobs = iter([i for _, _, load in plan for i in load])
 
     def start():
@@ -177,27 +191,47 @@ def _partner_name(sources, pairing) -> str | None:
     return None if pairing.partner is None else sources[pairing.partner].name
 
 
-def _precheck(classifier, source: Source, pairing, sources, options: Options) -> tuple[str | None, dict[str, Any] | None]:
-    """(file hash, final record or None), in the main thread: a listing error, or an answer
-    already in the results log (for the same partner), ends the scan here; otherwise it goes
-    on to be loaded. Nothing is logged here: errors are logged when their turn comes."""
-    file_hash = None
+@dataclass
+class _Early:
+    """What the main thread knows of a scan before it is loaded: its hash (with --log or
+    --overlay), and a final record when it ends here (a listing error, or an answer from the log,
+    whose `entry` says where it was logged and what its overlay is drawn from)."""
+
+    file_hash: str | None = None
+    record: dict[str, Any] | None = None
+    entry: Any = None  # edge.results_log.Entry
+
+
+def _precheck(classifier, source: Source, pairing, sources, options: Options) -> _Early:
+    """A listing error, or an answer already in the results log (for the same partner), ends the
+    scan here; otherwise it goes on to be loaded. Nothing is logged here: errors are logged when
+    their turn comes."""
+    early = _Early()
     try:
         if source.error:
             raise EdgeError(source.error)
-        if options.log is None:
-            return None, None
-        file_hash = _file_hash(source)
-        if not options.force:
-            earlier = options.log.find(file_hash, classifier.sha256)
-            if earlier is not None and earlier.get("contralateral") == _contralateral(classifier, sources, pairing):
-                return file_hash, {"file": source.name, **earlier}
-        return file_hash, None
+        if options.log is None and options.overlay_dir is None:
+            return early
+        early.file_hash = _file_hash(source)
+        if options.log is not None and not options.force:
+            entry = options.log.find_entry(early.file_hash, classifier.sha256)
+            if entry is not None and entry.record.get("contralateral") == _contralateral(classifier, sources, pairing):
+                early.entry = entry
+                early.record = _identified({"file": source.name, **entry.record}, options)
+        return early
     except EdgeError as exc:
-        record = {"file": source.name, "error": _named(str(exc), source.name)}
+        early.record = {"file": source.name, "error": _named(str(exc), source.name)}
     except Exception as exc:  # noqa: BLE001 - last resort: one scan must never end the batch
-        record = {"file": source.name, "error": _unexpected(source, exc)}
-    return file_hash, record
+        early.record = {"file": source.name, "error": _unexpected(source, exc)}
+    return early
+
+
+def _identified(record: dict[str, Any], options: Options) -> dict[str, Any]:
+    """The record with this run's --id right after `file` (an answer from the log gets this visit's id)."""
+    record.pop("id", None)
+    if options.visit_id is None:
+        return record
+    return {"file": record["file"], "id": options.visit_id, **{k: v for k, v in record.items() if k != "file"}}
 
 
 def _contralateral(classifier, sources, pairing) -> str | None:
@@ -221,43 +255,79 @@ def _load(classifier, source: Source) -> _Loaded:
         return _Loaded(error=_unexpected(source, exc))
 
 
-def _answer(classifier, sources, pairings, i: int, early, loaded: dict, options: Options, used_names: set[str]) -> dict[str, Any]:
+def _answer(classifier, sources, pairings, i: int, early: _Early, loaded: dict, options: Options) -> dict[str, Any]:
     """Scan i's record: from the log, an error, or its answer beside its partner (overlay and log
     row written); never raises except KeyboardInterrupt / SystemExit (and a results log that can
     no longer be written)."""
     source, pairing = sources[i], pairings[i]
-    file_hash, record = early
-    if record is not None:  # from the log, or a listing error
-        if "error" in record:
-            _log(classifier, source, file_hash, record, options)
-        return record
+    if early.record is not None and "error" in early.record:  # a listing error
+        _log(classifier, source, early.file_hash, early.record, options)
+        return early.record
+    if early.record is not None:
+        return _from_log(classifier, source, early, options)
     state = loaded[i]
+    drawing = None
     try:
         if state.error:
             raise EdgeError(state.error)
         partner = _readable_partner(classifier, sources, pairing, loaded)
         result = classifier.answer(state.evidence, partner[0])
-        record = {"file": source.name, **result.to_record(), "woman": pairing.woman, "contralateral": partner[1]}
+        record = _identified({"file": source.name, **result.to_record(), "woman": pairing.woman, "contralateral": partner[1]}, options)
         note = partner[2] or (pairing.note if classifier.reading is not None else None)  # a scan-by-scan model pairs nothing
         if note:
             record["note"] = note
-        if options.overlay_dir is not None:
-            from edge import overlay
+        if options.log is not None:
+            from edge.results_log import drawing_of
 
-            name = overlay.overlay_name(source.path or source.name, used_names)
-            try:
-                overlay.write(options.overlay_dir / name, state.scan, result)
-            except OSError as exc:
-                raise EdgeError(f"{source.name}: classified, but its overlay could not be written ({exc.strerror or exc})") from None
-            record["overlay"] = str(options.overlay_dir / name)
+            drawing = drawing_of(result.heatmap, result.geometry)
+        if options.overlay_dir is not None:
+            record["overlay"] = _draw(source, early.file_hash, state.scan, record, result.heatmap, result.geometry, None, options)
     except EdgeError as exc:
         record = {"file": source.name, "error": _named(str(exc), source.name)}
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # noqa: BLE001 - last resort: one scan must never end the batch
         record = {"file": source.name, "error": _unexpected(source, exc)}
-    _log(classifier, source, file_hash, record, options)
+    _log(classifier, source, early.file_hash, record, options, drawing, supersede=True)
     return record
+
+
+def _from_log(classifier, source: Source, early: _Early, options: Options) -> dict[str, Any]:
+    """An answer from the results log: its overlay drawn again from the logged heat-map (or a note
+    saying why not), and a row under this path when the log had it under another (a renamed or
+    copied file) or for another --id, so the log names every file it answered."""
+    record, entry = early.record, early.entry
+    try:
+        if options.overlay_dir is not None:
+            if entry.drawing is None:
+                record["note"] = _joined(record.get("note"), "no overlay drawn: its log row was written before the log "
+                                         "kept heat-maps (--force reads the scan again)")
+            else:
+                from edge.results_log import heatmap_and_geometry
+
+                heatmap, geometry = heatmap_and_geometry(entry.drawing)
+                record["overlay"] = _draw(source, early.file_hash, _read(source), record, heatmap, geometry, record["logged"], options)
+    except EdgeError as exc:
+        record["note"] = _joined(record.get("note"), f"no overlay drawn ({_named(str(exc), source.name)})")
+    if entry.file != source.name or entry.record.get("id") != options.visit_id:
+        _log(classifier, source, early.file_hash, record, options, entry.drawing)
+    return record
+
+
+def _joined(first: str | None, second: str) -> str:
+    return second if not first else f"{first}; {second}"
+
+
+def _draw(source: Source, file_hash: str, scan, record, heatmap, geometry, when, options: Options) -> str:
+    """Write the scan's overlay, named by the scan alone (`edge.overlay.overlay_name`); its path."""
+    from edge import overlay
+
+    path = options.overlay_dir / overlay.overlay_name(source.path or source.name, file_hash)
+    try:
+        overlay.write(path, scan, record, heatmap, geometry, when)
+    except OSError as exc:
+        raise EdgeError(f"{source.name}: classified, but its overlay could not be written ({exc.strerror or exc})") from None
+    return str(path)
 
 
 def _readable_partner(classifier, sources, pairing, loaded) -> tuple[Any, str | None, str | None]:
@@ -272,12 +342,14 @@ def _readable_partner(classifier, sources, pairing, loaded) -> tuple[Any, str | 
     return evidence, name, None
 
 
-def _log(classifier, source: Source, file_hash: str | None, record: dict[str, Any], options: Options) -> None:
+def _log(classifier, source: Source, file_hash: str | None, record: dict[str, Any], options: Options,
+         drawing: dict[str, Any] | None = None, supersede: bool = False) -> None:
     if options.log is None:
         return
     error = record.get("error")
     outputs = None if error else {k: v for k, v in record.items() if k not in ("file", "overlay")}
-    options.log.add(source.name, file_hash, classifier.sha256, outputs, error, _patient(source, options))
+    options.log.add(source.name, file_hash, classifier.sha256, outputs, error, _patient(source, options),
+                    drawing=drawing, supersede=supersede and not error)
 
 
 def _unexpected(source: Source, exc: BaseException) -> str:
@@ -357,12 +429,14 @@ def _printable(line: str) -> str:
 
 
 def readable_line(record: dict[str, Any]) -> str:
-    """`mdb028.pgm  CIRC (well-defined/circumscribed mass)  P(abnormal) 0.91  P(malignant) 0.77  REFER`"""
-    label = record["label"]
-    line = (
-        f"{record['file']}  {label} ({CLASS_NAMES.get(label, label)})  "
-        f"P(abnormal) {record['abnormal']:.2f}  P(malignant) {record['malignant']:.2f}  {record['triage'].upper()}"
-    )
+    """`mdb028.pgm  REFER TO A RADIOLOGIST - possible mass, well-defined (CIRC)  P(abnormal) 0.91  P(malignant) 0.77`,
+    in the words of `edge.words`; times in local time."""
+    from edge.words import local_time, verdict
+
+    line = f"{record['file']}  "
+    if record.get("id"):
+        line += f"[id {record['id']}]  "
+    line += f"{verdict(record)}  P(abnormal) {record['abnormal']:.2f}  P(malignant) {record['malignant']:.2f}"
     if record.get("contralateral"):
         line += f"  (read beside {Path(record['contralateral']).name})"
     if record.get("note"):
@@ -370,7 +444,7 @@ def readable_line(record: dict[str, Any]) -> str:
     if record.get("quality"):
         line += f"  [check the scan: {record['quality']}]"
     if record.get("logged"):
-        line += f"  (from the log, {record['logged']})"
+        line += f"  (from the log, read {local_time(record['logged'])})"
     return line
 
 

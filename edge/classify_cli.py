@@ -45,7 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--camera", action="store_true", help="capture one frame with the Raspberry Pi camera and classify it")
     parser.add_argument("--force", action="store_true", help="with --log: classify again scans already in the log")
     parser.add_argument("--log-patient-id", action="store_true", help="with --log: store the DICOM PatientID (never stored otherwise)")
+    parser.add_argument("--id", dest="visit_id", type=_visit_id, metavar="TEXT",
+                        help="a visit or patient identifier attached to every result (JSON, log, overlay)")
+    parser.add_argument("--version", action="store_true", help="the package version and the installed model (id, data, headline figures)")
     return parser
+
+
+def _visit_id(text: str) -> str:
+    value = text.strip()
+    if not value or len(value) > 64 or not value.isprintable():
+        raise argparse.ArgumentTypeError("give 1 to 64 printable characters")
+    return value
 
 
 def _threads(text: str) -> int:
@@ -62,7 +72,12 @@ def main(argv: list[str] | None = None) -> None:
     """The console entry point: parse, run, exit with the status; never a traceback."""
     args = build_parser().parse_intermixed_args(argv)  # scans and options in any order; usage error: exit 2
     try:
-        status = run(**vars(args))
+        options = vars(args)
+        if options.pop("version"):
+            print(version_text(options["model"], options["device"], options["config"]))
+            status = EXIT_OK
+        else:
+            status = run(**options)
     except EdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         status = EXIT_SETUP
@@ -109,6 +124,7 @@ def run(
     log_patient_id: bool = False,
     exam: list | None = None,
     exams: Path | None = None,
+    visit_id: str | None = None,
     out=None,
     err=None,
 ) -> int:
@@ -131,7 +147,7 @@ def run(
     if overlay is not None:
         _check_folder(overlay)
     options = Options(as_json=as_json, overlay_dir=overlay, force=force, log_patient_id=log_patient_id,
-                      exams=pairs, out=out or sys.stdout, err=err or sys.stderr)
+                      exams=pairs, visit_id=visit_id, out=out or sys.stdout, err=err or sys.stderr)
     sources = []
     if camera:
         from edge.camera import capture_grey
@@ -149,6 +165,49 @@ def run(
     if not as_json:
         print(summary(tally, classifier), file=options.out, flush=True)
     return EXIT_SOME_FAILED if tally.failed else EXIT_OK
+
+
+def version_text(model: Path | None = None, device: str | None = None, config: Path | None = None) -> str:
+    """`--version`: the package, and the model this command would run, from its manifest alone
+    (the model is not loaded): id, date, the data it was trained on, headline out-of-fold figures."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from edge.classifier import default_model_path
+    from edge.manifest import load_manifest, manifest_path_for
+
+    try:
+        package = version("mias-edge")
+    except PackageNotFoundError:
+        package = "not installed (running from a source folder)"
+    lines = [f"edge-classify, mias-edge {package}"]
+    path = model or default_model_path(_board(device, config).model)
+    try:
+        manifest = load_manifest(manifest_path_for(path))
+    except EdgeError as exc:
+        return "\n".join([*lines, f"model: none usable ({exc})"])
+    info = manifest.info
+    date = info.get("date") or info.get("created") or "date not recorded in its manifest"
+    lines.append(f"model {manifest.sha256[:12]} ({path}), {date}")
+    data = info.get("data") or {}
+    if data:
+        lines.append(f"trained on: {data.get('source', 'unknown data')}, {data.get('images', '?')} scans of {data.get('patients', '?')} women")
+    metrics = info.get("metrics") or {}
+    figures = []
+    for key, name in (("auc_abnormal", "normal-vs-abnormal ROC AUC"), ("auc_malignant", "malignant-vs-rest ROC AUC"),
+                      ("balanced_accuracy", "7-class balanced accuracy"), ("sensitivity_at_threshold", "sensitivity at the triage threshold"),
+                      ("specificity_at_threshold", "specificity at the triage threshold")):
+        figure = metrics.get(key)
+        if isinstance(figure, dict) and "value" in figure:
+            ci = figure.get("ci95") or ()
+            interval = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if len(ci) == 2 else ""
+            figures.append(f"  {name} {figure['value']:.3f}{interval}")
+    if figures:
+        lines.append("out-of-fold figures (patient-grouped cross-validation):")
+        lines.extend(figures)
+    lines.append(f"triage: refer to a radiologist when P(abnormal) >= {manifest.triage_threshold:.3f} "
+                 f"(chosen for sensitivity {manifest.target_sensitivity:.0%})")
+    lines.append("research software, not a medical device")
+    return "\n".join(lines)
 
 
 def _unlisted(pairs, paths: list[Path]) -> list[Path]:

@@ -18,7 +18,12 @@ import numpy as np
 from edge.scanfile import check_scan_file, check_size
 from edge.errors import EdgeError
 
-INSTALL_HINT = "DICOM support needs: pip install mias-edge[dicom]"
+INSTALL_HINT = (
+    "DICOM support needs pydicom, which is not installed here. A board without internet gets it as one wheel: "
+    "on a computer with internet run `pip download \"pydicom>=3,<4\" --no-deps -d wheels` (one pure-Python file, "
+    "pydicom-3.*-py3-none-any.whl, the same for every board), copy the wheels folder to the board, then run "
+    "`pip install --no-index --find-links wheels pydicom` there (with internet: pip install mias-edge[dicom])"
+)
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from edge import CLASS_NAMES
 from edge.fileio import atomic_write_bytes
+from edge.words import HEAT_LEGEND, local_time, verdict
 
 MAX_SIDE = 1024
 OPACITY = 0.6
@@ -58,54 +59,89 @@ def heat_on_scan(heatmap: np.ndarray, geometry, shape: tuple[int, int]) -> np.nd
     return np.asarray(heat_image(heatmap, geometry, shape), dtype=np.float32) / 255.0
 
 
-def render(scan: np.ndarray, result, max_side: int = MAX_SIDE) -> Image.Image:
-    """An RGB picture: a text band with `result`'s answer above `scan` (at most `max_side` pixels a
-    side) with the heat-map blended in and its peak circled. The band does not hide any of the scan.
-    All pixel work is done by Pillow on 8-bit images: fast and small on a Pi."""
+def render(scan: np.ndarray, record: dict, heatmap: np.ndarray, geometry, when: str | None = None,
+           max_side: int = MAX_SIDE) -> Image.Image:
+    """An RGB picture: a text band above `scan` (at most `max_side` pixels a side) with the
+    heat-map blended in. The band says, in plain words (`edge.words`), the answer of `record`
+    (the JSON record), the scan's file name, the `id` when there is one and the local time of the
+    reading (`when`, UTC ISO text; None: now), with a legend of the colour scale. The hottest spot
+    is circled only on a scan referred: on a routine scan nothing is drawn as if it were a finding.
+    The band does not hide any of the scan. All pixel work is done by Pillow on 8-bit images."""
     grey = Image.fromarray(_to_uint8(scan), mode="L")
     factor = max(grey.size) / max_side
     if factor > 1:
         grey = grey.resize((max(1, round(grey.width / factor)), max(1, round(grey.height / factor))), Image.Resampling.BOX)
-    heat = heat_image(result.heatmap, result.geometry, (grey.height, grey.width))
+    heat = heat_image(heatmap, geometry, (grey.height, grey.width))
     colour = heat.copy()
     colour.putpalette(_PALETTE)  # an "L" image with a palette becomes a "P" image
     colour = colour.convert("RGB")
     alpha = heat.point([int(round(OPACITY * level)) for level in range(256)])
     scan_rgb = Image.composite(colour, grey.convert("RGB"), alpha)
-    lines = _lines(result)
+    lines = _lines(record, when)
     size = max(10, min(24, max(scan_rgb.width, 400) // 45))
     pad = size // 2
-    band = len(lines) * (size + pad // 2) + pad
+    step = size + pad // 2
+    band = (len(lines) + 1) * step + pad  # the text, then the legend
     picture = Image.new("RGB", (scan_rgb.width, scan_rgb.height + band), (0, 0, 0))
     picture.paste(scan_rgb, (0, band))
     draw = ImageDraw.Draw(picture)
     font = _font(size)
     for i, line in enumerate(lines):
-        draw.text((pad, pad // 2 + i * (size + pad // 2)), line, fill=(255, 255, 255), font=font)
-    row, col, _ = result.heatmap_peak()
-    r = band + (row + 0.5) * scan_rgb.height / result.geometry.scan_shape[0] - 0.5
-    c = (col + 0.5) * scan_rgb.width / result.geometry.scan_shape[1] - 0.5
-    radius = max(6, scan_rgb.width // 40)
-    draw.ellipse((c - radius, r - radius, c + radius, r + radius), outline=(255, 255, 255), width=max(1, radius // 4))
+        draw.text((pad, pad // 2 + i * step), line, fill=(255, 255, 255), font=font)
+    _legend(picture, draw, font, pad, pad // 2 + len(lines) * step, size)
+    if record.get("triage") == "refer":
+        peak = record["heatmap_peak"]
+        r = band + (peak["row"] + 0.5) * scan_rgb.height / geometry.scan_shape[0] - 0.5
+        c = (peak["col"] + 0.5) * scan_rgb.width / geometry.scan_shape[1] - 0.5
+        radius = max(6, scan_rgb.width // 40)
+        draw.ellipse((c - radius, r - radius, c + radius, r + radius), outline=(255, 255, 255), width=max(1, radius // 4))
     return picture
 
 
-def write(path: str | Path, scan: np.ndarray, result, max_side: int = MAX_SIDE) -> Path:
-    """Render and write the PNG atomically (a killed run leaves the old file or none, never half)."""
+def _legend(picture: Image.Image, draw, font, left: int, top: int, size: int) -> None:
+    """The colour scale, cool to hot, with what it means."""
+    width = max(40, min(240, picture.width // 4))
+    ramp = np.rint(colour_ramp(np.linspace(0.0, 1.0, width))).astype(np.uint8)
+    bar = Image.fromarray(np.repeat(ramp[None], max(4, size * 2 // 3), axis=0), mode="RGB")
+    picture.paste(bar, (left, top + (size - bar.height) // 2))
+    draw.text((left + width + size // 2, top), f"blue to red: {HEAT_LEGEND}", fill=(255, 255, 255), font=font)
+
+
+def write(path: str | Path, scan: np.ndarray, record: dict, heatmap: np.ndarray, geometry, when: str | None = None,
+          max_side: int = MAX_SIDE) -> Path:
+    """Render and write the PNG atomically (a killed run leaves the old file or none, never half),
+    with the permissions the umask gives a new file, as the results log gets."""
     buffer = io.BytesIO()
-    render(scan, result, max_side).save(buffer, format="PNG", compress_level=1)  # speed over bytes
+    render(scan, record, heatmap, geometry, when, max_side).save(buffer, format="PNG", compress_level=1)  # speed over bytes
     atomic_write_bytes(path, buffer.getvalue())
+    os.chmod(path, _file_mode())
     return Path(path)
 
 
-def _lines(result) -> list[str]:
+@functools.lru_cache(maxsize=1)
+def _file_mode() -> int:
+    """0666 less the umask, read once per run (reading it means setting it, so not per picture)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _lines(record: dict, when: str | None) -> list[str]:
+    about = Path(str(record.get("file", "scan"))).name
+    if record.get("id"):
+        about += f"   id {record['id']}"
     lines = [
-        f"{result.label} {CLASS_NAMES.get(result.label, '')}",
-        f"P(abnormal) {result.abnormal:.2f}  P(malignant) {result.malignant:.2f}  {result.triage.upper()}",
-        NOTICE,
+        verdict(record),
+        f"P(abnormal) {record['abnormal']:.2f}   P(malignant) {record['malignant']:.2f}",
+        f"{about}   read {local_time(when)}",
     ]
-    if result.quality:
-        lines.append(f"check the scan: {result.quality}")
+    if record.get("contralateral"):
+        lines.append(f"read beside the other breast, {Path(str(record['contralateral'])).name}")
+    if record.get("quality"):
+        lines.append(f"check the scan: {record['quality']}")
+    if record.get("note"):
+        lines.append(str(record["note"]))
+    lines.append(NOTICE)
     return lines
 
 
@@ -125,14 +161,11 @@ def _to_uint8(scan: np.ndarray) -> np.ndarray:
     return np.rint((values - low) * (255.0 / max(high - low, 1e-12))).astype(np.uint8)
 
 
-def overlay_name(scan_path: str | Path, used: set[str]) -> str:
-    """`mdb028.png` -> `mdb028.overlay.png`; a second scan with the same stem gets `mdb028-2.overlay.png`."""
+def overlay_name(scan_name: str | Path, digest: str) -> str:
+    """`mdb028.pgm` with sha256 `3fa9...` -> `mdb028-3fa9c2d1e0b4.overlay.png`: a pure function of
+    the scan (its name and its content), never of what else is in the run, so a later run can
+    never give one woman's picture the name an earlier run gave another's."""
     from edge.inputs import OVERLAY_SUFFIX
 
-    stem = Path(scan_path).stem or "scan"
-    name, n = f"{stem}{OVERLAY_SUFFIX}", 1
-    while name in used:
-        n += 1
-        name = f"{stem}-{n}{OVERLAY_SUFFIX}"
-    used.add(name)
-    return name
+    stem = Path(str(scan_name)).stem or "scan"
+    return f"{stem}-{digest[:12]}{OVERLAY_SUFFIX}"

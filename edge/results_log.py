@@ -5,21 +5,30 @@ so a power cut or `kill -9` in the middle of a batch loses at most the scan bein
 and never corrupts the rows before it. `synchronous=FULL` makes a commit reach the disk
 before the next scan starts (a few ms on an SD card, small next to a classification).
 
-Rows hold the file's path and sha256, the model's sha256 and the outputs as JSON; never pixel
-data. A scan already logged without error for the same file hash and model hash is skipped
-on the next run (unless --force), which is how an interrupted batch resumes.
+Rows hold the file's path and sha256, the model's sha256, the outputs as JSON and what an
+overlay is drawn from (the model's heat-map, 16x16 numbers, and where it lies on the scan);
+never pixel data. A scan already logged without error for the same file hash and model hash
+is answered from the log on the next run (unless --force), which is how an interrupted batch
+resumes; its overlay is drawn again from the logged heat-map. `--force` reads it again and the
+new row supersedes the old ones (kept, marked with the id of the row that replaced them).
+
+Schema versions (`PRAGMA user_version`): 1 the first log (no `drawing`, no `superseded_by`);
+2 adds both columns. An older log is brought to version 2 when it is opened; its rows stay as
+they were (an old row has no heat-map: its overlay cannot be redrawn, and the run says so).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeError
 
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY,
@@ -33,6 +42,22 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE INDEX IF NOT EXISTS results_done ON results (file_sha256, model_sha256) WHERE error IS NULL;
 """
+MIGRATIONS = {  # version -> what brings a log of the version before it there
+    2: (
+        "ALTER TABLE results ADD COLUMN drawing TEXT",  # JSON: heat-map and geometry, what an overlay is drawn from
+        "ALTER TABLE results ADD COLUMN superseded_by INTEGER",  # the id of the row that replaced this one (--force)
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A logged answer: the record as --json printed it (with `logged`, its UTC time), the path it
+    was logged under, and what its overlay is drawn from (None for a row of a version-1 log)."""
+
+    record: dict[str, Any]
+    file: str
+    drawing: dict[str, Any] | None
 
 
 class ResultsLog:
@@ -47,8 +72,29 @@ class ResultsLog:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            self._migrate()
         except sqlite3.DatabaseError as exc:
             raise EdgeError(f"{self.path}: cannot use this file as a results log ({exc})") from None
+
+    def _migrate(self) -> None:
+        """Bring a log of an older schema to SCHEMA_VERSION in one transaction; refuse a newer one."""
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise EdgeError(f"{self.path}: results log of schema {version}, written by a newer mias-edge; update mias-edge")
+        if version == SCHEMA_VERSION:
+            return
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for step in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[step]:
+                    if statement.split("ADD COLUMN ")[1].split()[0] not in columns:  # a fresh table: CREATE gave version 1's
+                        self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def __enter__(self) -> "ResultsLog":
         return self
@@ -60,17 +106,22 @@ class ResultsLog:
         self._db.close()
 
     def find(self, file_sha256: str, model_sha256: str) -> dict[str, Any] | None:
-        """The latest successful record for this file and model, with its `time`, or None."""
+        """The latest standing successful record for this file and model, with its `time`, or None."""
+        entry = self.find_entry(file_sha256, model_sha256)
+        return None if entry is None else entry.record
+
+    def find_entry(self, file_sha256: str, model_sha256: str) -> Entry | None:
+        """`find`, with the path the answer was logged under and what its overlay is drawn from."""
         row = self._db.execute(
-            "SELECT time, outputs FROM results WHERE file_sha256 = ? AND model_sha256 = ? AND error IS NULL "
-            "ORDER BY id DESC LIMIT 1",
+            "SELECT time, outputs, file, drawing FROM results WHERE file_sha256 = ? AND model_sha256 = ? "
+            "AND error IS NULL AND superseded_by IS NULL ORDER BY id DESC LIMIT 1",
             (file_sha256, model_sha256),
         ).fetchone()
         if row is None:
             return None
         record = json.loads(row[1]) if row[1] else {}
-        record["logged"] = row[0]
-        return record
+        record["logged"] = record.get("logged", row[0])  # a copied row keeps the time of the reading
+        return Entry(record, row[2], json.loads(row[3]) if row[3] else None)
 
     def add(
         self,
@@ -80,19 +131,30 @@ class ResultsLog:
         outputs: dict[str, Any] | None = None,
         error: str | None = None,
         patient: dict[str, Any] | None = None,
+        drawing: dict[str, Any] | None = None,
+        supersede: bool = False,
     ) -> None:
-        """Append one row in its own transaction (committed before this returns)."""
+        """Append one row in its own transaction (committed before this returns). `supersede`: the
+        scan was read again (--force, or beside another partner); the rows of the same file and
+        model standing so far are marked as replaced by this one, and kept."""
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         payload = json.dumps(outputs, sort_keys=False) if outputs is not None else None
         patient_json = json.dumps(patient) if patient else None
+        drawing_json = json.dumps(drawing, separators=(",", ":")) if drawing else None
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute(
-                    "INSERT INTO results (time, file, file_sha256, model_sha256, outputs, error, patient) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (now, _text(file), file_sha256, model_sha256, payload, _text(error), patient_json),
+                cursor = self._db.execute(
+                    "INSERT INTO results (time, file, file_sha256, model_sha256, outputs, error, patient, drawing) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (now, _text(file), file_sha256, model_sha256, payload, _text(error), patient_json, drawing_json),
                 )
+                if supersede and file_sha256 is not None:
+                    self._db.execute(
+                        "UPDATE results SET superseded_by = ? WHERE file_sha256 = ? AND model_sha256 = ? "
+                        "AND id != ? AND superseded_by IS NULL",
+                        (cursor.lastrowid, file_sha256, model_sha256, cursor.lastrowid),
+                    )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -113,3 +175,30 @@ def _text(value: str | None) -> str | None:
     if value is None:
         return None
     return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def drawing_of(heatmap, geometry) -> dict[str, Any]:
+    """What an overlay is drawn from, as the log keeps it: the heat-map (model-input grid) as the
+    8-bit levels the picture is drawn with (base64, 256 bytes for 16x16 cells) and its
+    `edge.preprocess.Geometry`. Model outputs and where they lie, not pixels of the scan."""
+    import base64
+    from dataclasses import asdict
+
+    import numpy as np
+
+    levels = np.rint(np.clip(np.asarray(heatmap, np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+    return {"heat": base64.b64encode(levels.tobytes()).decode("ascii"), "shape": list(levels.shape), "geometry": asdict(geometry)}
+
+
+def heatmap_and_geometry(drawing: dict[str, Any]):
+    """`drawing_of` undone: (heat-map as float32 0..1, Geometry)."""
+    import base64
+
+    import numpy as np
+
+    from edge.preprocess import Geometry
+
+    levels = np.frombuffer(base64.b64decode(drawing["heat"]), dtype=np.uint8).reshape(drawing["shape"])
+    geometry = dict(drawing["geometry"])
+    geometry["scan_shape"] = tuple(geometry["scan_shape"])
+    return levels.astype(np.float32) / 255.0, Geometry(**geometry)

@@ -291,7 +291,9 @@ def test_dicom_without_pydicom_is_one_clear_line(tmp_path):
         """
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert result.stdout.strip() == f"EdgeError {path}: DICOM support needs: pip install mias-edge[dicom]"
+    from edge.dicom import INSTALL_HINT
+
+    assert result.stdout.strip() == f"EdgeError {path}: {INSTALL_HINT}"
 
 
 def test_dicom_errors_and_pixels_never_carry_patient_fields(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,7 +67,8 @@ def test_camera_frame_goes_to_the_overlay_and_log(model_file, mias_dir, monkeypa
     status = run([], model=model_file, camera=True, as_json=True, overlay=tmp_path / "o", log=tmp_path / "l.db", out=out)
     assert status == 0
     (record,) = json_lines(out.getvalue())
-    assert (tmp_path / "o" / f"{record['file']}.overlay.png").is_file()
+    assert Path(record["overlay"]).parent == tmp_path / "o" and Path(record["overlay"]).name.startswith(f"{record['file']}-")
+    assert Path(record["overlay"]).is_file()
 
 
 def test_a_camera_that_fails_is_a_clear_error(model_file, monkeypatch):

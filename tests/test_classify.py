@@ -22,6 +22,7 @@ from edge import LABELS
 from edge.classifier import Classifier, Quantization, _input_table
 from edge.decode import read_scan
 from edge.errors import EdgeError
+from edge.fileio import sha256_file
 from edge.manifest import load_manifest, manifest_path_for
 from edge.preprocess import Geometry
 
@@ -246,17 +247,19 @@ def test_overlay_png_size_and_atomic_write(model_file, scans, tmp_path):
     result = run_classify(scans[1], small, "--model", model_file, "--overlay", out, "--json")
     assert result.returncode == 0, result.stderr
     records = json_lines(result.stdout)
-    assert sorted(p.name for p in out.iterdir()) == ["mdb028.overlay.png", "small.overlay.png"]  # no temp files left
-    with Image.open(out / "mdb028.overlay.png") as picture:
+    named = {Path(r["file"]).stem: Path(r["overlay"]).name for r in records}
+    assert named == {"mdb028": f"mdb028-{sha256_file(scans[1])[:12]}.overlay.png", "small": f"small-{sha256_file(small)[:12]}.overlay.png"}
+    assert sorted(p.name for p in out.iterdir()) == sorted(named.values())  # no temp files left
+    with Image.open(out / named["mdb028"]) as picture:
         assert picture.format == "PNG" and picture.mode == "RGB"
         assert picture.width == 1024 and 1024 < picture.height < 1024 + 200  # the scan plus a text band
         band = picture.height - 1024
         body = np.asarray(picture)[band:].astype(int)
     grey = read_scan(scans[1]).astype(int)
     assert np.abs(body.mean(axis=2) - grey).mean() < 60  # it is this scan, tinted, not something else
-    with Image.open(out / "small.overlay.png") as picture:
+    with Image.open(out / named["small"]) as picture:
         assert picture.width == 512 and picture.height > 1024
-    assert records[0]["overlay"] == str(out / "mdb028.overlay.png")
+    assert records[0]["overlay"] == str(out / named["mdb028"])
 
 
 def test_heat_map_lands_where_the_geometry_says_also_when_mirrored():
@@ -384,7 +387,7 @@ def test_overlays_written_into_the_scan_folder_are_not_taken_for_scans(model_fil
     folder.mkdir()
     shutil.copy(pgm_dir / "mdb005.pgm", folder / "a.pgm")
     first = run_classify(folder, "--model", model_file, "--overlay", folder, "--json")
-    assert (folder / "a.overlay.png").is_file()
+    assert Path(json_lines(first.stdout)[0]["overlay"]).is_file()
     again = run_classify(folder, "--model", model_file, "--overlay", folder, "--json")
     assert [r["file"] for r in json_lines(again.stdout)] == [str(folder / "a.pgm")] == [r["file"] for r in json_lines(first.stdout)]
 

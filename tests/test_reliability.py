@@ -163,9 +163,10 @@ from edge import overlay
 model, scan_path, out = sys.argv[1:]
 scan = np.asarray(Image.open(scan_path))
 result = Classifier(model).classify(scan)
+record = {"file": scan_path, **result.to_record()}
 report = {"rows": [{"i": i, "values": list(range(50))} for i in range(2000)]}  # about 300 KB of JSON
 for i in range(10**6):
-    overlay.write(Path(out) / f"overlay{i % 7}.png", scan, result)
+    overlay.write(Path(out) / f"overlay{i % 7}.png", scan, record, result.heatmap, result.geometry)
     atomic_write_text(Path(out) / f"report{i % 5}.json", json.dumps(report))
     print(i, flush=True)
 """

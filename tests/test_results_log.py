@@ -100,7 +100,7 @@ def test_every_row_is_committed_before_the_next_scan(tmp_path):
     log.close()
 
 
-def test_patient_id_is_logged_only_when_asked(model_file, tmp_path):
+def test_patient_id_is_logged_only_when_asked(model_file, tmp_path, mias_dir):
     pytest.importorskip("pydicom")
     import numpy as np
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -115,8 +115,9 @@ def test_patient_id_is_logged_only_when_asked(model_file, tmp_path):
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
     ds.PatientID, ds.PatientName = "PID-4711", "Doe^Jane"
     ds.Modality = "MG"
-    pixels = (np.add.outer(np.arange(256), np.arange(256)) * 8).astype(np.uint16)
-    pixels[60:200, 20:140] += 1500
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(mias_dir / "mdb005.png")).astype(np.uint16) * 16  # a real scan, 12 bits stored
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0

@@ -1,0 +1,41 @@
+"""The answer in plain words, for the person who reads it: the readable line and the overlay.
+
+One place for the wording, so the terminal and the picture never say different things. The
+JSON record and the results log keep the codes ("refer", "SPIC"); these words are for people.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+TRIAGE = {"refer": "refer to a radiologist", "routine": "routine"}
+FINDINGS = {
+    "CALC": "possible calcifications",
+    "CIRC": "possible mass, well-defined",
+    "SPIC": "possible mass, spiculated",
+    "MISC": "possible mass, ill-defined",
+    "ARCH": "possible architectural distortion",
+    "ASYM": "possible asymmetry",
+    "NORM": "nothing the model would refer",
+}
+HEAT_LEGEND = "where the model looked most"
+
+
+def verdict(record: dict) -> str:
+    """`REFER TO A RADIOLOGIST - possible mass, spiculated (SPIC)` or `ROUTINE - nothing the model would refer`."""
+    label = record["label"]
+    words = f"{TRIAGE.get(record['triage'], record['triage']).upper()} - {FINDINGS.get(label, label)}"
+    return words if label == "NORM" else f"{words} ({label})"
+
+
+def local_time(when: str | datetime | None = None) -> str:
+    """A moment (UTC ISO text as the log keeps it, a datetime, or None for now) in local time."""
+    if when is None:
+        moment = datetime.now(timezone.utc)
+    elif isinstance(when, str):
+        moment = datetime.fromisoformat(when)
+    else:
+        moment = when
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
