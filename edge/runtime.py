@@ -7,15 +7,16 @@ Kernels. By default LiteRT 2.x hands int8 ops to its XNNPACK delegate, tflite-ru
 runs TFLite's optimized builtin int8 kernels, and the two round differently (a few uint8 steps
 at the outputs of the shipped model, 0.03 in a probability). The runner asks every runtime for
 the optimized builtin kernels without default delegates (`kernels="builtin"`, every device
-config's setting): LiteRT and tflite-runtime then run the same code and give bit-identical
-outputs on one CPU architecture (tests/test_runtime_identity.py, x86). What they do not give:
-the same outputs on x86 and aarch64 (the optimized kernels are per-architecture code; up to 7
-uint8 steps apart on the shipped model, measured under emulation), and tflite-runtime 2.14's
-aarch64 build crashes in its per-channel FULLY_CONNECTED kernel on the shipped model (see
-reports/boards/README.md). `kernels="reference"` (TFLite's portable reference kernels, one
-thread, several times slower) gave the same outputs on x86 and aarch64 and runs there, but
-LiteRT 2.3.0 and tflite-runtime 2.14 differ by a step on some scans. `kernels="default"` keeps the
-runtime's own choice (fastest). A delegate named by the board (the Edge TPU) is loaded in every case.
+config's setting). Measured (reports/boards/README.md): on x86, LiteRT and tflite-runtime then
+give bit-identical outputs (all 258 development scans). Not given: the same outputs on x86 and
+aarch64 (the optimized kernels are per-architecture code), nor, on aarch64, the same outputs in
+the two runtimes (their aarch64 builds differ: up to 10 uint8 steps on a per-tensor variant of
+the model, emulated); and tflite-runtime 2.14's aarch64 build crashes in its per-channel
+FULLY_CONNECTED kernel on the shipped model. `kernels="reference"` (TFLite's portable reference
+kernels, one thread, 7x slower on x86) gave x86's outputs on aarch64 within each runtime and runs
+there, but the two runtimes' reference kernels differ (14 of 258 scans). `kernels="default"`
+keeps the runtime's own choice (fastest). A delegate named by the board (the Edge TPU) is loaded
+in every case.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from edge.errors import EdgeError
 
 RUNTIMES = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}
 KERNELS = ("builtin", "reference", "default")
-"""builtin: the optimized builtin kernels, no default delegate (same outputs on every runtime of one CPU
-architecture); reference: TFLite's portable reference kernels, no default delegate (same outputs on
-x86 and aarch64 within one runtime; slow); default: whatever the runtime picks (LiteRT 2.x: XNNPACK)."""
+"""builtin: the optimized builtin kernels, no default delegate (same outputs in both runtimes on x86);
+reference: TFLite's portable reference kernels, no default delegate (same outputs on x86 and aarch64
+within one runtime; slow); default: whatever the runtime picks (LiteRT 2.x: XNNPACK)."""
 RESOLVERS = {"reference": "BUILTIN_REF", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES"}
 
 
@@ -64,8 +65,8 @@ def make_interpreter(
     """An allocated interpreter for `model_content`, with an optional delegate library (Edge TPU).
 
     `kernels`: "builtin" (TFLite's optimized builtin kernels without the default XNNPACK delegate:
-    the same outputs on every runtime of one CPU architecture), "reference" (the portable reference
-    kernels) or "default" (the runtime's own choice)."""
+    the same outputs in both runtimes on x86), "reference" (the portable reference kernels) or
+    "default" (the runtime's own choice)."""
     if kernels not in KERNELS:
         raise EdgeError(f"unknown kernels {kernels!r}; use {', '.join(KERNELS)}")
     module, distribution = _import_runtime(runtime)
