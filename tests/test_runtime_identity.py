@@ -2,8 +2,10 @@
 and on tflite-runtime 2.14 alone gives identical records for the same development scans.
 
 The runner asks every runtime for TFLite's builtin int8 kernels without the default XNNPACK
-delegate (`edge.runtime`, `kernels = "builtin"` in every device config), so the integer
-arithmetic is the same and the outputs are bit-identical, not merely close.
+delegate (`edge.runtime`, `kernels = "builtin"` in every device config), so on this machine (x86)
+the integer arithmetic is the same and the outputs are bit-identical, not merely close. On
+aarch64 the two runtimes' builds are not the same code: scripts/arm64_check.sh and
+reports/boards/README.md say what an emulated Pi gives.
 
 The tflite-runtime side is an older Pi's install, as the README gives it: a virtual environment
 with the package's dependencies, tflite-runtime 2.14.0 for ai-edge-litert and numpy<2, then
