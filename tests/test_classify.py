@@ -350,7 +350,8 @@ def test_only_what_the_options_need_is_imported(model_file, scans):
 def test_help_lists_every_option():
     result = run_classify("--help")
     assert result.returncode == 0
-    for option in ("--model", "--device", "--config", "--json", "--overlay", "--log", "--threads", "--camera", "--force", "--log-patient-id"):
+    for option in ("--model", "--device", "--config", "--json", "--overlay", "--log", "--threads", "--camera", "--force", "--log-patient-id",
+                   "--exam", "--exams", "--id", "--version"):
         assert option in result.stdout
 
 

@@ -7,6 +7,7 @@ import json
 import re
 
 from test_bad_input import REPO, SUMMARY
+from test_plausibility import VARIANTS
 from test_properties import DICOM_CASES, MUTATIONS, ODD_IMAGES, RANDOM_BYTES
 from test_reliability import KILL_AFTER_ROWS, N_SCANS, WRITER_KILLS
 from test_trust import TAMPER_CASES
@@ -38,6 +39,9 @@ def test_summary_matches_the_test_code():
     assert summary["tamper_cases"]["refused_with_status_2"] == len(TAMPER_CASES)
     assert summary["tamper_cases"]["cases"] == list(TAMPER_CASES)
     assert summary["bad_input_cli"]["count"] == len(summary["bad_input_cli"]["kinds"])
+    refused, accepted = summary["not_a_mammogram"], summary["real_scans_accepted"]
+    assert refused["refused"] == refused["tried"] == len(refused["cases"])
+    assert accepted["checked"] == accepted["scans"] * len(VARIANTS) and accepted["false_refusal_rate"] == 0
 
 
 def test_readme_table_quotes_the_summary():
@@ -55,6 +59,11 @@ def test_readme_table_quotes_the_summary():
     assert rows["`kill -9` while"] == (f"{summary['atomic_writes']['sigkills']} kills",
                                        f"{summary['atomic_writes']['half_written_files']} half-written files")
     assert rows["damaged or tampered"][0] == str(summary["tamper_cases"]["refused_with_status_2"])
+    refused, accepted = summary["not_a_mammogram"], summary["real_scans_accepted"]
+    assert rows["not-a-mammogram images: photos,"] == (str(refused["tried"]), rows["not-a-mammogram images: photos,"][1])
+    assert rows["not-a-mammogram images: photos,"][1].startswith(f"{refused['refused']} refused")
+    assert rows["development scans as"] == (str(accepted["checked"]),
+                                            f"{accepted['accepted']} read: false-refusal rate {accepted['false_refusal_rate']:g}")
     counts = summary["property_cases"]
     prose = re.sub(r"\s+", " ", (REPO / "README.md").read_text(encoding="utf-8"))
     assert (f"{counts['random bytes']} random byte strings" in prose and f"{counts['odd images']} odd but valid images" in prose
