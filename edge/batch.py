@@ -43,6 +43,7 @@ class Tally:
     classified: int = 0
     from_log: int = 0
     failed: int = 0
+    not_mammograms: int = 0  # of the failed: refused by edge.plausibility
     refer: int = 0
     routine: int = 0
     quality_notes: int = 0
@@ -309,6 +310,8 @@ def _from_log(classifier, source: Source, early: _Early, options: Options) -> di
                 record["overlay"] = _draw(source, early.file_hash, _read(source), record, heatmap, geometry, record["logged"], options)
     except EdgeError as exc:
         record["note"] = _joined(record.get("note"), f"no overlay drawn ({_named(str(exc), source.name)})")
+    except Exception as exc:  # noqa: BLE001 - last resort: a picture must never end the batch
+        record["note"] = _joined(record.get("note"), f"no overlay drawn ({_unexpected(source, exc)})")
     if entry.file != source.name or entry.record.get("id") != options.visit_id:
         _log(classifier, source, early.file_hash, record, options, entry.drawing)
     return record
@@ -405,7 +408,10 @@ def _emit(record: dict[str, Any], options: Options, tally: Tally, caught: list |
     if caught:
         caught.clear()
     if "error" in record:
+        from edge.plausibility import PREFIX
+
         tally.failed += 1
+        tally.not_mammograms += PREFIX in record["error"]
     elif "logged" in record:
         tally.from_log += 1
     else:
@@ -450,16 +456,17 @@ def readable_line(record: dict[str, Any]) -> str:
 
 def summary(tally: Tally, classifier) -> str:
     manifest = classifier.manifest
-    parts = [f"{tally.total} scan{'s' * (tally.total != 1)}: {tally.refer} refer, {tally.routine} routine"]
+    parts = [f"{tally.total} scan{'s' * (tally.total != 1)}: {tally.refer} to refer to a radiologist, {tally.routine} routine"]
     if tally.failed:
-        parts.append(f"{tally.failed} failed")
+        refused = f" ({tally.not_mammograms} of them not a mammogram)" if tally.not_mammograms else ""
+        parts.append(f"{tally.failed} failed{refused}")
     if tally.from_log:
         parts.append(f"{tally.from_log} from the results log (--force to run again)")
     if tally.quality_notes:
         parts.append(f"{tally.quality_notes} with a scan-quality note")
     return (
         ", ".join(parts)
-        + f"\nmodel {classifier.sha256[:12]}; refer when P(abnormal) >= {manifest.triage_threshold:.3f}"
+        + f"\nmodel {classifier.sha256[:12]}; refer to a radiologist when P(abnormal) >= {manifest.triage_threshold:.3f}"
         f" (chosen for sensitivity {manifest.target_sensitivity:.0%})"
         + "\nresearch software, not a medical device: these answers must not decide anyone's care"
     )

@@ -146,6 +146,8 @@ def test_not_a_mammogram_is_refused_in_one_line_and_the_batch_goes_on(not_mammog
     errors = readable.stderr.strip().splitlines()
     assert len(errors) == len(not_mammograms) and all("does not look like a mammogram: " in e for e in errors)
     assert sum(line.startswith(tuple(map(str, real))) for line in readable.stdout.splitlines()) == len(real)
+    n = len(not_mammograms)
+    assert f"{n} failed ({n} of them not a mammogram)" in readable.stdout
     record_figures("not_a_mammogram", {
         "refused": len(refused), "tried": len(not_mammograms), "cases": refused,
         "note": "greyscale photographs against a dark background are not among them: the check may let such a picture through",
