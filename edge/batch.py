@@ -94,11 +94,11 @@ def run_batch(classifier, sources: Iterable[Source], options: Options) -> Tally:
 def _once(sources: Iterable[Source]) -> list[Source]:
     """Each file once, however often it was named (directly and through its folder, or by two
     spellings of its path): the first mention keeps its place. Listing errors are all kept."""
-    from edge.exams import _key
+    from edge.exams import file_key
 
     kept, seen = [], set()
     for source in sources:
-        key = _key(source.path) if source.path is not None and source.error is None else None
+        key = file_key(source.path) if source.path is not None and source.error is None else None
         if key is not None and key in seen:
             continue
         seen.add(key)

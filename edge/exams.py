@@ -77,14 +77,14 @@ def mias_number(path: Path | str) -> int | None:
 
 def pair(paths: list[Path | None], exams: list[Exam] = ()) -> list[Pairing]:
     """The pairing of every scan of a batch (a None path, such as a camera frame, is read alone)."""
-    keys = [_key(p) for p in paths]
+    keys = [file_key(p) for p in paths]
     sides: dict[str, dict[str, list[int]]] = {}  # woman -> side -> batch indices
     woman_of: dict[int, str] = {}
     explicit = {}
     for exam in exams:
         for side, path in (("L", exam.left), ("R", exam.right)):
             if path is not None:
-                explicit[_key(path)] = (exam.woman, side)
+                explicit[file_key(path)] = (exam.woman, side)
     for i, key in enumerate(keys):
         if key is None:
             continue
@@ -115,7 +115,7 @@ def pair(paths: list[Path | None], exams: list[Exam] = ()) -> list[Pairing]:
     return result
 
 
-def _key(path: Path | str | None) -> str | None:
+def file_key(path: Path | str | None) -> str | None:
     """One spelling per file: the absolute path (symbolic links resolved where they exist)."""
     if path is None:
         return None

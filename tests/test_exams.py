@@ -212,3 +212,11 @@ def test_a_model_without_a_reading_stage_reads_every_scan_alone(model_file, mias
     assert result.returncode == 0, result.stderr
     assert all(r["contralateral"] is None and "note" not in r for r in records)  # no pairing note: nothing was paired
 
+
+
+def test_a_scan_named_twice_does_not_become_two_scans_of_one_side(paired_model, mias_dir):
+    right, left = mias_dir / "mdb005.png", mias_dir / "mdb006.png"
+    records, result = classify(paired_model, right, left, mias_dir / "." / "mdb005.png")
+    assert result.returncode == 0, result.stderr
+    assert [r["file"] for r in records] == [str(right), str(left)]
+    assert [r["contralateral"] for r in records] == [str(left), str(right)] and not any("note" in r for r in records)
