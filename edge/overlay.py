@@ -27,6 +27,8 @@ RAMP = np.array(  # heat 0 -> 1: dark blue, cyan, green, yellow, red (a jet-like
     [[0, 0, 128], [0, 160, 255], [0, 200, 0], [255, 230, 0], [255, 0, 0]], dtype=np.float32
 )
 NOTICE = "research software - not a medical device"
+MAX_NAME = 72
+"""Characters of the scan's path written on the picture; a longer one keeps its end (the file name)."""
 
 
 def colour_ramp(heat: np.ndarray) -> np.ndarray:
@@ -127,7 +129,9 @@ def _file_mode() -> int:
 
 
 def _lines(record: dict, when: str | None) -> list[str]:
-    about = Path(str(record.get("file", "scan"))).name
+    about = str(record.get("file", "scan"))  # the path as given: two women's left.pgm differ by their folders
+    if len(about) > MAX_NAME:
+        about = "..." + about[-(MAX_NAME - 3):]
     if record.get("id"):
         about += f"   id {record['id']}"
     lines = [
