@@ -298,6 +298,8 @@ def _from_log(classifier, source: Source, early: _Early, options: Options) -> di
     saying why not), and a row under this path when the log had it under another (a renamed or
     copied file) or for another --id, so the log names every file it answered."""
     record, entry = early.record, early.entry
+    if entry.file != source.name or entry.record.get("id") != options.visit_id:
+        _log(classifier, source, early.file_hash, record, options, entry.drawing)  # before this run's notes
     try:
         if options.overlay_dir is not None:
             if entry.drawing is None:
@@ -312,8 +314,6 @@ def _from_log(classifier, source: Source, early: _Early, options: Options) -> di
         record["note"] = _joined(record.get("note"), f"no overlay drawn ({_named(str(exc), source.name)})")
     except Exception as exc:  # noqa: BLE001 - last resort: a picture must never end the batch
         record["note"] = _joined(record.get("note"), f"no overlay drawn ({_unexpected(source, exc)})")
-    if entry.file != source.name or entry.record.get("id") != options.visit_id:
-        _log(classifier, source, early.file_hash, record, options, entry.drawing)
     return record
 
 

@@ -159,6 +159,14 @@ def test_an_old_log_is_migrated_kept_readable_and_says_why_no_picture(model_file
     check.close()
     assert rows(db)[0]["drawing"] is None and rows(db)[0]["superseded_by"] is None
 
+    copy = tmp_path / "copy.pgm"  # a renamed copy of a scan with an old row: logged under its path, without this run's note
+    shutil.copy(scan, copy)
+    (answer,) = json_lines(run_classify(copy, "--model", model_file, "--log", db, "--overlay", heat, "--json").stdout)
+    assert answer["note"].count("no overlay drawn") == 1
+    assert "note" not in json.loads(rows(db)[-1]["outputs"]) and rows(db)[-1]["file"] == str(copy)
+    (answer,) = json_lines(run_classify(copy, "--model", model_file, "--log", db, "--overlay", heat, "--json").stdout)
+    assert answer["note"].count("no overlay drawn") == 1
+
     forced = run_classify(scan, "--model", model_file, "--log", db, "--overlay", heat, "--force", "--json")
     (record,) = json_lines(forced.stdout)
     assert Path(record["overlay"]).is_file()
