@@ -26,10 +26,11 @@ import numpy as np
 from edge import LABELS
 from edge.classifier import Classifier
 from edge.errors import EdgeError
-from edge.fileio import read_json_object, sha256_bytes, sha256_file
+from edge.fileio import sha256_bytes, sha256_file
 from edge.manifest import OUTPUT_NAMES, Manifest
 from edge.preprocess import prepare
 from convert import board, edgetpu, fidelity, quantize, rewrite
+from train import handoff
 
 DEFAULT_CALIBRATION = 300
 HEADLINE_LIMIT = 6000  # characters of training.json "metrics" copied whole into the manifest
@@ -69,19 +70,6 @@ class ConvertResult:
     @property
     def passed(self) -> bool:
         return self.fidelity.passed
-
-
-def read_training_json(path: Path) -> dict[str, Any]:
-    raw = read_json_object(path, "training.json", "edge-train writes it beside the model")
-    problems = [key for key in ("input_size", "triage") if key not in raw]
-    triage = raw.get("triage") or {}
-    problems += [f"triage.{key}" for key in ("threshold", "target_sensitivity") if key not in triage]
-    if problems:
-        raise EdgeError(f"{path}: training.json lacks {', '.join(problems)}")
-    labels = tuple(raw.get("labels") or LABELS)
-    if labels != LABELS:
-        raise EdgeError(f"{path}: labels {list(labels)} are not the MIAS order {list(LABELS)}")
-    return raw
 
 
 def load_keras_model(path: Path) -> Any:
@@ -138,8 +126,8 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
     training_path = options.training_json or options.model.with_name("training.json")
     if not options.model.is_file():
         raise EdgeError(f"{options.model}: model file not found")
-    training = read_training_json(training_path)
-    size = int(training["input_size"])
+    training = handoff.read(training_path)
+    size = training.input_size
     records = mias.load(options.data)
     if options.calibration < 1:
         raise EdgeError("--calibration must be at least 1")
@@ -163,9 +151,9 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
         content = quantize.quantize(quantizable, calibration)
         step(1)
     positions = quantize.output_positions(quantizable, content, images[:8])
-    triage = training["triage"]
-    manifest = quantize.build_manifest(content, outputs=positions, triage_threshold=float(triage["threshold"]),
-                                       target_sensitivity=float(triage["target_sensitivity"]), labels=LABELS)
+    manifest = quantize.build_manifest(content, outputs=positions, triage_threshold=training.triage.threshold,
+                                       target_sensitivity=training.triage.target_sensitivity, labels=LABELS,
+                                       reading=training.reading)
 
     # The gate judges what a board prints: the int8 model in the board's Classifier, the float
     # model's outputs through the same postprocess (convert/board.py).
@@ -234,9 +222,10 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
                 "sha256": context["source_sha256"],
                 "training_json_sha256": sha256_file(training_path),
             },
-            "data": training.get("data", {}),
-            "metrics": _headline(training.get("metrics")),
-            "triage": {"chosen_on": triage.get("chosen_on")},
+            "data": training.data,
+            "metrics": _headline(training.metrics),
+            "triage": {"chosen_on": training.triage.chosen_on},
+            "model": training.record.get("model", ""),
             "calibration": {"images": options.calibration, "real_scans": real, "seed": options.seed,
                             "source": "development split, edge.preprocess.prepare"},
             "fidelity": {key: result.figures[key] for key in (

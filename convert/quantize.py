@@ -272,6 +272,7 @@ def build_manifest(
     labels: Sequence[str] = LABELS,
     info: dict[str, Any] | None = None,
     model_file: str = MODEL_FILE,
+    reading: dict[str, Any] | None = None,
 ) -> Manifest:
     """The manifest of the int8 model `content`, whose outputs sit at `outputs`.
 
@@ -291,6 +292,7 @@ def build_manifest(
         outputs={name: int(outputs[name]) for name in OUTPUT_NAMES},
         triage_threshold=float(triage_threshold),
         target_sensitivity=float(target_sensitivity),
+        reading=reading,
         info={
             **(info or {}),
             "quantization": facts.quantization,

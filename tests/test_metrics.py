@@ -31,15 +31,15 @@ def table() -> metrics.Table:
 
 
 def test_classification_figures_by_hand(table):
-    matrix = metrics.confusion(table.y_class, table.predicted_class)
+    matrix = metrics.confusion(table.y_class, table.predicted_class())
     calc, spic, norm = LABELS.index("CALC"), LABELS.index("SPIC"), LABELS.index("NORM")
     assert matrix[calc, calc] == 1 and matrix[calc, norm] == 1
     assert matrix[norm, norm] == 2 and matrix[norm, calc] == 1 and matrix[spic, spic] == 1
     assert matrix.sum() == 6
     # recalls CALC 1/2, SPIC 1, NORM 2/3 over the three classes present
-    assert metrics.balanced_accuracy(table.y_class, table.predicted_class) == pytest.approx((0.5 + 1 + 2 / 3) / 3)
+    assert metrics.balanced_accuracy(table.y_class, table.predicted_class()) == pytest.approx((0.5 + 1 + 2 / 3) / 3)
     # F1: CALC 2*1/(2+2) = 0.5, SPIC 1, NORM 2*2/(3+3) = 2/3
-    assert metrics.macro_f1(table.y_class, table.predicted_class) == pytest.approx((0.5 + 1 + 2 / 3) / 3)
+    assert metrics.macro_f1(table.y_class, table.predicted_class()) == pytest.approx((0.5 + 1 + 2 / 3) / 3)
 
 
 def test_macro_f1_counts_a_never_predicted_class_as_zero():
@@ -117,3 +117,14 @@ def test_evaluate_document(table):
     assert set(document["per_fold"]) == {"0", "1", "2"}
     assert set(document["by_tissue"]) == {"F", "G", "D"}
     assert document["triage"]["final_threshold"] == pytest.approx(0.4)
+
+
+def test_the_label_follows_the_triage_threshold_as_on_the_device():
+    """NORM exactly below the threshold, otherwise the most likely finding (edge.reading)."""
+    probs = np.array([[0.05, 0.30, 0.0, 0.0, 0.0, 0.05, 0.60], [0.05, 0.30, 0.0, 0.0, 0.0, 0.05, 0.60]])
+    table = metrics.Table(
+        np.array(["a", "b"]), np.array([1, 2]), np.array([0, 0]), np.array(["CIRC", "NORM"]), np.array(["B", ""]),
+        probs, np.array([0.40, 0.40]), np.array([0.1, 0.1]),
+    )
+    assert list(table.predicted_class()) == [LABELS.index("NORM")] * 2
+    assert list(table.predicted_class(np.array([0.3, 0.5]))) == [LABELS.index("CIRC"), LABELS.index("NORM")]

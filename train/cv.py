@@ -1,65 +1,82 @@
-"""Patient-grouped cross-validation, the comparison of initialisations, and the final model.
+"""`edge-train`'s one run: prepare, cache trunk features, nested patient-grouped CV, reports, final model.
 
-One call (`run`) does what `edge-train` promises: prepare every scan once, train one model per
-fold on the other folds only, score the held-out fold, pool the out-of-fold predictions into
-the report, pick the better initialisation by a rule fixed in advance, then train the final
-model on every development image and write it with its `training.json`.
+One call (`run`) does what `edge-train` promises: prepare every scan once with the device's
+`prepare`, compute the frozen trunk's cell features once per scale (cached on disk), fit the
+reader (`train.reader`) on the training folds of each test fold, score the test fold, pool
+the out-of-fold answers into the report, then fit the final heads and reading stage on every
+development image and write the network with its `training.json` (`train.handoff`).
 """
 
 from __future__ import annotations
 
 import csv
-import json
-import shutil
+import os
 import time
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edge import LABELS
-from train import metrics, mias
+from train import handoff, metrics, mias, reader, trunk
 from train.data import Dataset, load_dataset
-from train.fit import Config, Trainer, predict
 from train.splits import patient_folds
 
-SELECTION = ("auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1")
-"""The shipped initialisation is the one with the larger sum of these out-of-fold figures."""
+HEADLINE = (
+    "auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1", "sensitivity_at_80_specificity",
+    "sensitivity_at_90_specificity", "sensitivity_at_threshold", "specificity_at_threshold", "accuracy",
+)
 
 
-def cross_validate(
-    dataset: Dataset, folds: np.ndarray, config: Config, seed: int, progress=None, trainer: Trainer | None = None
-) -> tuple[metrics.Table, np.ndarray, list[dict]]:
-    """Out-of-fold predictions (table + heat-maps) and per-fold training histories."""
-    n = len(dataset.records)
-    probs = np.zeros((n, len(LABELS)))
-    abnormal, malignant = np.zeros(n), np.zeros(n)
-    heatmaps = None
-    histories = []
-    trainer = trainer or Trainer(config)
-    for k in progress(sorted(set(folds)), desc=f"folds ({config.init})") if progress else sorted(set(folds)):
-        test = np.flatnonzero(folds == k)
-        training = np.flatnonzero(folds != k)
-        model, history = trainer.fit(dataset.subset(training), int(seed + 1000 * (k + 1)), dataset.subset(test), progress)
-        out = predict(model, dataset.subset(test))
-        probs[test], abnormal[test], malignant[test] = out["classes"], out["abnormal"], out["malignant"]
-        if heatmaps is None:
-            heatmaps = np.zeros((n, *out["heatmap"].shape[1:]), np.float32)
-        heatmaps[test] = out["heatmap"]
-        histories.append({"fold": int(k), **history})
-    records = dataset.records
-    table = metrics.Table.from_records(records, folds, probs, abnormal, malignant)
-    return table, heatmaps, histories
+@dataclass(frozen=True)
+class Config:
+    """The shipped configuration (see reports/experiments/ablation.md for how it was chosen)."""
+
+    size: int = 512  # model input side
+    factors: tuple[int, ...] = (1, 2)  # the trunk reads the input at size / f for each f
+    folds: int = 5
+    seed: int = 0
+    options: reader.Options = field(default_factory=reader.Options)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def default_cache() -> Path:
+    """Where trunk features are cached between runs (keyed by pixels, trunk code and weights)."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "mias-edge" / "trunk"
+
+
+def scale_features(dataset: Dataset, factors: tuple[int, ...], cache: Path | None, log=print) -> list[np.ndarray]:
+    """The trunk's cell features of every prepared scan at every scale, finest first."""
+    out = []
+    for f in factors:
+        t0 = time.time()
+        out.append(trunk.features(reader.scale_images(dataset.images, f), cache))
+        log(f"trunk features at {dataset.size // f}x{dataset.size // f}: {out[-1].shape[1]}x{out[-1].shape[2]} cells ({time.time() - t0:.0f} s)")
+    return out
+
+
+def evaluate(dataset: Dataset, scales: list[np.ndarray], folds: np.ndarray, options: reader.Options, progress=None):
+    """(predictions table, out-of-fold heat-maps) of the nested cross-validation."""
+    result = reader.cross_validate(scales, dataset, folds, options, progress)
+    partner = reader.partners(dataset)
+    contralateral = [
+        dataset.records[p].id if options.paired and p >= 0 else "" for p in partner
+    ]
+    table = metrics.Table.from_records(
+        dataset.records, folds, result.probs, result.abnormal, result.malignant, contralateral, result.threshold
+    )
+    return table, result.heatmaps
 
 
 def heatmap_peaks(dataset: Dataset, heatmaps: np.ndarray) -> list[dict]:
     """Per image: tissue, circles and where the heat-map peaks, in scan coordinates."""
     rows = []
-    grid = heatmaps.shape[1]
-    stride = dataset.size / grid
     for record, geometry, heat in zip(dataset.records, dataset.geometries, heatmaps):
         i, j = np.unravel_index(int(np.argmax(heat)), heat.shape)
-        row, col = geometry.to_scan((i + 0.5) * stride - 0.5, (j + 0.5) * stride - 0.5)
+        row, col = geometry.cell_centre_to_scan(i, j, heat.shape)
         hit = any((row - c.row) ** 2 + (col - c.col) ** 2 <= c.radius**2 for c in record.lesions)
         rows.append(
             {
@@ -75,10 +92,8 @@ def heatmap_peaks(dataset: Dataset, heatmaps: np.ndarray) -> list[dict]:
     return rows
 
 
-def write_cv_report(
-    directory: Path, dataset: Dataset, table: metrics.Table, heatmaps: np.ndarray, histories: list[dict], config: Config
-) -> dict:
-    """predictions.csv, images.csv, history.json, overlays, then the report built from them."""
+def write_cv_report(directory: Path, dataset: Dataset, table: metrics.Table, heatmaps: np.ndarray) -> dict:
+    """predictions.csv, images.csv, overlays, then the report built from them."""
     from train import report
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -88,126 +103,85 @@ def write_cv_report(
         writer = csv.DictWriter(handle, fieldnames=list(peaks[0]))
         writer.writeheader()
         writer.writerows(peaks)
-    (directory / "history.json").write_text(json.dumps({"config": config.to_json(), "folds": histories}, indent=1))
     report.overlays(directory / "overlays", dataset, table, heatmaps)
     return report.build(directory)
 
 
-def score(document: dict) -> float:
-    return float(sum(document["headline"][key]["value"] for key in SELECTION))
+def check_network(model, heads: reader.Heads, dataset: Dataset, scales: list[np.ndarray], count: int = 3) -> float:
+    """Largest difference between the Keras network and the numpy heads on a few real scans.
+
+    The cross-validated figures are those of the numpy heads; the network must compute the same."""
+    expected = reader.outputs([f[:count] for f in scales], heads)
+    got = model.predict(dataset.images[:count, :, :, None].astype(np.float32), batch_size=1, verbose=0)
+    pairs = zip(got, (expected.classes, expected.abnormal[:, None], expected.malignant[:, None], expected.heatmap))
+    return float(max(np.abs(np.asarray(g) - e).max() for g, e in pairs))
 
 
 def run(
     data_dir: Path,
     out: Path,
     config: Config,
-    folds: int = 5,
-    seed: int = 0,
-    compare: tuple[str, ...] = (),
     reports: Path | None = None,
-    experiments: Path | None = None,
+    cache: Path | None = None,
     limit: int | None = None,
     progress=None,
     log=print,
     command: str | None = None,
-) -> dict:
-    """Cross-validate (each initialisation in `compare`, or `config.init`), ship the better, train the final model."""
+) -> handoff.Handoff:
+    """Cross-validate the reader, write the report, fit and write the final model with its handoff."""
     started = time.time()
     records = mias.load(data_dir)
     if limit:
         records = records[:limit]
     log(f"preparing {len(records)} scans at {config.size}x{config.size}")
     dataset = load_dataset(records, config.size, progress=(lambda r: progress(r, desc="prepare")) if progress else None)
-    fold_of = patient_folds(records, k=folds, seed=seed)
-    out.mkdir(parents=True, exist_ok=True)
+    folds = patient_folds(records, k=config.folds, seed=config.seed)
+    scales = scale_features(dataset, config.factors, cache, log)
 
-    candidates, trainers = {}, {}
-    for init in compare or (config.init,):
-        cfg = replace(config, init=init)
-        t0 = time.time()
-        trainers[init] = Trainer(cfg)
-        table, heatmaps, histories = cross_validate(dataset, fold_of, cfg, seed, progress, trainers[init])
-        document = write_cv_report(out / f"cv_{init}", dataset, table, heatmaps, histories, cfg)
-        candidates[init] = {"config": cfg, "metrics": document, "table": table, "seconds": time.time() - t0}
-        log(f"{init}: " + ", ".join(f"{k} {document['headline'][k]['value']:.3f}" for k in SELECTION) + f" ({time.time() - t0:.0f} s)")
-
-    best = max(candidates, key=lambda init: score(candidates[init]["metrics"]))
-    shipped = candidates[best]
-    if reports:
-        if reports.exists():
-            shutil.rmtree(reports)
-        shutil.copytree(out / f"cv_{best}", reports)
-    if len(candidates) > 1:
-        from train import report
-
-        report.comparison(
-            experiments or out / "experiments",
-            {init: out / f"cv_{init}" for init in candidates},
-            best,
-            SELECTION,
-            {init: c["seconds"] for init, c in candidates.items()},
-        )
-
-    log(f"final model ({best}) on all {len(records)} images")
     t0 = time.time()
-    model, history = trainers[best].fit(dataset, seed, None, progress)
-    final_seconds = time.time() - t0
-    from train.model import export
+    table, heatmaps = evaluate(dataset, scales, folds, config.options, progress)
+    cv_dir = reports or out / "cv"
+    document = write_cv_report(cv_dir, dataset, table, heatmaps)
+    log("out of fold: " + ", ".join(f"{k} {document['headline'][k]['value']:.3f}" for k in HEADLINE[:4]) + f" ({time.time() - t0:.0f} s)")
 
-    final_dir = out / "final"
-    final_dir.mkdir(parents=True, exist_ok=True)
-    exported = export(model, config.size, config.width)
-    exported.save(final_dir / "model.keras")
-    doc = shipped["metrics"]
-    threshold = doc["triage"]["final_threshold"]
-    headline = {
-        key: doc["headline"][key]
-        for key in (
-            "auc_abnormal",
-            "auc_malignant",
-            "balanced_accuracy",
-            "macro_f1",
-            "sensitivity_at_80_specificity",
-            "sensitivity_at_90_specificity",
-            "sensitivity_at_threshold",
-            "specificity_at_threshold",
-            "accuracy",
-        )
-    }
-    training = {
-        "input_size": config.size,
-        "input": {"shape": [1, config.size, config.size, 1], "dtype": "float32", "values": "uint8 grey levels 0..255 of edge.preprocess.prepare(scan, size=input_size).image; rescaled inside the model"},
-        "labels": list(LABELS),
-        "outputs": ["classes", "abnormal", "malignant", "heatmap"],
-        "heatmap": {"grid": config.size // 16, "stride": 16, "meaning": "P(cell inside a lesion circle), on the model-input grid; map back with Prepared.geometry"},
-        "triage": {
-            "threshold": threshold,
-            "target_sensitivity": metrics.TARGET_SENSITIVITY,
-            "rule": "refer when P(abnormal) >= threshold",
-            "chosen_on": f"pooled out-of-fold P(abnormal) of the {folds}-fold patient-grouped cross-validation of this configuration (the development split; never the hold-out)",
-            "cv_sensitivity_at_threshold": doc["headline"]["sensitivity_at_threshold"],
-            "cv_specificity_at_threshold": doc["headline"]["specificity_at_threshold"],
+    t0 = time.time()
+    heads, reading, threshold = reader.final_reading(scales, dataset, folds, config.options)
+    model = reader.build_model(config.size, heads, config.factors)
+    difference = check_network(model, heads, dataset, scales)
+    if difference > 1e-3:
+        raise RuntimeError(f"the Keras network differs from the cross-validated heads by {difference:.2g}")
+    result = handoff.Handoff(
+        input_size=config.size,
+        triage=handoff.Triage(
+            threshold,
+            metrics.TARGET_SENSITIVITY,
+            f"pooled out-of-fold P(abnormal) (read beside the other breast) of the {config.folds}-fold "
+            "patient-grouped cross-validation on the development split; never the hold-out",
+        ),
+        reading=reading.to_json(),
+        metrics={
+            "what": f"out-of-fold, {config.folds}-fold patient-grouped nested cross-validation on the development "
+            "split; 95% bootstrap CI over patients; baseline = NORM for every image / constant score",
+            **{key: document["headline"][key] for key in HEADLINE},
         },
-        "metrics": {
-            "what": f"out-of-fold, {folds}-fold patient-grouped cross-validation on the development split; 95% bootstrap CI over patients; baseline = NORM for every image / constant score",
-            **headline,
-        },
-        "data": {
+        data={
             "source": "mini-MIAS development split",
             "images": len(records),
             "patients": len({r.patient for r in records}),
             "classes": {label: sum(r.label == label for r in records) for label in LABELS},
-            "split": f"train.splits.patient_folds(k={folds}, seed={seed})",
+            "split": f"train.splits.patient_folds(k={config.folds}, seed={config.seed})",
         },
-        "config": {**shipped["config"].to_json(), "folds": folds},
-        "init": best,
-        "comparison": {init: {k: c["metrics"]["headline"][k]["value"] for k in SELECTION} for init, c in candidates.items()},
-        "seed": seed,
-        "command": command,
-        "final_train_seconds": round(final_seconds, 1),
-        "train_seconds": round(time.time() - started, 1),
-    }
-    (final_dir / "training.json").write_text(json.dumps(training, indent=1))
-    (final_dir / "history.json").write_text(json.dumps(history, indent=1))
-    log(f"done in {time.time() - started:.0f} s: {final_dir / 'model.keras'}")
-    return training
+        record={
+            "model": "frozen ImageNet MobileNet v1 0.25 trunk at scales "
+            + ", ".join(f"{config.size // f}" for f in config.factors)
+            + "; lesion-cell, class and malignancy heads; two-breast reading stage",
+            "config": config.to_json(),
+            "network_vs_heads_max_difference": difference,
+            "command": command,
+            "final_seconds": round(time.time() - t0, 1),
+            "train_seconds": round(time.time() - started, 1),
+        },
+    )
+    handoff.write(out / "final", model, result)
+    log(f"done in {time.time() - started:.0f} s: {out / 'final' / 'model.keras'}")
+    return result

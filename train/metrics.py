@@ -20,6 +20,9 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from edge import LABELS
 
 COLUMNS = ("id", "patient", "fold", "true_class", "severity", *LABELS, "abnormal", "malignant")
+EXAM_COLUMNS = ("woman", "contralateral", "threshold")
+"""Optional: the woman, the partner scan read beside (empty: read alone), the test fold's triage
+threshold as chosen inside its training folds (without it, `cross_fitted_thresholds`)."""
 TARGET_SENSITIVITY = 0.9
 NORM = LABELS.index("NORM")
 
@@ -36,10 +39,16 @@ class Table:
     probs: np.ndarray  # (n, 7) in LABELS order
     abnormal: np.ndarray  # P(abnormal)
     malignant: np.ndarray  # P(malignant)
+    woman: np.ndarray | None = None
+    contralateral: np.ndarray | None = None
+    threshold: np.ndarray | None = None
 
     @classmethod
-    def from_records(cls, records, fold, probs, abnormal, malignant) -> "Table":
+    def from_records(cls, records, fold, probs, abnormal, malignant, contralateral=None, threshold=None) -> "Table":
         """Out-of-fold outputs of MIAS records (train.mias.MiasRecord) as a table."""
+        exam = ()
+        if contralateral is not None:
+            exam = (np.array([f"mias-{r.patient}" for r in records]), np.asarray(contralateral), np.asarray(threshold, float))
         return cls(
             np.array([r.id for r in records]),
             np.array([r.patient for r in records]),
@@ -49,13 +58,14 @@ class Table:
             probs,
             abnormal,
             malignant,
+            *exam,
         )
 
     def __len__(self) -> int:
         return len(self.id)
 
     def take(self, index: np.ndarray) -> "Table":
-        return Table(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
+        return Table(*(None if getattr(self, f) is None else getattr(self, f)[index] for f in self.__dataclass_fields__))
 
     @property
     def y_class(self) -> np.ndarray:
@@ -69,9 +79,13 @@ class Table:
     def y_malignant(self) -> np.ndarray:
         return (self.severity == "M").astype(int)
 
-    @property
-    def predicted_class(self) -> np.ndarray:
-        return self.probs.argmax(1)
+    def predicted_class(self, thresholds: np.ndarray | None = None) -> np.ndarray:
+        """The label the device prints (edge.reading): NORM below the triage threshold, otherwise
+        the most likely finding. Without thresholds: the most probable of the 7 classes."""
+        if thresholds is None:
+            return self.probs.argmax(1)
+        findings = np.where(np.arange(len(LABELS)) == NORM, -np.inf, self.probs)
+        return np.where(self.abnormal >= thresholds, findings.argmax(1), NORM)
 
 
 def read_table(path: str | Path) -> Table:
@@ -80,6 +94,9 @@ def read_table(path: str | Path) -> Table:
     missing = set(COLUMNS) - set(rows[0] if rows else COLUMNS)
     if missing:
         raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    exam = ()
+    if rows and set(EXAM_COLUMNS) <= set(rows[0]):
+        exam = tuple(np.array([r[c] for r in rows]) for c in EXAM_COLUMNS[:2]) + (np.array([float(r["threshold"]) for r in rows]),)
     return Table(
         np.array([r["id"] for r in rows]),
         np.array([int(r["patient"]) for r in rows]),
@@ -89,18 +106,21 @@ def read_table(path: str | Path) -> Table:
         np.array([[float(r[c]) for c in LABELS] for r in rows]).reshape(len(rows), len(LABELS)),
         np.array([float(r["abnormal"]) for r in rows]),
         np.array([float(r["malignant"]) for r in rows]),
+        *exam,
     )
 
 
 def write_table(path: str | Path, table: Table) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(COLUMNS)
+        exam = table.threshold is not None
+        writer.writerow(COLUMNS + (EXAM_COLUMNS if exam else ()))
         for i in range(len(table)):
             writer.writerow(
                 [table.id[i], int(table.patient[i]), int(table.fold[i]), table.true_class[i], table.severity[i]]
                 + [f"{p:.6f}" for p in table.probs[i]]
                 + [f"{table.abnormal[i]:.6f}", f"{table.malignant[i]:.6f}"]
+                + ([table.woman[i], table.contralateral[i], f"{table.threshold[i]:.6f}"] if exam else [])
             )
 
 
@@ -193,7 +213,7 @@ def cross_fitted_thresholds(table: Table, target: float = TARGET_SENSITIVITY) ->
 
 def figures(table: Table, thresholds: np.ndarray | None = None) -> dict[str, float]:
     """Every scalar figure of the report on one table. `thresholds`: one per row (cross-fitted)."""
-    y_class, predicted = table.y_class, table.predicted_class
+    y_class, predicted = table.y_class, table.predicted_class(thresholds)
     y_ab, y_mal = table.y_abnormal, table.y_malignant
     out = {
         "accuracy": float((y_class == predicted).mean()),
@@ -219,6 +239,7 @@ def baseline(table: Table) -> dict[str, float]:
     constant = np.full(len(table), 0.5)
     base = Table(table.id, table.patient, table.fold, table.true_class, table.severity, probs, constant, constant)
     out = figures(base, np.full(len(table), 0.5))  # a constant score at its own threshold: refer all
+    out.update(figures(base))  # ... and NORM for every image (the class figures)
     return out
 
 
@@ -248,7 +269,10 @@ def bootstrap(
 
 def evaluate(table: Table, tissue: dict[str, str] | None = None, reps: int = 1000, seed: int = 0) -> dict:
     """The whole metrics document: pooled figures with CIs and baselines, per fold, by tissue."""
-    fold_threshold = cross_fitted_thresholds(table)
+    if table.threshold is not None:  # chosen inside each test fold's training folds (nested)
+        fold_threshold = {int(k): float(table.threshold[table.fold == k][0]) for k in np.unique(table.fold)}
+    else:
+        fold_threshold = cross_fitted_thresholds(table)
     thresholds = np.array([fold_threshold[int(k)] for k in table.fold])
     pooled = figures(table, thresholds)
     intervals = bootstrap(table, figures, thresholds, reps=reps, seed=seed)
@@ -275,12 +299,16 @@ def evaluate(table: Table, tissue: dict[str, str] | None = None, reps: int = 100
         "n_images": len(table),
         "n_patients": int(len(np.unique(table.patient))),
         "labels": list(LABELS),
-        "confusion_matrix": confusion(table.y_class, table.predicted_class).tolist(),
-        "confusion_rows": "true class (edge.LABELS order); columns: predicted class",
+        "confusion_matrix": confusion(table.y_class, table.predicted_class(thresholds)).tolist(),
+        "confusion_rows": "true class (edge.LABELS order); columns: predicted class (NORM below the fold's triage threshold)",
         "headline": headline,
         "triage": {
             "target_sensitivity": TARGET_SENSITIVITY,
-            "rule": "per test fold: the 90%-sensitivity threshold of the other folds' out-of-fold P(abnormal)",
+            "rule": (
+                "per test fold: the 90%-sensitivity threshold of the inner out-of-fold P(abnormal) of its training folds"
+                if table.threshold is not None
+                else "per test fold: the 90%-sensitivity threshold of the other folds' out-of-fold P(abnormal)"
+            ),
             "fold_thresholds": {str(k): v for k, v in fold_threshold.items()},
             "final_threshold": threshold_for_sensitivity(table.y_abnormal, table.abnormal),
         },
@@ -312,3 +340,25 @@ def evaluate(table: Table, tissue: dict[str, str] | None = None, reps: int = 100
                     },
                 }
     return result
+
+
+def paired_auc_difference(y: np.ndarray, a: np.ndarray, b: np.ndarray, patients: np.ndarray,
+                          reps: int = 2000, seed: int = 0) -> dict[str, float | list[float]]:
+    """AUC(a) - AUC(b) on the same scans, with a 95% CI from resampling patients (both scores together)."""
+    rng = np.random.default_rng(seed)
+    unique = np.unique(patients)
+    rows_of = {p: np.flatnonzero(patients == p) for p in unique}
+    differences = []
+    for _ in range(reps):
+        index = np.concatenate([rows_of[p] for p in rng.choice(unique, size=len(unique), replace=True)])
+        if len(np.unique(y[index])) == 2:
+            differences.append(roc_auc_score(y[index], a[index]) - roc_auc_score(y[index], b[index]))
+    return {
+        "value": auc(y, a) - auc(y, b),
+        "ci95": [float(np.percentile(differences, 2.5)), float(np.percentile(differences, 97.5))],
+    }
+
+
+def brier(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean squared error of a probability: 0 is perfect, 0.25 a constant 0.5; lower is better calibrated and sharper."""
+    return float(np.mean((np.asarray(p, float) - y) ** 2))

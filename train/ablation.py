@@ -1,0 +1,164 @@
+"""The ablation behind the shipped reader: one row per choice, same folds, paired against the previous model.
+
+    python -m train.ablation --data ../shared/mias --out reports/experiments/ablation
+
+Every reader row is a full nested cross-validation (`train.reader.cross_validate`) on the same
+patient folds as `edge-train`; the previous model's rows are its committed out-of-fold
+predictions. Each row's AUC difference against the previously shipped CNN is a paired
+bootstrap over women (both scores of a resampled woman move together). Writes ablation.md,
+ablation.json and each row's predictions.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from train import metrics, mias, reader
+from train.splits import patient_folds
+
+PREVIOUS = Path("reports/experiments/cnn_patch/predictions.csv")
+"""Out-of-fold predictions of the previously shipped model (small CNN, patch pre-training)."""
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    size: int = 512
+    factors: tuple[int, ...] = (1, 2)
+    options: reader.Options = field(default_factory=reader.Options)
+
+
+ROWS = (
+    Row("trunk 256, scan alone", 256, (1,), reader.Options(paired=False)),
+    Row("trunk 256, beside the other breast", 256, (1,)),
+    Row("trunk 512, beside the other breast", 512, (1,)),
+    Row("trunk 512 + 256, scan alone", 512, (1, 2), reader.Options(paired=False)),
+    Row("trunk 512 + 256, beside the other breast (shipped)", 512, (1, 2)),
+    Row("shipped + hard negatives (10 per normal breast, weight 3)", 512, (1, 2), reader.Options(hard_negatives=10)),
+    Row("trunk 512 + 256 + 128, beside the other breast", 512, (1, 2, 4)),
+)
+SHIPPED = "trunk 512 + 256, beside the other breast (shipped)"
+KEYS = ("auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1", "specificity_at_threshold")
+
+
+def run_rows(data_dir: Path, out: Path, cache: Path, rows=ROWS, log=print) -> dict[str, Path]:
+    """Cross-validate each reader row; returns row name -> its predictions.csv."""
+    from train.cv import evaluate, scale_features
+    from train.data import load_dataset
+
+    records = mias.load(data_dir)
+    folds = patient_folds(records, k=5, seed=0)
+    datasets, paths = {}, {}
+    for row in rows:
+        t0 = time.time()
+        if row.size not in datasets:
+            datasets[row.size] = load_dataset(records, row.size)
+        dataset = datasets[row.size]
+        scales = scale_features(dataset, row.factors, cache, log=lambda *_: None)
+        table, heatmaps = evaluate(dataset, scales, folds, row.options)
+        folder = out / _slug(row.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        metrics.write_table(folder / "predictions.csv", table)
+        if row.name == SHIPPED:  # the calibration row: the hottest cell itself as P(abnormal)
+            raw = metrics.Table(*(getattr(table, f) for f in ("id", "patient", "fold", "true_class", "severity", "probs")),
+                                heatmaps.reshape(len(heatmaps), -1).max(1), table.malignant, table.woman, table.contralateral,
+                                table.threshold)
+            (out / "uncalibrated").mkdir(parents=True, exist_ok=True)
+            metrics.write_table(out / "uncalibrated" / "predictions.csv", raw)
+            paths["shipped without the reading stage (hottest cell as P(abnormal), no calibration)"] = out / "uncalibrated" / "predictions.csv"
+        paths[row.name] = folder / "predictions.csv"
+        log(f"{row.name}: AUC abnormal {metrics.auc(table.y_abnormal, table.abnormal):.3f} ({time.time() - t0:.0f} s)")
+    return paths
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")[:60]
+
+
+def summarise(paths: dict[str, Path], previous: Path = PREVIOUS) -> dict:
+    """Figures, CIs, Brier score and the paired AUC difference against the previous model, per row."""
+    base = metrics.read_table(previous)
+    rows = {}
+    for name, path in {"previous model: small CNN, patch pre-training (shipped before)": previous, **paths}.items():
+        table = metrics.read_table(path)
+        assert list(table.id) == list(base.id), f"{path}: not the same scans in the same order"
+        document = metrics.evaluate(table, reps=500)
+        rows[name] = {
+            "predictions": str(path),
+            **{key: document["headline"][key] for key in KEYS},
+            "brier_abnormal": metrics.brier(table.y_abnormal, table.abnormal),
+            "auc_abnormal_minus_previous": metrics.paired_auc_difference(table.y_abnormal, table.abnormal, base.abnormal, table.patient),
+        }
+    return rows
+
+
+def markdown(rows: dict, seconds: float) -> str:
+    def fmt(entry):
+        low, high = entry["ci95"]
+        return f"{entry['value']:.3f} ({low:.3f}–{high:.3f})"
+
+    lines = [
+        "# Ablation: what the shipped reader is made of",
+        "",
+        "Research software, not a medical device. Every row is out-of-fold on the development split (258 scans, "
+        "129 women), the same 5 patient-grouped folds as `edge-train`; reader rows are nested cross-validations "
+        "(heads on the training folds, the reading stage and the triage threshold on their inner out-of-fold "
+        "evidence). 95% CIs resample women. Baselines: AUC 0.5; balanced accuracy 0.143 and macro-F1 0.112 (NORM "
+        "for every scan); specificity at the threshold 0 (refer all). The last column is the paired bootstrap of the "
+        "normal-vs-abnormal AUC difference against the previously shipped model on the same scans.",
+        "",
+        "| row | AUC abnormal | AUC malignant | bal. acc. | macro-F1 | spec. at thr. | Brier | AUC vs previous |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"| {name} | " + " | ".join(fmt(row[k]) for k in KEYS) + f" | {row['brier_abnormal']:.3f} | "
+            f"{fmt(row['auc_abnormal_minus_previous'])} |"
+        )
+    lines += [
+        "",
+        "How to read it, and what was chosen on these folds:",
+        "- The size, the scales, hard negatives and reading alone or beside the other breast were chosen by looking "
+        "at these rows, on these folds: the shipped row's figures are optimistic by that choice (a handful of "
+        "candidates; the hold-out kept outside this repository is the independent check). Inside each row, "
+        "everything fitted (heads, reading stage, threshold) is fitted on training folds only.",
+        "- Regularisation strengths, cell sampling counts and the reading stage's form were fixed before these rows "
+        "and never tuned.",
+        "- A fine-tuned trunk (MobileNet v1 trained further on 64x64 lesion/background patches, 8 epochs, scan "
+        "alone, hottest cell) reached an out-of-fold AUC of 0.570, below the frozen trunk's 0.625 on the same "
+        "reading: `python studies/finetune_probe.py ../shared/mias 256 64 8` (not nested: nothing in it is tuned).",
+        "- The previous model's rows (small CNN, `reports/experiments/cnn_*`) were made by the CNN pipeline of "
+        "commit 0cb1519 (`edge-train --compare scratch,patch`), since replaced.",
+        "",
+        f"Regenerate (about {seconds / 60:.0f} minutes on the 2-core development machine): "
+        "`python -m train.ablation --data ../shared/mias --out reports/experiments/ablation`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from train.cv import default_cache
+
+    parser = argparse.ArgumentParser(prog="python -m train.ablation", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="mini-MIAS folder")
+    parser.add_argument("--out", type=Path, default=Path("reports/experiments/ablation"))
+    parser.add_argument("--cache", type=Path, default=None, help="trunk feature cache (default ~/.cache/mias-edge/trunk)")
+    args = parser.parse_args(argv)
+    started = time.time()
+    paths = run_rows(args.data, args.out, args.cache or default_cache())
+    rows = summarise(paths)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "ablation.json").write_text(json.dumps(rows, indent=1))
+    (args.out / "ablation.md").write_text(markdown(rows, time.time() - started))
+    print((args.out / "ablation.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,340 @@
+"""The exam reader: frozen ImageNet cell features, lesion-cell and image heads, a two-breast stage.
+
+What is learnt, all inside training folds, all by (regularised) logistic regression on the
+cached features of `train.trunk`, because 258 scans are few and every fit must be cheap enough
+to nest:
+- the cell head: is this 16x16-pixel cell inside a lesion circle? Positives are the cells of
+  the circles; negatives are cells of normal breasts (and, fewer, cells of abnormal breasts
+  outside their circles, and a few background cells). A lesion without coordinates is never
+  used at cell level. Its sigmoid is the heat-map.
+- P(class | abnormal) and P(malignant | abnormal) from the average- and max-pooled features of
+  the abnormal training scans only (a 6-class and a binary logistic regression).
+- the reading stage (`edge.reading.Reading`): P(abnormal) from the heat-map evidence of a scan,
+  alone and beside the other breast, fitted on inner out-of-fold evidence of the training folds.
+The heads are put in the network as a 1x1 convolution and dense layers (`build_model`), so the
+int8 model computes exactly what was cross-validated here (up to quantization).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge import LABELS
+from edge.reading import Logistic, Reading, answer, heat_evidence
+from train import metrics
+from train.data import Dataset, heatmap_target
+
+ABNORMAL_KINDS = [i for i, label in enumerate(LABELS) if label != "NORM"]
+NORM = LABELS.index("NORM")
+NORM_BIAS = -30.0
+"""Bias of the NORM column of the classes head: the head says what a finding is, not whether there is one."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """The reader's choices (fixed before looking at any test fold; see reports/experiments/ablation.md)."""
+
+    cell_c: float = 0.01  # inverse L2 strength of the cell head
+    image_c: float = 0.05  # of the classes and malignancy heads
+    normal_cells: int = 200  # negative cells drawn per normal training breast
+    abnormal_cells: int = 50  # negative cells drawn per abnormal breast, outside its circles
+    background_cells: int = 10
+    hard_negatives: int = 0  # if > 0: refit with each normal breast's N hottest cells added (weight 3)
+    paired: bool = True  # read each scan beside the other breast
+    seed: int = 0
+
+    def to_json(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Heads:
+    """The learnt heads, as weights on the raw trunk features (standardisation folded in)."""
+
+    cell_w: tuple[np.ndarray, ...]  # one (C,) per scale
+    cell_b: tuple[float, ...]
+    classes_w: np.ndarray  # (2C x scales, 7) on [average pool, max pool] of each scale
+    classes_b: np.ndarray  # (7,)
+    malignant_w: np.ndarray  # (2C,)
+    malignant_b: float
+
+
+def breast_cells(images: np.ndarray, grid: int) -> np.ndarray:
+    """(n, grid, grid) bool: cells whose pixels are mostly breast (prepare() leaves background near 0)."""
+    n, size = images.shape[0], images.shape[1]
+    step = size // grid
+    return images.reshape(n, grid, step, grid, step).mean((2, 4)) > 8
+
+
+def pooled(scales: list[np.ndarray]) -> np.ndarray:
+    """[global average, global max] of each scan's cell features at each scale, as the network pools them."""
+    return np.concatenate([part for f in scales for part in (f.mean((1, 2)), f.max((1, 2)))], axis=1)
+
+
+def _logistic(x: np.ndarray, y: np.ndarray, c: float, weight: np.ndarray | None = None, balanced: bool = True):
+    """A standardised L2 logistic regression, returned as (weights, bias) on the raw x."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = x.mean(0), x.std(0) + 1e-3
+    fit = LogisticRegression(C=c, class_weight="balanced" if balanced else None, max_iter=500)
+    fit.fit((x - mean) / scale, y, sample_weight=weight)
+    coef = fit.coef_ / scale  # (k, d)
+    bias = fit.intercept_ - coef @ mean
+    return coef, bias, fit.classes_
+
+
+def _cell_table(features, data: Dataset, index, breast, options: Options, rng, extra=()):
+    """Cell features and targets of the training scans `index` (plus (features, weight) of `extra`)."""
+    grid = features.shape[1]
+    xs, ys = [], []
+    for i in index:
+        record = data.records[i]
+        if record.lesions_without_location:
+            continue
+        cells = features[i].reshape(-1, features.shape[-1])
+        target = heatmap_target(data.circles[i], data.size, grid, False).reshape(-1)
+        inside = breast[i].reshape(-1)
+        if record.abnormal:
+            positive = np.flatnonzero(target == 1)
+            negative = np.flatnonzero((target == 0) & inside)
+            negative = rng.choice(negative, min(len(negative), options.abnormal_cells), replace=False)
+            xs += [cells[positive], cells[negative]]
+            ys += [np.ones(len(positive)), np.zeros(len(negative))]
+        else:
+            negative = np.flatnonzero(inside)
+            negative = rng.choice(negative, min(len(negative), options.normal_cells), replace=False)
+            background = np.flatnonzero(~inside)
+            background = rng.choice(background, min(len(background), options.background_cells), replace=False)
+            chosen = np.concatenate([negative, background])
+            xs.append(cells[chosen])
+            ys.append(np.zeros(len(chosen)))
+    weights = [np.ones(sum(len(y) for y in ys))]
+    for x, w in extra:  # more negatives, weighted
+        xs.append(x)
+        ys.append(np.zeros(len(x)))
+        weights.append(np.full(len(x), w))
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(weights)
+
+
+def _cell_head(features: np.ndarray, data: Dataset, index: np.ndarray, options: Options, rng) -> tuple[np.ndarray, float]:
+    """The lesion-cell logistic regression of one scale: (weights, bias)."""
+    breast = breast_cells(data.images, features.shape[1])
+    x, y, w = _cell_table(features, data, index, breast, options, rng)
+    coef, bias, _ = _logistic(x, y, options.cell_c, w)
+    if options.hard_negatives:  # the normal breasts' hottest cells again, weighted: false positives
+        hard = []
+        for i in index:
+            if not data.records[i].abnormal:
+                cells = features[i].reshape(-1, features.shape[-1])
+                hard.append(cells[np.argsort(cells @ coef[0] + bias[0])[-options.hard_negatives :]])
+        x, y, w = _cell_table(features, data, index, breast, options, rng, [(np.concatenate(hard), 3.0)])
+        coef, bias, _ = _logistic(x, y, options.cell_c, w)
+    return coef[0], float(bias[0])
+
+
+def fit_heads(scales: list[np.ndarray], data: Dataset, index: np.ndarray, options: Options) -> Heads:
+    """All heads from the training scans `index` only (`scales`: cell features, finest first)."""
+    rng = np.random.default_rng(options.seed)
+    cells = [_cell_head(f, data, index, options, rng) for f in scales]
+    cell_w, cell_b = tuple(c[0] for c in cells), tuple(c[1] for c in cells)
+    pool = pooled(scales)
+    abnormal = np.array([i for i in index if data.records[i].abnormal])
+    kinds = data.class_index[abnormal]
+    coef, bias, seen = _logistic(pool[abnormal], kinds, options.image_c)
+    classes_w = np.zeros((pool.shape[1], len(LABELS)))
+    classes_b = np.full(len(LABELS), NORM_BIAS)
+    if len(seen) == 2:  # sklearn gives one row for two classes
+        coef, bias = np.stack([-coef[0], coef[0]]) / 2, np.array([-bias[0], bias[0]]) / 2
+    for row, kind in enumerate(seen):
+        classes_w[:, kind], classes_b[kind] = coef[row], bias[row]
+    malignant = data.malignant[abnormal]
+    if len(np.unique(malignant)) == 2:
+        coef, bias, _ = _logistic(pool[abnormal], malignant, options.image_c)
+        malignant_w, malignant_b = coef[0], float(bias[0])
+    else:  # a fold without one of the two severities: the training rate
+        rate = float(np.clip(malignant.mean(), 0.01, 0.99))
+        malignant_w, malignant_b = np.zeros(pool.shape[1]), float(np.log(rate / (1 - rate)))
+    return Heads(cell_w, cell_b, classes_w, classes_b, malignant_w, malignant_b)
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The network's four outputs for a set of scans, computed in numpy from cached features."""
+
+    classes: np.ndarray  # (n, 7) P(class | abnormal)
+    abnormal: np.ndarray  # (n,) the hottest cell
+    malignant: np.ndarray  # (n,) P(malignant | abnormal)
+    heatmap: np.ndarray  # (n, g, g)
+
+
+def outputs(scales: list[np.ndarray], heads: Heads) -> Outputs:
+    """What `build_model(heads)` computes, in float64 numpy (checked against Keras in the tests).
+
+    The heat-map is the mean of the scales' cell probabilities, each coarser grid repeated onto
+    the finest one (a lesion is found by whichever scale sees it best)."""
+    grid = scales[0].shape[1]
+    heat = np.mean(
+        [_upsample(_sigmoid(f @ w + b), grid // f.shape[1]) for f, w, b in zip(scales, heads.cell_w, heads.cell_b)], axis=0
+    )
+    pool = pooled(scales)
+    logits = pool @ heads.classes_w + heads.classes_b
+    logits -= logits.max(1, keepdims=True)
+    classes = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    malignant = _sigmoid(pool @ heads.malignant_w + heads.malignant_b)
+    return Outputs(classes, heat.reshape(len(heat), -1).max(1), malignant, heat)
+
+
+def _upsample(heat: np.ndarray, factor: int) -> np.ndarray:
+    return np.repeat(np.repeat(heat, factor, axis=1), factor, axis=2) if factor > 1 else heat
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))
+
+
+def evidence(out: Outputs) -> np.ndarray:
+    """(n, 2) `edge.reading.heat_evidence` of every scan."""
+    return np.stack([heat_evidence(h) for h in out.heatmap])
+
+
+def partners(data: Dataset) -> np.ndarray:
+    """Index of the other breast of each scan in `data` (-1: none), by MIAS patient and side."""
+    position = {(r.patient, r.side): i for i, r in enumerate(data.records)}
+    return np.array([position.get((r.patient, "left" if r.side == "right" else "right"), -1) for r in data.records])
+
+
+def fit_reading(ev: np.ndarray, partner: np.ndarray, y: np.ndarray, index: np.ndarray) -> Reading:
+    """The reading stage from evidence of the scans `index` (out-of-fold evidence: never in-sample)."""
+    index = np.asarray(index)
+    single_coef, single_bias, _ = _logistic(ev[index], y[index], 1.0, balanced=False)
+    paired = index[partner[index] >= 0]
+    x = np.concatenate([ev[paired], ev[partner[paired]]], axis=1)
+    paired_coef, paired_bias, _ = _logistic(x, y[paired], 1.0, balanced=False)
+    return Reading(
+        Logistic(tuple(single_coef[0]), float(single_bias[0])), Logistic(tuple(paired_coef[0]), float(paired_bias[0]))
+    )
+
+
+def read(reading: Reading, ev: np.ndarray, partner: np.ndarray, rows: np.ndarray, paired: bool) -> np.ndarray:
+    """P(abnormal) of the scans `rows`, each beside its partner when `paired` and it has one."""
+    return np.array(
+        [reading.p_abnormal(ev[i], ev[partner[i]] if paired and partner[i] >= 0 else None) for i in rows]
+    )
+
+
+@dataclass
+class FoldResult:
+    """Out-of-fold outputs of every scan, and what each test fold was read with."""
+
+    probs: np.ndarray
+    abnormal: np.ndarray
+    malignant: np.ndarray
+    heatmaps: np.ndarray
+    threshold: np.ndarray  # per scan: its test fold's threshold, chosen on the training folds
+    readings: dict[int, Reading]
+
+
+def _take(scales: list[np.ndarray], rows: np.ndarray) -> list[np.ndarray]:
+    return [f[rows] for f in scales]
+
+
+def cross_validate(scales: list[np.ndarray], data: Dataset, folds: np.ndarray, options: Options, progress=None) -> FoldResult:
+    """Nested, patient-grouped: for each test fold, heads fitted on the other folds; the reading
+    stage and the triage threshold fitted on the inner out-of-fold evidence of those folds."""
+    n = len(data.records)
+    y = data.abnormal.astype(int)
+    partner = partners(data)
+    probs, abnormal, malignant = np.zeros((n, len(LABELS))), np.zeros(n), np.zeros(n)
+    heatmaps = np.zeros((n, scales[0].shape[1], scales[0].shape[2]), np.float32)
+    threshold = np.zeros(n)
+    readings = {}
+    ks = sorted(set(folds.tolist()))
+    for k in progress(ks, desc="folds") if progress else ks:
+        training = np.flatnonzero(folds != k)
+        inner_ev = np.zeros((n, 2))
+        for j in sorted(set(folds[training].tolist())):
+            inner_train = np.flatnonzero((folds != k) & (folds != j))
+            held = np.flatnonzero(folds == j)
+            inner_ev[held] = evidence(outputs(_take(scales, held), fit_heads(scales, data, inner_train, options)))
+        reading = fit_reading(inner_ev, partner, y, training)
+        inner_p = read(reading, inner_ev, partner, training, options.paired)
+        threshold_k = metrics.threshold_for_sensitivity(y[training], inner_p)
+        test = np.flatnonzero(folds == k)
+        out = outputs(_take(scales, test), fit_heads(scales, data, training, options))
+        ev = np.zeros((n, 2))
+        ev[test] = evidence(out)
+        p = read(reading, ev, partner, test, options.paired)
+        for row, i in enumerate(test):
+            a = answer(p[row], out.classes[row], out.malignant[row], threshold_k)
+            probs[i] = [a.probabilities[label] for label in LABELS]
+            abnormal[i], malignant[i] = a.abnormal, a.malignant
+        heatmaps[test] = out.heatmap
+        threshold[test] = threshold_k
+        readings[int(k)] = reading
+    return FoldResult(probs, abnormal, malignant, heatmaps, threshold, readings)
+
+
+def final_reading(scales: list[np.ndarray], data: Dataset, folds: np.ndarray, options: Options) -> tuple[Heads, Reading, float]:
+    """The shipped heads (all scans), reading stage and threshold (fitted on 5-fold out-of-fold evidence)."""
+    n = len(data.records)
+    y = data.abnormal.astype(int)
+    partner = partners(data)
+    ev = np.zeros((n, 2))
+    for k in sorted(set(folds.tolist())):
+        test = np.flatnonzero(folds == k)
+        ev[test] = evidence(outputs(_take(scales, test), fit_heads(scales, data, np.flatnonzero(folds != k), options)))
+    everyone = np.arange(n)
+    reading = fit_reading(ev, partner, y, everyone)
+    if not options.paired:  # the partner weighs nothing: every scan is read alone
+        reading = Reading(reading.single, Logistic((*reading.single.weights, 0.0, 0.0), reading.single.bias))
+    threshold = metrics.threshold_for_sensitivity(y, read(reading, ev, partner, everyone, options.paired))
+    return fit_heads(scales, data, everyone, options), reading, threshold
+
+
+def build_model(size: int, heads: Heads, factors: tuple[int, ...], batch_size: int | None = 1):
+    """The trunk at each scale and the heads as one Keras network with the device's four outputs.
+
+    Scale f reads the input average-pooled f x f (`scale_images` does the same in training), with
+    its own copy of the trunk; its cell probabilities are repeated onto the finest grid and the
+    scales averaged, exactly as `outputs` does."""
+    import keras
+    from keras import layers
+
+    from train import trunk
+
+    inputs = keras.Input(shape=(size, size, 1), batch_size=batch_size, name="scan")
+    grid = size // trunk.STRIDE // factors[0]
+    heats, pools = [], []
+    for f, w, b in zip(factors, heads.cell_w, heads.cell_b):
+        x = inputs if f == 1 else layers.AveragePooling2D(f, name=f"pool{f}")(inputs)
+        scale_in, cells = trunk.build(size // f, batch_size=batch_size)
+        cells = keras.Model(scale_in, cells, name=f"trunk{f}")(x)
+        head = layers.Conv2D(1, 1, name=f"cell_head{f}")
+        logit = head(cells)
+        head.set_weights([w.reshape(1, 1, -1, 1).astype(np.float32), np.array([b], np.float32)])
+        heat = layers.Activation("sigmoid", name=f"heat{f}")(logit)
+        repeat = f // factors[0]
+        heats.append(layers.UpSampling2D(repeat, name=f"repeat{f}")(heat) if repeat > 1 else heat)
+        pools += [layers.GlobalAveragePooling2D(name=f"avg{f}")(cells), layers.GlobalMaxPooling2D(name=f"max{f}")(cells)]
+    heat = layers.Average(name="heat")(heats) if len(heats) > 1 else heats[0]
+    heatmap = layers.Reshape((grid, grid), name="heatmap")(heat)
+    hottest = layers.GlobalMaxPooling2D(name="abnormal")(heat)
+    pool = layers.Concatenate(name="pooled")(pools)
+    classes_layer = layers.Dense(len(LABELS), activation="softmax", name="classes")
+    malignant_layer = layers.Dense(1, activation="sigmoid", name="malignant")
+    classes, malignant = classes_layer(pool), malignant_layer(pool)
+    classes_layer.set_weights([heads.classes_w.astype(np.float32), heads.classes_b.astype(np.float32)])
+    malignant_layer.set_weights([heads.malignant_w.reshape(-1, 1).astype(np.float32), np.array([heads.malignant_b], np.float32)])
+    return keras.Model(inputs, [classes, hottest, malignant, heatmap], name="mias_edge_reader")
+
+
+def scale_images(images: np.ndarray, factor: int) -> np.ndarray:
+    """Prepared images average-pooled factor x factor, as the network's pool layer does (float32)."""
+    if factor == 1:
+        return images.astype(np.float32)
+    n, size = images.shape[0], images.shape[1]
+    return images.reshape(n, size // factor, factor, size // factor, factor).astype(np.float32).mean((2, 4))
