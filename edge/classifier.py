@@ -28,7 +28,7 @@ import numpy as np
 
 from edge import LABELS
 from edge.errors import EdgeError
-from edge.manifest import Manifest, load_manifest, manifest_path_for, read_verified_model, verify_model_bytes
+from edge.manifest import OUTPUT_NAMES, Manifest, load_manifest, manifest_path_for, read_verified_model, verify_model_bytes
 from edge.preprocess import Geometry, Prepared, prepare
 from edge.reading import Reading, answer as reading_answer, heat_evidence
 
@@ -78,13 +78,8 @@ class Evidence:
     quality: str | None
 
 
-class RawOutputs(NamedTuple):
-    """The four outputs as the interpreter returned them (quantized), in contract order."""
-
-    classes: np.ndarray
-    abnormal: np.ndarray
-    malignant: np.ndarray
-    heatmap: np.ndarray
+RawOutputs = NamedTuple("RawOutputs", [(name, np.ndarray) for name in OUTPUT_NAMES])
+RawOutputs.__doc__ = "The four outputs as the interpreter returned them (quantized), in contract order."
 
 
 @dataclass(frozen=True, eq=False)

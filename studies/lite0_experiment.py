@@ -545,49 +545,24 @@ def ship(args) -> int:
     expected_classes = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     if abs(float(abnormal.ravel()[0]) - expected_abnormal) > 1e-3 or np.abs(classes[0] - expected_classes).max() > 1e-3:
         raise RuntimeError(f"Keras model and fitted heads disagree: {abnormal.ravel()[0]:.4f} vs {expected_abnormal:.4f}")
+    from train import handoff
+
     out = args.cache / "final"
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "model.keras")
     head = results["headline"]
     keep = ("auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1", "sensitivity_at_80_specificity", "sensitivity_at_90_specificity", "sensitivity_at_threshold", "specificity_at_threshold", "accuracy")
-    training = {
-        "input_size": size,
-        "input": {"shape": [1, size, size, 1], "dtype": "float32", "values": "uint8 grey levels 0..255 of edge.preprocess.prepare(scan, size=input_size).image; rescaled inside the model"},
-        "labels": list(LABELS),
-        "outputs": ["classes", "abnormal", "malignant", "heatmap"],
-        "heatmap": {"grid": size // 16, "stride": 16, "meaning": "P(cell inside a lesion circle) from the stride-16 cell classifier; cells outside the breast are 0; map back with Prepared.geometry"},
-        "triage": {
-            "threshold": threshold,
-            "target_sensitivity": metrics.TARGET_SENSITIVITY,
-            "rule": "refer when P(abnormal) >= threshold",
-            "chosen_on": f"pooled out-of-fold P(abnormal) of the 5-fold patient-grouped cross-validation of ship@{size} (reports/experiments/lite0; the development split, never the hold-out)",
-            "cv_sensitivity_at_threshold": head["sensitivity_at_threshold"],
-            "cv_specificity_at_threshold": head["specificity_at_threshold"],
-        },
-        "metrics": {
-            "what": "out-of-fold, 5-fold patient-grouped cross-validation on the development split; 95% bootstrap CI over patients; baseline = NORM for every image / constant score",
-            **{k: head[k] for k in keep},
-        },
-        "data": {
-            "source": "mini-MIAS development split",
-            "images": len(records),
-            "patients": len({r.patient for r in records}),
-            "classes": {label: sum(r.label == label for r in records) for label in LABELS},
-            "split": "train.splits.patient_folds(k=5, seed=0)",
-        },
-        "config": {
-            "model": "EfficientNet-Lite0 to stride 16 (ImageNet weights, frozen) + linear heads (train.lite0.build_shippable)",
-            "init": "imagenet-lite0",
-            "heads_C": chosen,
-            "cell_logit_scale": scale,
-            "cell_logit_shift": shift,
-            "folds": 5,
-        },
-        "init": "imagenet-lite0",
-        "seed": 0,
-        "train_seconds": round(time.time() - t0, 1),
-    }
-    (out / "training.json").write_text(json.dumps(training, indent=1))
+    handoff.write(out, model, handoff.Handoff(
+        input_size=size,
+        triage=handoff.Triage(threshold, metrics.TARGET_SENSITIVITY,
+                              f"pooled out-of-fold P(abnormal) of the 5-fold patient-grouped cross-validation of ship@{size} (reports/experiments/lite0; the development split, never the hold-out)"),
+        metrics={"what": "out-of-fold, 5-fold patient-grouped cross-validation on the development split; 95% bootstrap CI over patients; baseline = NORM for every image / constant score",
+                 **{k: head[k] for k in keep}},
+        data={"source": "mini-MIAS development split", "images": len(records), "patients": len({r.patient for r in records}),
+              "classes": {label: sum(r.label == label for r in records) for label in LABELS},
+              "split": "train.splits.patient_folds(k=5, seed=0)"},
+        record={"model": "EfficientNet-Lite0 to stride 16 (ImageNet weights, frozen) + linear heads (train.lite0.build_shippable)",
+                "heads_C": chosen, "cell_logit_scale": scale, "cell_logit_shift": shift, "folds": 5, "seed": 0,
+                "train_seconds": round(time.time() - t0, 1)},
+    ))
     print(f"wrote {out / 'model.keras'} and training.json ({time.time() - t0:.0f} s); P(abnormal) of {records[0].id}: {float(abnormal.ravel()[0]):.4f} (heads alone: {expected_abnormal:.4f})")
     return 0
 

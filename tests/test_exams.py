@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from classify_support import SHIPPED, json_lines, model_file, no_traceback, run_classify  # noqa: F401 (fixture)
+from classify_support import SHIPPED, json_lines, no_traceback, run_classify
 from coherence import coherence_problems
 from edge.classifier import Classifier
 from edge.decode import read_scan
@@ -32,6 +32,19 @@ def paired_model(tmp_path_factory) -> Path:
     shutil.copy(SHIPPED, folder / "model.tflite")
     manifest = json.loads(SHIPPED.with_suffix(".json").read_text())
     manifest["reading"] = READING
+    (folder / "model.json").write_text(json.dumps(manifest, indent=2))
+    return folder / "model.tflite"
+
+
+@pytest.fixture(scope="module")
+def lone_model(tmp_path_factory) -> Path:
+    """The shipped model.tflite with a manifest without a reading stage: read scan by scan."""
+    if not SHIPPED.is_file():
+        pytest.skip("no shipped model")
+    folder = tmp_path_factory.mktemp("lone_model")
+    shutil.copy(SHIPPED, folder / "model.tflite")
+    manifest = json.loads(SHIPPED.with_suffix(".json").read_text())
+    manifest.pop("reading", None)
     (folder / "model.json").write_text(json.dumps(manifest, indent=2))
     return folder / "model.tflite"
 
@@ -203,12 +216,12 @@ def test_pairing_keeps_one_line_per_scan_the_log_and_the_overlays(paired_model, 
         assert len(log.rows()) == 6
 
 
-def test_a_model_without_a_reading_stage_reads_every_scan_alone(model_file, mias_dir, tmp_path):
+def test_a_model_without_a_reading_stage_reads_every_scan_alone(lone_model, mias_dir, tmp_path):
     for name, source in (("l1.png", "mdb006.png"), ("l2.png", "mdb008.png"), ("r.png", "mdb005.png")):
         shutil.copy(mias_dir / source, tmp_path / name)
     sheet = tmp_path / "exams.csv"
     sheet.write_text("woman,left,right\nW,l1.png,r.png\nW,l2.png,\n")
-    records, result = classify(model_file, "--exams", sheet)
+    records, result = classify(lone_model, "--exams", sheet)
     assert result.returncode == 0, result.stderr
     assert all(r["contralateral"] is None and "note" not in r for r in records)  # no pairing note: nothing was paired
 

@@ -34,7 +34,7 @@ NORM_BIAS = -30.0
 
 @dataclass(frozen=True)
 class Options:
-    """The reader's choices (fixed before looking at any test fold; see reports/experiments/ablation.md)."""
+    """The reader's choices; which were compared on the CV folds: reports/experiments/ablation/ablation.md."""
 
     cell_c: float = 0.01  # inverse L2 strength of the cell head
     image_c: float = 0.05  # of the classes and malignancy heads
@@ -318,7 +318,8 @@ def build_model(size: int, heads: Heads, factors: tuple[int, ...], batch_size: i
         head.set_weights([w.reshape(1, 1, -1, 1).astype(np.float32), np.array([b], np.float32)])
         heat = layers.Activation("sigmoid", name=f"heat{f}")(logit)
         repeat = f // factors[0]
-        heats.append(layers.UpSampling2D(repeat, name=f"repeat{f}")(heat) if repeat > 1 else heat)
+        # nearest-neighbour resizing by a whole factor repeats each cell: RESIZE_NEAREST_NEIGHBOR on the Edge TPU
+        heats.append(layers.Resizing(grid, grid, interpolation="nearest", name=f"repeat{f}")(heat) if repeat > 1 else heat)
         pools += [layers.GlobalAveragePooling2D(name=f"avg{f}")(cells), layers.GlobalMaxPooling2D(name=f"max{f}")(cells)]
     heat = layers.Average(name="heat")(heats) if len(heats) > 1 else heats[0]
     heatmap = layers.Reshape((grid, grid), name="heatmap")(heat)
