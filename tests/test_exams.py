@@ -23,30 +23,25 @@ READING = {"single": {"weights": [1.0, 0.5], "bias": 0.0},
            "paired": {"weights": [1.0, 0.5, -0.8, -0.4], "bias": 0.3}}
 
 
-@pytest.fixture(scope="module")
-def paired_model(tmp_path_factory) -> Path:
-    """The shipped model.tflite with a manifest that has a reading stage."""
+def _shipped_model_with(folder: Path, reading: dict | None) -> Path:
+    """The shipped model.tflite in `folder`, its manifest with `reading` as the reading stage (None: none)."""
     if not SHIPPED.is_file():
         pytest.skip("no shipped model")
-    folder = tmp_path_factory.mktemp("paired_model")
     shutil.copy(SHIPPED, folder / "model.tflite")
     manifest = json.loads(SHIPPED.with_suffix(".json").read_text())
-    manifest["reading"] = READING
-    (folder / "model.json").write_text(json.dumps(manifest, indent=2))
+    manifest["reading"] = reading
+    (folder / "model.json").write_text(json.dumps(manifest, indent=2))  # same bytes: the sha256 still holds
     return folder / "model.tflite"
+
+
+@pytest.fixture(scope="module")
+def paired_model(tmp_path_factory) -> Path:
+    return _shipped_model_with(tmp_path_factory.mktemp("paired_model"), READING)
 
 
 @pytest.fixture(scope="module")
 def lone_model(tmp_path_factory) -> Path:
-    """The shipped model.tflite with a manifest without a reading stage: read scan by scan."""
-    if not SHIPPED.is_file():
-        pytest.skip("no shipped model")
-    folder = tmp_path_factory.mktemp("lone_model")
-    shutil.copy(SHIPPED, folder / "model.tflite")
-    manifest = json.loads(SHIPPED.with_suffix(".json").read_text())
-    manifest.pop("reading", None)
-    (folder / "model.json").write_text(json.dumps(manifest, indent=2))
-    return folder / "model.tflite"
+    return _shipped_model_with(tmp_path_factory.mktemp("lone_model"), None)
 
 
 @pytest.fixture(scope="module")

@@ -116,13 +116,11 @@ def test_litert_and_tflite_runtime_2_14_agree_within_one_step(model_under_test, 
     print(f"{model_under_test}: ai-edge-litert vs tflite-runtime 2.14, largest difference in uint8 steps: "
           f"same builtin kernels {steps['builtin']}, each runtime's defaults {steps['default']}")
     assert steps["builtin"] <= 1, f"same kernels, outputs differ by {steps['builtin']} quantization steps"
-    bound = 8
+    # Each runtime's default kernels round differently; the runner never uses them (device configs ask for the
+    # builtin kernels), so their difference is printed above, not bounded.
     report = REPO / "reports" / "fidelity" / "fidelity.json"
     if model_under_test == SHIPPED and report.is_file():
-        context = json.loads(report.read_text())["context"]
-        assert context["sha256"] == manifest.sha256, "reports/fidelity is not about the shipped model"
-        bound = context["kernels"]["largest_output_difference_steps"] + 1
-    assert steps["default"] <= bound, f"default kernels (LiteRT uses XNNPACK) differ by {steps['default']} steps (> {bound})"
+        assert json.loads(report.read_text())["context"]["sha256"] == manifest.sha256, "reports/fidelity is not about the shipped model"
 
 
 def _run(classifier, images) -> list[list[np.ndarray]]:

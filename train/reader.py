@@ -79,6 +79,8 @@ def _logistic(x: np.ndarray, y: np.ndarray, c: float, weight: np.ndarray | None 
     """A standardised L2 logistic regression, returned as (weights, bias) on the raw x."""
     from sklearn.linear_model import LogisticRegression
 
+    if len(np.unique(y)) < 2:  # a small training set with one class only: no direction to learn
+        return np.zeros((1, x.shape[1])), np.zeros(1), np.unique(y)
     mean, scale = x.mean(0), x.std(0) + 1e-3
     fit = LogisticRegression(C=c, class_weight="balanced" if balanced else None, max_iter=500)
     fit.fit((x - mean) / scale, y, sample_weight=weight)
