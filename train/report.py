@@ -168,7 +168,8 @@ def summary(document: dict, table: metrics.Table) -> str:
         f"Target sensitivity {document['triage']['target_sensitivity']:.0%}. Rule: {document['triage']['rule']}. "
         "Fold thresholds: "
         + ", ".join(f"fold {k}: {v:.3f}" for k, v in document["triage"]["fold_thresholds"].items())
-        + f". The final model's threshold (same rule on all folds): {document['triage']['final_threshold']:.3f}.",
+        + f". The same rule on the pooled out-of-fold scores gives {document['triage']['final_threshold']:.3f}; the shipped "
+        "model's threshold is chosen the same way on its own final reading stage (`training.json`, triage).",
         "",
         "## Confusion matrix (rows: true class, columns: predicted)",
         "",
@@ -495,9 +496,9 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
                      f"{_fmt(compared[shipped]['auc_abnormal_minus_previous'])}" if shipped else "")
                   + (f"; the same reader on the float trunk's features, {_fmt(compared[FLOAT_ROW]['auc_abnormal'])}: what a "
                      "trunk that keeps its features in int8 (quantization-aware training) could win back" if FLOAT_ROW in compared else "")
-                  + ". Chosen on these folds: the input size, the scales and reading beside the other breast "
-                  "(a handful of candidates, so the shipped figures are slightly optimistic); fitted inside training "
-                  "folds: everything else."]
+                  + ". Chosen on these folds: the input size, the scales, reading beside the other breast and, in "
+                  "probes, the cell head's regularisation and the trunk's tap (a handful of candidates, so the shipped "
+                  "figures are slightly optimistic); fitted inside training folds: everything else."]
     lines += [
         "",
         f"![confusion matrix]({folder}/confusion.png) ![ROC]({folder}/roc.png)",
