@@ -67,13 +67,10 @@ def load_device(name: str) -> DeviceConfig:
 
 def load_config_file(path: str | Path) -> DeviceConfig:
     """A board config from any TOML file (--config)."""
+    from edge.fileio import read_text
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise EdgeError(f"{path}: device config not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EdgeError(f"{path}: device config cannot be read ({exc})") from None
+    text = read_text(path, "device config")
     return parse_config(text, name=path.stem, where=str(path))
 
 

@@ -43,12 +43,9 @@ def read_exams_csv(path: Path) -> list[Exam]:
 
     Either side may be empty (a woman with one breast scanned). Every bad row is named at once.
     """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise EdgeError(f"{path}: exams file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EdgeError(f"{path}: exams file cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    from edge.fileio import read_text
+
+    text = read_text(path, "exams file", encoding="utf-8-sig")
     rows = list(csv.reader(text.splitlines()))
     if not rows or [c.strip().lower() for c in rows[0]] != list(CSV_COLUMNS):
         raise EdgeError(f"{path}: the first line must be the header {','.join(CSV_COLUMNS)}")

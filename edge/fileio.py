@@ -44,14 +44,23 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def read_json_object(path: str | Path, what: str, where_hint: str) -> dict[str, Any]:
-    """A JSON object from `path`, or an `EdgeError` saying which file (`what`) and why."""
+def read_text(path: str | Path, what: str, where_hint: str = "", encoding: str = "utf-8") -> str:
+    """The text of `path`, or an `EdgeError` saying which file (`what`) and why."""
     path = Path(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        return path.read_text(encoding=encoding)
     except FileNotFoundError:
-        raise EdgeError(f"{path}: {what} not found ({where_hint})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgeError(f"{path}: {what} not found" + (f" ({where_hint})" if where_hint else "")) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EdgeError(f"{path}: {what} cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def read_json_object(path: str | Path, what: str, where_hint: str) -> dict[str, Any]:
+    """A JSON object from `path`, or an `EdgeError` saying which file (`what`) and why."""
+    text = read_text(path, what, where_hint)
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise EdgeError(f"{path}: {what} cannot be read ({exc})") from None
     if not isinstance(raw, dict):
         raise EdgeError(f"{path}: {what} is not a JSON object")
