@@ -53,20 +53,6 @@ class Dataset:
     def malignant(self) -> np.ndarray:
         return np.array([r.malignant for r in self.records], dtype=np.float32)
 
-    @property
-    def unlocated(self) -> np.ndarray:
-        """Images with a lesion the truth table gives no coordinates for (heat-map target unknown)."""
-        return np.array([r.lesions_without_location > 0 for r in self.records])
-
-    def subset(self, index: np.ndarray) -> "Dataset":
-        index = np.asarray(index)
-        return Dataset(
-            [self.records[i] for i in index],
-            self.images[index],
-            [self.geometries[i] for i in index],
-            [self.circles[i] for i in index],
-        )
-
 
 def load_dataset(records: list[MiasRecord], size: int, progress=None) -> Dataset:
     """Prepare every scan once (the device's `prepare`) and put its circles on the input grid."""
