@@ -142,7 +142,7 @@ def run(
         raise EdgeError("give --device NAME or --config FILE, not both")
     if (force or log_patient_id) and log is None:
         raise EdgeError(f"{'--force' if force else '--log-patient-id'} only makes sense with --log FILE")
-    board = _board(device, config)
+    board = choose_board(device, config)
     classifier = _classifier(board, model, threads)
     if overlay is not None:
         _check_folder(overlay)
@@ -180,7 +180,7 @@ def version_text(model: Path | None = None, device: str | None = None, config: P
     except PackageNotFoundError:
         package = "not installed (running from a source folder)"
     lines = [f"edge-classify, mias-edge {package}"]
-    path = model or default_model_path(_board(device, config).model)
+    path = model or default_model_path(choose_board(device, config).model)
     try:
         manifest = load_manifest(manifest_path_for(path))
     except EdgeError as exc:
@@ -222,7 +222,8 @@ def _chain(first, rest):
     yield from rest
 
 
-def _board(device: str | None, config: Path | None):
+def choose_board(device: str | None, config: Path | None):
+    """The board settings of --device NAME or --config FILE (or the default CPU settings): the one chooser of the device commands."""
     from edge.device import default_config, load_config_file, load_device
 
     if device:
@@ -232,19 +233,28 @@ def _board(device: str | None, config: Path | None):
     return default_config()
 
 
-def _classifier(board, model: Path | None, threads: int | None):
-    from edge.classifier import Classifier, default_model_path
+def model_for_board(board, model: Path | None) -> Path:
+    """`model`, or the board's packaged variant; a missing variant (an Edge TPU model not compiled) is
+    one clear error, the same in edge-classify and edge-bench."""
+    from edge.classifier import default_model_path
 
-    if model is None:
-        model = default_model_path(board.model)
-        if not model.is_file():
-            hint = (
-                "compile model.tflite with edgetpu_compiler and put the result beside it (see edge-convert)"
-                if "edgetpu" in board.model
-                else "reinstall mias-edge, or give a model with --model FILE"
-            )
-            raise EdgeError(f"{model}: no packaged model {board.model} for device '{board.name}'; {hint}")
-    return Classifier.for_board(board, model, threads=threads)
+    if model is not None:
+        return model
+    model = default_model_path(board.model)
+    if not model.is_file():
+        hint = (
+            "compile model.tflite with edgetpu_compiler and put the result beside it (see edge-convert)"
+            if "edgetpu" in board.model
+            else "reinstall mias-edge, or give a model with --model FILE"
+        )
+        raise EdgeError(f"{model}: no packaged model {board.model} for device '{board.name}'; {hint}")
+    return model
+
+
+def _classifier(board, model: Path | None, threads: int | None):
+    from edge.classifier import Classifier
+
+    return Classifier.for_board(board, model_for_board(board, model), threads=threads)
 
 
 def _check_folder(folder: Path) -> None:

@@ -65,13 +65,17 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from edge import bench as lib
-    from edge.classifier import Classifier, default_model_path
-    from edge.classify_cli import _board as choose_board  # the one board chooser of the device commands
+    from edge.classifier import Classifier
+    from edge.classify_cli import choose_board, model_for_board
+    from edge.device import board_mismatch
     from edge.fileio import atomic_write_text
 
     board = choose_board(args.device, args.config)
     threads = args.threads or board.threads
-    model = args.model or default_model_path(board.model)
+    model = model_for_board(board, args.model)
+    mismatch = board_mismatch(board)
+    if mismatch:
+        print(mismatch, file=sys.stderr)
     for path in [model, *args.compare]:
         if not Path(path).is_file():
             raise EdgeError(f"{path}: model file not found")

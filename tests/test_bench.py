@@ -200,3 +200,27 @@ def test_help_lists_every_option_and_bad_values_are_usage_errors():
     for args in (["--runs", "0"], ["--threads", "two"], ["--schedule", "random"], ["--device", "rpi4", "--config", "x.toml"]):
         result = run("edge-bench", *args, timeout=60)
         assert result.returncode == 2 and "Traceback" not in result.stderr and result.stdout == "", args
+
+
+def test_an_edge_tpu_board_without_a_compiled_model_is_the_same_clear_error_as_in_edge_classify(mias_dir):
+    """Coral configs pick model_edgetpu.tflite, which only edgetpu_compiler makes: both commands say so alike."""
+    from classify_support import run_classify
+
+    bench_result = run("edge-bench", "--device", "coral-usb", timeout=60)
+    classify_result = run_classify(str(mias_dir / "mdb005.png"), "--device", "coral-usb")
+    for result in (bench_result, classify_result):
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no packaged model model_edgetpu.tflite for device 'coral-usb'" in bench_result.stderr
+    assert bench_result.stderr.strip() == classify_result.stderr.strip()
+
+
+def test_a_pi_config_on_another_machine_says_so_in_one_line(models):
+    from edge.device import board_mismatch, load_device
+
+    expected = board_mismatch(load_device("rpi4"))
+    if expected is None:
+        pytest.skip("this machine is a Raspberry Pi 4")
+    result = run("edge-bench", "--device", "rpi4", "--model", str(models[0]), "--runs", "2", "--warmup", "0",
+                 "--cold-runs", "0", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("note:")] == [expected]

@@ -13,7 +13,7 @@ import pytest
 
 from classify_support import REPO, SHIPPED, json_lines, model_file, no_traceback, run_classify  # noqa: F401 (fixture)
 from edge.classifier import Classifier
-from edge.classify_cli import _board, _classifier
+from edge.classify_cli import _classifier, choose_board
 from edge.device import DeviceConfig, known_devices, load_config_file, load_device, parse_config
 from edge.errors import EdgeError
 
@@ -66,7 +66,7 @@ def test_a_bad_config_file_is_refused(text, words, tmp_path):
 def test_config_file_and_threads_override(model_file, tmp_path):
     board = tmp_path / "myboard.toml"
     board.write_text('description = "test board"\nthreads = 3\nruntime = "ai_edge_litert"\n')
-    config = _board(None, board)
+    config = choose_board(None, board)
     assert config == DeviceConfig(name="myboard", description="test board", threads=3, runtime="ai_edge_litert")
     assert _classifier(config, model_file, None).threads == 3
     assert _classifier(config, model_file, 1).threads == 1
