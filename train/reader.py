@@ -59,7 +59,7 @@ class Heads:
     cell_b: tuple[float, ...]
     classes_w: np.ndarray  # (2C x scales, 7) on [average pool, max pool] of each scale
     classes_b: np.ndarray  # (7,)
-    malignant_w: np.ndarray  # (2C,)
+    malignant_w: np.ndarray  # (2C x scales,)
     malignant_b: float
 
 
