@@ -255,7 +255,7 @@ def plot_roc(table: metrics.Table, document: dict, path: Path) -> None:
             ax.plot(fpr, tpr, label=f"{name}: AUC {_fmt(document['headline'][key], 2)}")
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="constant score (AUC 0.5)")
     sens, spec = document["headline"]["sensitivity_at_threshold"]["value"], document["headline"]["specificity_at_threshold"]["value"]
-    ax.plot([1 - spec], [sens], "o", color="C3", label="triage threshold (cross-fitted)")
+    ax.plot([1 - spec], [sens], "o", color="C3", label="triage threshold (chosen on training folds)")
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
     ax.set_title("Out-of-fold ROC", fontsize=9)
