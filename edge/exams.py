@@ -72,6 +72,11 @@ def mias_number(path: Path | str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def mias_woman(number: int) -> str:
+    """The woman of MIAS scan mdbN: N odd is her right breast, N + 1 her left."""
+    return f"mias-{(number + 1) // 2}"
+
+
 def pair(paths: list[Path | None], exams: list[Exam] = ()) -> list[Pairing]:
     """The pairing of every scan of a batch (a None path, such as a camera frame, is read alone)."""
     keys = [file_key(p) for p in paths]
@@ -91,7 +96,7 @@ def pair(paths: list[Path | None], exams: list[Exam] = ()) -> list[Pairing]:
             number = mias_number(key)
             if number is None or number == 0:
                 continue
-            woman, side = f"mias-{(number + 1) // 2}", "R" if number % 2 else "L"
+            woman, side = mias_woman(number), "R" if number % 2 else "L"
         woman_of[i] = woman
         sides.setdefault(woman, {"L": [], "R": []})[side].append(i)
     result = []

@@ -133,7 +133,7 @@ def markdown(rows: dict, seconds: float) -> str:
         "everything fitted (heads, reading stage, threshold) is fitted on training folds only.",
         "- Rows without 'int8' fit and read the heads on the float trunk's features: what a float model would "
         "reach. The shipped row fits and reads them on the int8 trunk's features (`train.trunk.int8_features`), "
-        "what the board computes: post-training int8 moves the frozen trunk's features by about 40% of their "
+        "what the board computes: post-training int8 moves the frozen trunk's features by about 40% of their "  # scripts/int8_reader_check.py
         "spread per channel, and this row is the figure the board's answers carry.",
         "- Also compared on these folds, in probes before these rows: the cell head's regularisation (C 0.01 "
         "against 0.1) and the trunk's tap (block 11 against 7, 9 and 13). The other regularisation strengths, the "

@@ -48,7 +48,9 @@ class Table:
         """Out-of-fold outputs of MIAS records (train.mias.MiasRecord) as a table."""
         exam = ()
         if contralateral is not None:
-            exam = (np.array([f"mias-{r.patient}" for r in records]), np.asarray(contralateral), np.asarray(threshold, float))
+            from edge.exams import mias_woman  # the woman id edge-classify prints
+
+            exam = (np.array([mias_woman(r.number) for r in records]), np.asarray(contralateral), np.asarray(threshold, float))
         return cls(
             np.array([r.id for r in records]),
             np.array([r.patient for r in records]),
