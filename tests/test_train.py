@@ -16,7 +16,7 @@ from train.data import Circle
 ALLOWED_LAYERS = {
     "InputLayer", "Functional", "Rescaling", "Activation", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU",
     "ZeroPadding2D", "Concatenate", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "AveragePooling2D", "Resizing",
-    "Average", "Dense", "Reshape",
+    "Average", "Dense", "Reshape", "Softmax", "Multiply",
 }
 
 

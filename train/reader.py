@@ -32,6 +32,14 @@ NORM_BIAS = -30.0
 """Bias of the NORM column of the classes head: the head says what a finding is, not whether there is one."""
 
 
+FOCUS = 2.0
+"""The malignancy head also reads each scale's cells averaged with softmax(FOCUS x cell logit)
+weights: what the scan's hottest cells look like, not the whole breast (a lesion is a few cells
+of a thousand). Softmax, multiply and mean compile for the Edge TPU; top-k does not. The kind
+head keeps whole-breast pooling: the focused block did not help it on the CV folds
+(reports/experiments/ablation)."""
+
+
 @dataclass(frozen=True)
 class Options:
     """The reader's choices; which were compared on the CV folds: reports/experiments/ablation/ablation.md."""
@@ -42,6 +50,7 @@ class Options:
     abnormal_cells: int = 50  # negative cells drawn per abnormal breast, outside its circles
     background_cells: int = 10
     hard_negatives: int = 0  # if > 0: refit with each normal breast's N hottest cells added (weight 3)
+    focus: float = FOCUS  # sharpness of the hottest-cell pooling the malignancy head reads (0: none)
     paired: bool = True  # read each scan beside the other breast
     seed: int = 0
 
@@ -57,10 +66,11 @@ class Heads:
 
     cell_w: tuple[np.ndarray, ...]  # one (C,) per scale
     cell_b: tuple[float, ...]
-    classes_w: np.ndarray  # (2C x scales, 7) on [average pool, max pool] of each scale
+    classes_w: np.ndarray  # (2C x scales, 7) on `pooled` features
     classes_b: np.ndarray  # (7,)
-    malignant_w: np.ndarray  # (2C x scales,)
+    malignant_w: np.ndarray  # (2C x scales,), or (3C x scales,) with the focused block
     malignant_b: float
+    focus: float = 0.0  # Options.focus the malignancy head was fitted with
 
 
 def breast_cells(images: np.ndarray, grid: int) -> np.ndarray:
@@ -70,9 +80,23 @@ def breast_cells(images: np.ndarray, grid: int) -> np.ndarray:
     return images.reshape(n, grid, step, grid, step).mean((2, 4)) > 8
 
 
-def pooled(scales: list[np.ndarray]) -> np.ndarray:
-    """[global average, global max] of each scan's cell features at each scale, as the network pools them."""
-    return np.concatenate([part for f in scales for part in (f.mean((1, 2)), f.max((1, 2)))], axis=1)
+def pooled(scales: list[np.ndarray], cell_w=(), cell_b=(), focus: float = 0.0) -> np.ndarray:
+    """[global average, global max(, focused)] of each scan's cell features at each scale, as the network pools them."""
+    parts = []
+    for k, f in enumerate(scales):
+        parts += [f.mean((1, 2)), f.max((1, 2))]
+        if focus:
+            parts.append(focused(f, cell_w[k], cell_b[k], focus))
+    return np.concatenate(parts, axis=1)
+
+
+def focused(features: np.ndarray, w: np.ndarray, b: float, focus: float) -> np.ndarray:
+    """(n, C): each scan's cell features averaged with softmax(focus x cell logit) weights."""
+    flat = features.reshape(len(features), -1, features.shape[-1])
+    z = (flat @ w + b) * focus
+    weights = np.exp(z - z.max(1, keepdims=True))
+    weights /= weights.sum(1, keepdims=True)
+    return np.einsum("nc,ncd->nd", weights, flat)
 
 
 def _logistic(x: np.ndarray, y: np.ndarray, c: float, weight: np.ndarray | None = None, balanced: bool = True):
@@ -143,7 +167,7 @@ def fit_heads(scales: list[np.ndarray], data: Dataset, index: np.ndarray, option
     rng = np.random.default_rng(options.seed)
     cells = [_cell_head(f, data, index, options, rng) for f in scales]
     cell_w, cell_b = tuple(c[0] for c in cells), tuple(c[1] for c in cells)
-    pool = pooled(scales)
+    pool, focus_pool = pooled(scales), pooled(scales, cell_w, cell_b, options.focus)
     abnormal = np.array([i for i in index if data.records[i].abnormal])
     kinds = data.class_index[abnormal]
     coef, bias, seen = _logistic(pool[abnormal], kinds, options.image_c)
@@ -155,12 +179,12 @@ def fit_heads(scales: list[np.ndarray], data: Dataset, index: np.ndarray, option
         classes_w[:, kind], classes_b[kind] = coef[row], bias[row]
     malignant = data.malignant[abnormal]
     if len(np.unique(malignant)) == 2:
-        coef, bias, _ = _logistic(pool[abnormal], malignant, options.image_c)
+        coef, bias, _ = _logistic(focus_pool[abnormal], malignant, options.image_c)
         malignant_w, malignant_b = coef[0], float(bias[0])
     else:  # a fold without one of the two severities: the training rate
         rate = float(np.clip(malignant.mean(), 0.01, 0.99))
-        malignant_w, malignant_b = np.zeros(pool.shape[1]), float(np.log(rate / (1 - rate)))
-    return Heads(cell_w, cell_b, classes_w, classes_b, malignant_w, malignant_b)
+        malignant_w, malignant_b = np.zeros(focus_pool.shape[1]), float(np.log(rate / (1 - rate)))
+    return Heads(cell_w, cell_b, classes_w, classes_b, malignant_w, malignant_b, options.focus)
 
 
 @dataclass(frozen=True)
@@ -186,7 +210,7 @@ def outputs(scales: list[np.ndarray], heads: Heads) -> Outputs:
     logits = pool @ heads.classes_w + heads.classes_b
     logits -= logits.max(1, keepdims=True)
     classes = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    malignant = _sigmoid(pool @ heads.malignant_w + heads.malignant_b)
+    malignant = _sigmoid(pooled(scales, heads.cell_w, heads.cell_b, heads.focus) @ heads.malignant_w + heads.malignant_b)
     return Outputs(classes, heat.reshape(len(heat), -1).max(1), malignant, heat)
 
 
@@ -310,7 +334,7 @@ def build_model(size: int, heads: Heads, factors: tuple[int, ...], batch_size: i
 
     inputs = keras.Input(shape=(size, size, 1), batch_size=batch_size, name="scan")
     grid = size // trunk.STRIDE // factors[0]
-    heats, pools = [], []
+    heats, pools, focus_pools = [], [], []
     for f, w, b in zip(factors, heads.cell_w, heads.cell_b):
         x = inputs if f == 1 else layers.AveragePooling2D(f, name=f"pool{f}")(inputs)
         scale_in, cells = trunk.build(size // f, batch_size=batch_size)
@@ -323,16 +347,37 @@ def build_model(size: int, heads: Heads, factors: tuple[int, ...], batch_size: i
         # nearest-neighbour resizing by a whole factor repeats each cell: RESIZE_NEAREST_NEIGHBOR on the Edge TPU
         heats.append(layers.Resizing(grid, grid, interpolation="nearest", name=f"repeat{f}")(heat) if repeat > 1 else heat)
         pools += [layers.GlobalAveragePooling2D(name=f"avg{f}")(cells), layers.GlobalMaxPooling2D(name=f"max{f}")(cells)]
+        focus_pools += [*pools[-2:], _focused_layers(cells, w, b, heads.focus, f)] if heads.focus else pools[-2:]
     heat = layers.Average(name="heat")(heats) if len(heats) > 1 else heats[0]
     heatmap = layers.Reshape((grid, grid), name="heatmap")(heat)
     hottest = layers.GlobalMaxPooling2D(name="abnormal")(heat)
     pool = layers.Concatenate(name="pooled")(pools)
+    focus_pool = layers.Concatenate(name="focus_pooled")(focus_pools) if heads.focus else pool
     classes_layer = layers.Dense(len(LABELS), activation="softmax", name="classes")
     malignant_layer = layers.Dense(1, activation="sigmoid", name="malignant")
-    classes, malignant = classes_layer(pool), malignant_layer(pool)
+    classes, malignant = classes_layer(pool), malignant_layer(focus_pool)
+    # the focused block is pooled as a mean over the grid, not a sum: its weights take the grid's cell count
+    rows = np.ones(len(heads.malignant_w), np.float32)
+    if heads.focus:
+        for k, f in enumerate(factors):
+            rows[(3 * k + 2) * trunk.CHANNELS : (3 * k + 3) * trunk.CHANNELS] = (size // trunk.STRIDE // f) ** 2
     classes_layer.set_weights([heads.classes_w.astype(np.float32), heads.classes_b.astype(np.float32)])
-    malignant_layer.set_weights([heads.malignant_w.reshape(-1, 1).astype(np.float32), np.array([heads.malignant_b], np.float32)])
+    malignant_layer.set_weights([(heads.malignant_w * rows).reshape(-1, 1).astype(np.float32), np.array([heads.malignant_b], np.float32)])
     return keras.Model(inputs, [classes, hottest, malignant, heatmap], name="mias_edge_reader")
+
+
+def _focused_layers(cells, w: np.ndarray, b: float, focus: float, f: int):
+    """`focused` as layers: a sharpened copy of the cell head, a softmax over the grid, the
+    features weighted by it, averaged (the sum divided by the cell count)."""
+    from keras import layers
+
+    grid = cells.shape[1]
+    logit = layers.Conv2D(1, 1, name=f"focus_logit{f}")
+    z = logit(cells)
+    logit.set_weights([(w * focus).reshape(1, 1, -1, 1).astype(np.float32), np.array([b * focus], np.float32)])
+    weights = layers.Softmax(name=f"focus_weights{f}")(layers.Reshape((grid * grid,), name=f"focus_flat{f}")(z))
+    weights = layers.Reshape((grid, grid, 1), name=f"focus_grid{f}")(weights)
+    return layers.GlobalAveragePooling2D(name=f"focused{f}")(layers.Multiply(name=f"focus{f}")([cells, weights]))
 
 
 def scale_images(images: np.ndarray, factor: int) -> np.ndarray:
