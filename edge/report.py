@@ -18,6 +18,8 @@ import csv
 import io
 import json
 import os
+import shutil
+import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
@@ -192,17 +194,18 @@ def json_row(row: LoggedRow) -> dict[str, Any]:
 class Pictures:
     """Thumbnails for the page (JPEG, base64), each made from the scan file at its logged path
     (relative paths from `scans_dir`) and its logged heat-map, and only when the file's sha256 is
-    the one logged: never another woman's scan that now lies at that path. At most `limit`."""
+    the one logged: never another woman's scan that now lies at that path. At most `limit` tried."""
 
     def __init__(self, scans_dir: Path, limit: int) -> None:
         self.scans_dir, self.limit = scans_dir, limit
         self.made = self.missing = self.over_limit = 0
 
     def of(self, row: LoggedRow) -> tuple[str | None, str | None]:
-        """(a data: URI, or None; a note for the reader: why there is no picture, or no heat-map)."""
-        if self.made >= self.limit:
+        """(a data: URI, or None; a note for the reader: why there is no picture, or no heat-map).
+        The limit bounds the work: a scan whose file is gone counts as one tried."""
+        if self.made + self.missing >= self.limit:
             self.over_limit += 1
-            return None, f"no picture: the report shows at most {self.limit} (edge-report --max-pictures)"
+            return None, f"no picture: pictures are made for at most {self.limit} scans (edge-report --max-pictures)"
         try:
             image, note = self._image(row)
         except EdgeError as exc:
@@ -256,48 +259,62 @@ def write_report(log: Path, out: Path, selection: Selection, centre: str | None 
         raise EdgeError(f"{out}: cannot create the report folder ({exc.strerror or exc})") from None
     pictures = Pictures(scans_dir, max_pictures)
     made = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    with LogReader(log) as reader:
+    with LogReader(log) as reader, _spool(out) as referred, _spool(out) as failed:
         counts = Counts(replaced=reader.replaced(selection.since, selection.until))
+        page = report_page.Page(centre=centre, selection=selection, log=log, made=made, counts=counts,
+                                manifest=manifest, pictures=pictures)
         about = {"centre": centre, "range": selection.name, "since": selection.since, "until": selection.until,
                  "id": selection.visit_id, "log": str(log), "made": made}
+        # First pass: the tables, the counts the page opens with, and its women to refer (so their
+        # pictures come first) and failures, spooled; second pass: the routine women.
         with atomic_writer(out / "results.csv", text=True) as table, atomic_writer(out / "results.json", text=True) as data:
             writer = csv.writer(table)
             writer.writerow(CSV_COLUMNS)
             data.write('{"report": ' + json.dumps(about) + ',\n "scans": [')
-            answered = _tabulated(selection.rows(reader), counts, writer, data)
-            for woman in women(answered):
-                counts.women[woman_status(woman)] += 1
+            for woman in women(_tabulated(selection.rows(reader), counts, writer, data, lambda row: failed.write(page.failure(row)))):
+                kind = woman_status(woman)
+                counts.women[kind] += 1
+                if kind == "refer":
+                    referred.write(page.woman(woman))
             data.write('\n ],\n "counts": ' + json.dumps(_counted(counts)) + "}\n")
-        page = report_page.Page(centre=centre, selection=selection, log=log, made=made, counts=counts,
-                                manifest=manifest, pictures=pictures)
         with atomic_writer(out / "report.html", text=True) as html:
             html.write(page.head())
-            for kind in ("refer", "routine"):
-                html.write(page.section_start(kind))
-                for woman in women(row for row in selection.rows(reader) if status(row) != "failed"):
-                    if woman_status(woman) == kind:
-                        html.write(page.woman(woman))
-                html.write(page.section_end(kind))
-            html.write(page.section_start("failed"))
-            for row in selection.rows(reader):
-                if status(row) == "failed":
-                    html.write(page.failure(row))
-            html.write(page.section_end("failed"))
+            _copied(referred, html, page, "refer")
+            html.write(page.section_start("routine"))
+            for woman in women(row for row in selection.rows(reader) if status(row) != "failed"):
+                if woman_status(woman) == "routine":
+                    html.write(page.woman(woman))
+            html.write(page.section_end("routine"))
+            _copied(failed, html, page, "failed")
             html.write(page.tail())
     for name in ("report.html", "results.csv", "results.json"):
         os.chmod(out / name, new_file_mode())
     return Written(out, counts, pictures)
 
 
-def _tabulated(rows: Iterable[LoggedRow], counts: Counts, writer, data) -> Iterator[LoggedRow]:
-    """Every row into the counts, the CSV and the JSON; the answered ones passed on."""
+def _spool(folder: Path):
+    """A nameless temporary file beside the report (file names and ids stay where the report goes)."""
+    return tempfile.TemporaryFile("w+", encoding="utf-8", dir=folder)
+
+
+def _copied(spool, html, page, kind: str) -> None:
+    html.write(page.section_start(kind))
+    spool.seek(0)
+    shutil.copyfileobj(spool, html)
+    html.write(page.section_end(kind))
+
+
+def _tabulated(rows: Iterable[LoggedRow], counts: Counts, writer, data, on_failure) -> Iterator[LoggedRow]:
+    """Every row into the counts, the CSV and the JSON; the failures to `on_failure`, the answered ones passed on."""
     separator = "\n  "
     for row in rows:
         counts.add(row)
         writer.writerow(csv_row(row))
         data.write(separator + json.dumps(json_row(row)))
         separator = ",\n  "
-        if status(row) != "failed":
+        if status(row) == "failed":
+            on_failure(row)
+        else:
             yield row
 
 

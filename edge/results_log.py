@@ -174,8 +174,8 @@ class ResultsLog:
 
 @dataclass(frozen=True)
 class LoggedRow:
-    """One row as a reader of the log sees it (JSON columns parsed; None where a column is empty
-    or, in a version-1 log, absent)."""
+    """One row as a reader of the log sees it (None where a column is empty or, in a version-1
+    log, absent)."""
 
     id: int
     time: str  # UTC, ISO 8601
@@ -184,7 +184,11 @@ class LoggedRow:
     model_sha256: str
     outputs: dict[str, Any] | None
     error: str | None
-    drawing: dict[str, Any] | None
+    drawing_json: str | None  # parsed only when asked for (`drawing`): most readers never draw
+
+    @property
+    def drawing(self) -> dict[str, Any] | None:
+        return json.loads(self.drawing_json) if self.drawing_json else None
 
 
 class LogReader:
@@ -229,7 +233,7 @@ class LogReader:
             f"SELECT id, time, file, file_sha256, model_sha256, outputs, error, {self._drawing} FROM results "
             f"WHERE {self._standing} AND {where} ORDER BY id", values)
         for row in cursor:
-            yield LoggedRow(*row[:5], json.loads(row[5]) if row[5] else None, row[6], json.loads(row[7]) if row[7] else None)
+            yield LoggedRow(*row[:5], _outputs(row[5]), *row[6:])
 
     def replaced(self, since: str | None = None, until: str | None = None) -> int:
         """How many rows in the range were replaced by a later reading (left out by `rows`)."""
@@ -241,6 +245,26 @@ class LogReader:
         bounds = [("time >= ?", since), ("time < ?", until)]
         return " AND ".join([clause for clause, value in bounds if value is not None] or ["1"]), tuple(
             value for _, value in bounds if value is not None)
+
+
+def _outputs(stored: str | None) -> dict[str, Any] | None:
+    """The logged JSON record, its texts spelt as the `file` column spells them: a file name that
+    was not UTF-8 (JSON keeps it as \\udcXX escapes of surrogates) comes back as `_text` wrote the
+    path, so a scan's `contralateral` is its partner's `file`, and every text can be written as UTF-8."""
+    if not stored:
+        return None
+    record = json.loads(stored)
+    return _texts(record) if "\\ud" in stored else record
+
+
+def _texts(value):
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, dict):
+        return {key: _texts(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_texts(item) for item in value]
+    return value
 
 
 def os_path(stored: str) -> str:

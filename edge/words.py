@@ -50,4 +50,6 @@ def local_time(when: str | datetime | None = None) -> str:
 def printable(line: str) -> str:
     """One line whatever a file is called: a newline or an escape sequence in a file name (a USB
     stick can hold anything) is shown escaped, never acted on (a terminal, a report)."""
+    if line.isprintable():
+        return line
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in line)
