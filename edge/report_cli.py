@@ -78,6 +78,7 @@ def run(log: Path, out: Path, since: str | None = None, until: str | None = None
     import time
 
     from edge.report import Selection, bound, write_report
+    from edge.words import counted
 
     started = time.perf_counter()
     selection = Selection(bound(since) if since else None, bound(until, end=True) if until else None, visit_id,
@@ -87,15 +88,15 @@ def run(log: Path, out: Path, since: str | None = None, until: str | None = None
     written = write_report(log, out, selection, centre or centre_from_config(config), scans, max_pictures,
                            installed_manifest(model))
     counts, pictures = written.counts, written.pictures
-    print(f"{selection.name}: {counts.scans} scans; {counts.women['refer']} women to refer to a radiologist, "
-          f"{counts.women['routine']} routine, {counts.failed} scans failed or refused")
+    print(f"{selection.name}: {counted(counts.scans, 'scan')}; {counted(counts.women['refer'], 'woman', 'women')} to refer "
+          f"to a radiologist, {counts.women['routine']} routine, {counted(counts.failed, 'scan')} failed or refused")
     print(f"wrote {out / 'report.html'} ({pictures.made} pictures), {out / 'results.csv'}, {out / 'results.json'} "
           f"in {time.perf_counter() - started:.1f} s")
     if pictures.missing:
-        print(f"note: {pictures.missing} scans have no picture (the page says why for each; --scans DIR says where "
+        print(f"note: {counted(pictures.missing, 'scan')} without a picture (the page says why for each; --scans DIR says where "
               "relative paths start)")
     if pictures.over_limit:
-        print(f"note: {pictures.over_limit} scans have no picture beyond --max-pictures {max_pictures}")
+        print(f"note: {counted(pictures.over_limit, 'scan')} without a picture beyond --max-pictures {max_pictures}")
     return EXIT_OK
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.results_log import LoggedRow
-from edge.words import DISCLAIMER, FINDINGS, HEAT_LEGEND, TRIAGE, local_time, printable, triage_rule, verdict
+from edge.words import DISCLAIMER, FINDINGS, HEAT_LEGEND, TRIAGE, counted, local_time, printable, triage_rule, verdict
 
 TITLES = {
     "refer": f"Women to {TRIAGE['refer']}",
@@ -101,8 +101,8 @@ class Page:
             span = f" (first scan {text(local_time(counts.first))}, last {text(local_time(counts.last))})"
         visit = f", id {text(self.selection.visit_id)}" if self.selection.visit_id else ""
         refused = f" ({counts.refused} of them not a mammogram)" if counts.refused else ""
-        replaced = (f" {counts.replaced} earlier reading{'s' * (counts.replaced != 1)} replaced by a later one "
-                    "(edge-classify --force) left out." if counts.replaced else "")
+        replaced = (f" {counted(counts.replaced, 'earlier reading')} replaced by a later one (edge-classify --force) "
+                    "left out." if counts.replaced else "")
         return (
             f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -110,9 +110,9 @@ class Page:
             f"<h1>Mammogram triage results</h1>\n"
             f'<p class="centre">Centre: <strong>{centre}</strong></p>\n'
             f'<p class="range">Scans logged: <strong>{text(self.selection.name)}</strong>{visit}{span}.</p>\n'
-            f'<p class="counts"><strong>{_women(counts.women["refer"])} to {TRIAGE["refer"]}</strong>, '
-            f'{counts.women["routine"]} routine, {counts.failed} scan{"s" * (counts.failed != 1)} failed or '
-            f"refused{refused}; {counts.scans} scan{'s' * (counts.scans != 1)} in all.{replaced}</p>\n"
+            f'<p class="counts"><strong>{counted(counts.women["refer"], "woman", "women")} to {TRIAGE["refer"]}</strong>, '
+            f'{counts.women["routine"]} routine, {counted(counts.failed, "scan")} failed or '
+            f"refused{refused}; {counted(counts.scans, 'scan')} in all.{replaced}</p>\n"
             f'<p class="disclaimer">{text(DISCLAIMER[0].upper() + DISCLAIMER[1:])}.</p>\n'
             f"{self._models()}"
             f'<p class="meta">Pictures: the scan as read, with the heat-map: <span class="ramp" style="{_ramp()}"></span> '
@@ -127,7 +127,7 @@ class Page:
         models = dict(self.counts.models) or ({self.manifest.sha256: 0} if self.manifest else {})
         items = []
         for sha, scans in models.items():
-            read = f" ({scans} scan{'s' * (scans != 1)})" if scans else ""
+            read = f" ({counted(scans, 'scan')})" if scans else ""
             if self.manifest is not None and sha == self.manifest.sha256:
                 figures = "".join(f"<li>{text(figure)}</li>" for figure in headline_figures(self.manifest))
                 rule = triage_rule(self.manifest.triage_threshold, self.manifest.target_sensitivity)
@@ -193,11 +193,7 @@ class Page:
     def tail(self) -> str:
         return (
             f"<footer><p>{text(DISCLAIMER[0].upper() + DISCLAIMER[1:])}.</p>"
-            f"<p>Written {text(local_time(self.made))}; {self.pictures.made} pictures.</p></footer>\n</body>\n</html>\n")
-
-
-def _women(number: int) -> str:
-    return f"{number} wom{'a' if number == 1 else 'e'}n"
+            f"<p>Written {text(local_time(self.made))}; {counted(self.pictures.made, 'picture')}.</p></footer>\n</body>\n</html>\n")
 
 
 def _ramp() -> str:

@@ -27,6 +27,11 @@ def triage_rule(threshold: float, sensitivity: float) -> str:
     return f"{TRIAGE['refer']} when P(abnormal) >= {threshold:.3f} (chosen for sensitivity {sensitivity:.0%})"
 
 
+def counted(number: int, one: str, many: str | None = None) -> str:
+    """`1 scan`, `2 scans`, `3 women` (`many`: an irregular plural)."""
+    return f"{number} {one if number == 1 else many or one + 's'}"
+
+
 def verdict(record: dict) -> str:
     """`REFER TO A RADIOLOGIST - possible mass, spiculated (SPIC)` or `ROUTINE - nothing the model would refer`."""
     label = record["label"]

@@ -12,6 +12,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -25,7 +26,7 @@ from PIL import Image
 from classify_support import model_file, no_traceback, run_classify  # noqa: F401 (fixture)
 from commands import command, run
 from edge.fileio import sha256_file
-from edge.report import PICTURE_SIDE, women
+from edge.report import CSV_COLUMNS, PICTURE_SIDE, women
 from edge.results_log import LoggedRow
 from report_support import (LEFT_ODD, RIGHT_ODD, csv_rows, day_log, json_report, page, report,  # noqa: F401 (fixture)
                             standing_rows)
@@ -266,3 +267,10 @@ def test_women_are_each_pair_once_in_log_order_with_a_bounded_wait():
     assert [[row.id for row in woman] for woman in women(rows, window=1)] == [[1], [2], [3], [4], [5, 6], [7]]
     many = [scan(i, f"f{i}", f"g{i}") for i in range(5000)]  # 5000 scans waiting: never more than the window held
     assert sum(1 for _ in women(many, window=10)) == 5000
+
+
+def test_the_readme_lists_the_csv_columns_in_order():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    bullet = readme.split("- **`results.csv`**", 1)[1].split("\n- **", 1)[0]
+    named = [name for name in re.findall(r"`([a-z_0-9]+)`", bullet) if name in CSV_COLUMNS]
+    assert named == list(CSV_COLUMNS)
