@@ -6,9 +6,10 @@ batch may go on appending meanwhile): `report.html`, the page a person reads, pr
 refused); `results.csv` and `results.json`, one row per scan for the hospital's own systems.
 
 A year of a busy centre is some 50 000 rows, so rows are streamed, never held: the snapshot is
-read once for the tables and once for each part of the page, the women are formed in a window
-of recent rows (a woman's two scans are logged one after the other), and pictures are made for
-the selected range only, at most `max_pictures` of them, each from the scan file itself.
+read twice (the tables, the counts, the women to refer and the failures; then the routine
+women), the women are formed in a window of recent rows (a woman's two scans are logged one
+after the other), and pictures are made for the selected range only, for at most
+`max_pictures` scans, each from the scan file itself.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ CSV_COLUMNS = {  # results.csv, in this order (the README lists them too)
     "model_sha256": "the sha256 of the model that read it",
 }
 PICTURE_SIDE = 360
-"""Pixels on a thumbnail's longer side: sharp at the page's 260 px and at 55 mm on A4."""
+"""Pixels on a thumbnail's longer side: sharp at the page's 224 px and at 40 mm on A4."""
 WINDOW = 1000
 """Scans kept waiting for their other breast; partners are logged together, so a few would do."""
 
@@ -211,6 +212,9 @@ class Pictures:
         except EdgeError as exc:
             self.missing += 1
             return None, f"no picture: {exc}"
+        except Exception as exc:  # noqa: BLE001 - one picture must never end the report
+            self.missing += 1
+            return None, f"no picture: unexpected {exc.__class__.__name__} ({exc}); please report it"
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=82)
         self.made += 1
@@ -237,9 +241,8 @@ class Pictures:
 
 @dataclass
 class Written:
-    """What a report run wrote and found, for the command's summary."""
+    """What a report run found, for the command's summary."""
 
-    out: Path
     counts: Counts
     pictures: Pictures
 
@@ -289,7 +292,7 @@ def write_report(log: Path, out: Path, selection: Selection, centre: str | None 
             html.write(page.tail())
     for name in ("report.html", "results.csv", "results.json"):
         os.chmod(out / name, new_file_mode())
-    return Written(out, counts, pictures)
+    return Written(counts, pictures)
 
 
 def _spool(folder: Path):

@@ -11,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from edge.cli_common import EXIT_OK, finish
+from edge.cli_common import EXIT_OK, at_least, finish
 from edge.errors import EdgeError
 
 DESCRIPTION = (
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML file with the centre's name (centre = \"...\")")
     parser.add_argument("--scans", type=Path, metavar="DIR", default=Path("."),
                         help="where the scans' relative paths in the log start (default: this folder); for the pictures")
-    parser.add_argument("--max-pictures", type=_count, metavar="N", default=300,
+    parser.add_argument("--max-pictures", type=at_least(0), metavar="N", default=300,
                         help="pictures for at most N scans, refer first (default 300; 0: none)")
     parser.add_argument("--model", type=Path, metavar="FILE",
                         help="the model .tflite whose manifest gives the id and figures (default: the packaged model)")
@@ -54,16 +54,6 @@ def _moment(value: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return value
-
-
-def _count(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{number} is below 0")
-    return number
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -90,7 +80,7 @@ def run(log: Path, out: Path, since: str | None = None, until: str | None = None
     counts, pictures = written.counts, written.pictures
     print(f"{selection.name}: {counted(counts.scans, 'scan')}; {counted(counts.women['refer'], 'woman', 'women')} to refer "
           f"to a radiologist, {counts.women['routine']} routine, {counted(counts.failed, 'scan')} failed or refused")
-    print(f"wrote {out / 'report.html'} ({pictures.made} pictures), {out / 'results.csv'}, {out / 'results.json'} "
+    print(f"wrote {out / 'report.html'} ({counted(pictures.made, 'picture')}), {out / 'results.csv'}, {out / 'results.json'} "
           f"in {time.perf_counter() - started:.1f} s")
     if pictures.missing:
         print(f"note: {counted(pictures.missing, 'scan')} without a picture (the page says why for each; --scans DIR says where "

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.report import refused, woman_status
 from edge.results_log import LoggedRow
 from edge.words import DISCLAIMER, FINDINGS, HEAT_LEGEND, TRIAGE, counted, local_time, printable, triage_rule, verdict
 
@@ -113,7 +114,7 @@ class Page:
             f'<p class="counts"><strong>{counted(counts.women["refer"], "woman", "women")} to {TRIAGE["refer"]}</strong>, '
             f'{counts.women["routine"]} routine, {counted(counts.failed, "scan")} failed or '
             f"refused{refused}; {counted(counts.scans, 'scan')} in all.{replaced}</p>\n"
-            f'<p class="disclaimer">{text(DISCLAIMER[0].upper() + DISCLAIMER[1:])}.</p>\n'
+            f'<p class="disclaimer">{text(_sentence(DISCLAIMER))}</p>\n'
             f"{self._models()}"
             f'<p class="meta">Pictures: the scan as read, with the heat-map: <span class="ramp" style="{_ramp()}"></span> '
             f"blue to red, {HEAT_LEGEND}. Times are local time. Made {text(local_time(self.made))} "
@@ -131,11 +132,11 @@ class Page:
             if self.manifest is not None and sha == self.manifest.sha256:
                 figures = "".join(f"<li>{text(figure)}</li>" for figure in headline_figures(self.manifest))
                 rule = triage_rule(self.manifest.triage_threshold, self.manifest.target_sensitivity)
-                items.append(f"<p>Model <strong>{text(sha[:12])}</strong>{read}, the model installed here; "
-                             f"{text(rule)}. Out of fold, patient-grouped cross-validation:</p><ul>{figures}</ul>")
+                items.append(f"<p>Model <strong>{text(sha[:12])}</strong>{read}: {text(rule)}. "
+                             f"Its figures, out of fold in patient-grouped cross-validation:</p><ul>{figures}</ul>")
             else:
-                items.append(f"<p>Model <strong>{text(sha[:12])}</strong>{read}: not the model installed here; "
-                             "its figures are not shown (edge-report --model FILE names its model).</p>")
+                items.append(f"<p>Model <strong>{text(sha[:12])}</strong>{read}: its manifest is not the one at hand, "
+                             "so its figures are not shown (edge-report --model FILE gives it).</p>")
         return f'<div class="model">{"".join(items)}</div>\n'
 
     def section_start(self, kind: str) -> str:
@@ -152,7 +153,7 @@ class Page:
     def woman(self, scans: tuple[LoggedRow, ...]) -> str:
         """One woman: her scans side by side (right breast first), each with its picture and answer."""
         first = scans[0].outputs
-        kind = "refer" if any(row.outputs["triage"] == "refer" for row in scans) else "routine"
+        kind = woman_status(scans)
         name = f"Woman {first['woman']}" if first.get("woman") else f"Scan {Path(scans[0].file).name}, no woman named"
         ids = sorted({row.outputs["id"] for row in scans if row.outputs.get("id")})
         about = [f"id {', '.join(ids)}"] if ids else []
@@ -181,8 +182,6 @@ class Page:
                 f'{picture}<figcaption>{"".join(lines)}</figcaption></figure>\n')
 
     def failure(self, row: LoggedRow) -> str:
-        from edge.report import refused
-
         what = "refused, not a mammogram" if refused(row) else "failed"
         visit = (row.outputs or {}).get("id")
         about = " · ".join([*([f"id {visit}"] if visit else []), local_time(row.time)])
@@ -192,8 +191,12 @@ class Page:
 
     def tail(self) -> str:
         return (
-            f"<footer><p>{text(DISCLAIMER[0].upper() + DISCLAIMER[1:])}.</p>"
+            f"<footer><p>{text(_sentence(DISCLAIMER))}</p>"
             f"<p>Written {text(local_time(self.made))}; {counted(self.pictures.made, 'picture')}.</p></footer>\n</body>\n</html>\n")
+
+
+def _sentence(words: str) -> str:
+    return words[0].upper() + words[1:] + "."
 
 
 def _ramp() -> str:

@@ -229,11 +229,14 @@ class LogReader:
         """The standing rows (not replaced by a later reading, `--force`) logged at `since` or after
         and before `until` (UTC ISO text, as `time`; None: no bound), oldest first, one at a time."""
         where, values = self._range(since, until)
-        cursor = self._db.execute(
-            f"SELECT id, time, file, file_sha256, model_sha256, outputs, error, {self._drawing} FROM results "
-            f"WHERE {self._standing} AND {where} ORDER BY id", values)
-        for row in cursor:
-            yield LoggedRow(*row[:5], _outputs(row[5]), *row[6:])
+        try:
+            cursor = self._db.execute(
+                f"SELECT id, time, file, file_sha256, model_sha256, outputs, error, {self._drawing} FROM results "
+                f"WHERE {self._standing} AND {where} ORDER BY id", values)
+            for row in cursor:
+                yield LoggedRow(*row[:5], _outputs(row[5]), *row[6:])
+        except sqlite3.DatabaseError as exc:  # a damaged page, a disk error
+            raise EdgeError(f"{self.path}: cannot read the results log ({exc})") from None
 
     def replaced(self, since: str | None = None, until: str | None = None) -> int:
         """How many rows in the range were replaced by a later reading (left out by `rows`)."""

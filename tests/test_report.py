@@ -231,7 +231,7 @@ def test_clear_errors_and_help(day_log, tmp_path):
         ((day_log.log, blocker), "cannot create the report folder"),
         ((day_log.log, tmp_path / "o", "--since", "2026-12-02", "--until", "2026-12-01"), "is not before --until"),
         ((day_log.log, tmp_path / "o", "--since", "yesterday"), "is not a date"),
-        ((day_log.log, tmp_path / "o", "--max-pictures", "-1"), "below 0"),
+        ((day_log.log, tmp_path / "o", "--max-pictures", "-1"), "less than 0"),
     ]
     for args, words in cases:
         result = report(*args)
