@@ -1,6 +1,6 @@
 """How long edge-report takes, and how much memory, on a year of a busy centre's results log.
 
-    python scripts/report_timing.py ../shared/mias [--rows 50000] [--days 365] [--folder DIR]
+    python scripts/report_timing.py ../shared/mias [--rows 50000] [--days 365] [--folder DIR] [--record FILE]
 
 Builds the log with the code edge-classify logs with: `edge-classify --log` reads 20 development
 scans (10 women) and two bad files into a seed log, then `edge.results_log.ResultsLog.add` writes
@@ -8,7 +8,8 @@ their rows again and again, each copy under its own --id and woman, at times spr
 working days (8:00 to 16:00 local time), with a fresh sha256 for all but the last day's scans (so
 only those can get a picture, as on a board whose older scans are gone). Then it times
 `edge-report` twice, each in its own process: one day (the last, with its pictures) and the
-whole log; it prints wall time and the process's peak resident memory (ru_maxrss) as JSON.
+whole log; it prints wall time and the process's peak resident memory (ru_maxrss) as JSON, and
+with --record writes it to FILE (reports/report/timing.json is the README's figure).
 tests/test_report_large.py builds its log with `build_log`.
 """
 
@@ -128,6 +129,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--folder", type=Path, default=Path("build/report_timing"))
+    parser.add_argument("--record", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
     started = time.perf_counter()
     log = build_log(args.mias.resolve(), args.folder, args.rows, args.days)
@@ -138,13 +140,19 @@ def main() -> None:
 
     result = {
         "machine": f"{cpu_model()}, {os.cpu_count()} cores ({platform.machine()})",
-        "load_average_before": os.getloadavg(),
+        "command": " ".join(["python", "scripts/report_timing.py", *sys.argv[1:]]),
+        "load_average_before": [round(v, 1) for v in os.getloadavg()],
         "rows": args.rows, "days": args.days, "build_seconds": round(built, 1),
         "one_day": timed([report, str(log), "--out", str(args.folder / "day"), "--since", day, "--until", day]),
         "whole_log": timed([report, str(log), "--out", str(args.folder / "year")]),
-        "load_average_after": os.getloadavg(),
+        "load_average_after": [round(v, 1) for v in os.getloadavg()],
     }
-    print(json.dumps(result, indent=1))
+    for run in ("one_day", "whole_log"):
+        result[run]["output"] = result[run]["output"].replace(str(args.folder), "DIR")
+    text = json.dumps(result, indent=1) + "\n"
+    print(text, end="")
+    if args.record:
+        args.record.write_text(text)
 
 
 if __name__ == "__main__":
