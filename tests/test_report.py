@@ -274,3 +274,12 @@ def test_the_readme_lists_the_csv_columns_in_order():
     bullet = readme.split("- **`results.csv`**", 1)[1].split("\n- **", 1)[0]
     named = [name for name in re.findall(r"`([a-z_0-9]+)`", bullet) if name in CSV_COLUMNS]
     assert named == list(CSV_COLUMNS)
+
+
+def test_the_readme_quotes_the_committed_timing_record():
+    record = json.loads((REPO / "reports" / "report" / "timing.json").read_text())
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert record["rows"] == 50_000 and record["machine"].startswith("AMD EPYC, 2 cores")
+    for part in ("one_day", "whole_log"):
+        assert f"{record[part]['seconds']:.2f} s" in readme and f"{record[part]['peak_rss_mb']:.1f} MB" in readme
+    assert f"load average {record['load_average_before'][0]}" in readme and record["command"] in readme
