@@ -22,6 +22,7 @@ appends to it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -202,10 +203,14 @@ class LogReader:
         if not self.path.is_file():
             raise EdgeError(f"{self.path}: no such results log")
         try:
-            self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0,
-                                       isolation_level=None)
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
+            try:
+                version, columns = self._open("mode=ro")
+            except sqlite3.OperationalError:
+                if os.access(self.path.parent, os.W_OK):
+                    raise
+                # A folder this user cannot write (a read-only USB stick): SQLite cannot make the
+                # -shm file a WAL log's readers share, and no batch can be appending there either.
+                version, columns = self._open("mode=ro&immutable=1")
         except sqlite3.DatabaseError as exc:
             raise EdgeError(f"{self.path}: cannot read this file as a results log ({exc})") from None
         if version > SCHEMA_VERSION:
@@ -216,6 +221,15 @@ class LogReader:
             raise EdgeError(f"{self.path}: not a results log (no results table of edge-classify)")
         self._drawing = "drawing" if "drawing" in columns else "NULL"
         self._standing = "superseded_by IS NULL" if "superseded_by" in columns else "1"
+
+    def _open(self, flags: str) -> tuple[int, set[str]]:
+        self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?{flags}", uri=True, timeout=30.0, isolation_level=None)
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            return version, {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
+        except sqlite3.DatabaseError:
+            self._db.close()
+            raise
 
     def __enter__(self) -> "LogReader":
         self._db.execute("BEGIN")  # deferred: the snapshot is taken by the first query

@@ -283,3 +283,25 @@ def test_the_readme_quotes_the_committed_timing_record():
     for part in ("one_day", "whole_log"):
         assert f"{record[part]['seconds']:.2f} s" in readme and f"{record[part]['peak_rss_mb']:.1f} MB" in readme
     assert f"load average {record['load_average_before'][0]}" in readme and record["command"] in readme
+
+
+def test_a_log_in_a_folder_the_reader_cannot_write_is_read(day_log, tmp_path):
+    """A log on a read-only USB stick: SQLite cannot make the -shm file beside a WAL log, so the
+    reader opens it as immutable (run without root's file capabilities, as test_bad_input does)."""
+    from test_bad_input import _without_file_capabilities
+
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    with sqlite3.connect(stick / "results.sqlite") as db:
+        db.executescript(RELEASE_LOG.read_text())
+        assert db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"  # as edge-classify leaves its log
+    stick.chmod(0o555)
+    try:
+        result = subprocess.run(_without_file_capabilities(command("edge-report", stick / "results.sqlite", "--out",
+                                                                   tmp_path / "out", "--max-pictures", "0")),
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert sorted(path.name for path in stick.iterdir()) == ["results.sqlite"]
+    finally:
+        stick.chmod(0o755)
+    assert [row["file"] for row in csv_rows(tmp_path / "out")] == ["mdb005.png", "mdb006.png", "mdb010.png", "notes.png"]
