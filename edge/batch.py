@@ -21,6 +21,7 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.inputs import Item
+from edge.words import DISCLAIMER, local_time, printable, triage_rule, verdict
 
 
 @dataclass
@@ -221,9 +222,9 @@ def _precheck(classifier, source: Source, pairing, sources, options: Options) ->
                 early.record = _identified({"file": source.name, **entry.record}, options)
         return early
     except EdgeError as exc:
-        early.record = {"file": source.name, "error": _named(str(exc), source.name)}
+        early.record = _failed(source, _named(str(exc), source.name), options)
     except Exception as exc:  # noqa: BLE001 - last resort: one scan must never end the batch
-        early.record = {"file": source.name, "error": _unexpected(source, exc)}
+        early.record = _failed(source, _unexpected(source, exc), options)
     return early
 
 
@@ -233,6 +234,11 @@ def _identified(record: dict[str, Any], options: Options) -> dict[str, Any]:
     if options.visit_id is None:
         return record
     return {"file": record["file"], "id": options.visit_id, **{k: v for k, v in record.items() if k != "file"}}
+
+
+def _failed(source: Source, message: str, options: Options) -> dict[str, Any]:
+    """A scan's error record, with this run's --id (so a report of the visit lists its failures too)."""
+    return _identified({"file": source.name, "error": message}, options)
 
 
 def _contralateral(classifier, sources, pairing) -> str | None:
@@ -273,7 +279,8 @@ def _answer(classifier, sources, pairings, i: int, early: _Early, loaded: dict, 
             raise EdgeError(state.error)
         partner = _readable_partner(classifier, sources, pairing, loaded)
         result = classifier.answer(state.evidence, partner[0])
-        record = _identified({"file": source.name, **result.to_record(), "woman": pairing.woman, "contralateral": partner[1]}, options)
+        record = _identified({"file": source.name, **result.to_record(), "woman": pairing.woman, "side": pairing.side,
+                                "contralateral": partner[1]}, options)
         note = partner[2] or (pairing.note if classifier.reading is not None else None)  # a scan-by-scan model pairs nothing
         if note:
             record["note"] = note
@@ -284,11 +291,11 @@ def _answer(classifier, sources, pairings, i: int, early: _Early, loaded: dict, 
         if options.overlay_dir is not None:
             record["overlay"] = _draw(source, early.file_hash, state.scan, record, result.heatmap, result.geometry, None, options)
     except EdgeError as exc:
-        record = {"file": source.name, "error": _named(str(exc), source.name)}
+        record = _failed(source, _named(str(exc), source.name), options)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # noqa: BLE001 - last resort: one scan must never end the batch
-        record = {"file": source.name, "error": _unexpected(source, exc)}
+        record = _failed(source, _unexpected(source, exc), options)
     _log(classifier, source, early.file_hash, record, options, drawing, supersede=True)
     return record
 
@@ -350,7 +357,7 @@ def _log(classifier, source: Source, file_hash: str | None, record: dict[str, An
     if options.log is None:
         return
     error = record.get("error")
-    outputs = None if error else {k: v for k, v in record.items() if k not in ("file", "overlay")}
+    outputs = {k: v for k, v in record.items() if k not in ("file", "overlay", "error")} or None  # a failure: its id, if any
     options.log.add(source.name, file_hash, classifier.sha256, outputs, error, _patient(source, options),
                     drawing=drawing, supersede=supersede and not error)
 
@@ -404,7 +411,7 @@ def _named(message: str, name: str) -> str:
 
 def _emit(record: dict[str, Any], options: Options, tally: Tally, caught: list | None = None) -> None:
     for warning in caught or ():
-        print(_printable(f"warning: {warning.message}"), file=options.err, flush=True)
+        print(printable(f"warning: {warning.message}"), file=options.err, flush=True)
     if caught:
         caught.clear()
     if "error" in record:
@@ -423,22 +430,14 @@ def _emit(record: dict[str, Any], options: Options, tally: Tally, caught: list |
     if options.as_json:
         print(json.dumps(record), file=options.out, flush=True)
     elif "error" in record:
-        print(_printable(f"error: {record['error']}"), file=options.err, flush=True)
+        print(printable(f"error: {record['error']}"), file=options.err, flush=True)
     else:
-        print(_printable(readable_line(record)), file=options.out, flush=True)
-
-
-def _printable(line: str) -> str:
-    """One terminal line whatever the file is called: a newline or an escape sequence in a
-    file name (a USB stick can hold anything) is shown escaped, never acted on."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in line)
+        print(printable(readable_line(record)), file=options.out, flush=True)
 
 
 def readable_line(record: dict[str, Any]) -> str:
     """`mdb028.pgm  REFER TO A RADIOLOGIST - possible mass, well-defined (CIRC)  P(abnormal) 0.91  P(malignant) 0.77`,
     in the words of `edge.words`; times in local time."""
-    from edge.words import local_time, verdict
-
     line = f"{record['file']}  "
     if record.get("id"):
         line += f"[id {record['id']}]  "
@@ -464,12 +463,8 @@ def summary(tally: Tally, classifier) -> str:
         parts.append(f"{tally.from_log} from the results log (--force to run again)")
     if tally.quality_notes:
         parts.append(f"{tally.quality_notes} with a scan-quality note")
-    return (
-        ", ".join(parts)
-        + f"\nmodel {classifier.sha256[:12]}; refer to a radiologist when P(abnormal) >= {manifest.triage_threshold:.3f}"
-        f" (chosen for sensitivity {manifest.target_sensitivity:.0%})"
-        + "\nresearch software, not a medical device: these answers must not decide anyone's care"
-    )
+    rule = triage_rule(manifest.triage_threshold, manifest.target_sensitivity)
+    return ", ".join(parts) + f"\nmodel {classifier.sha256[:12]}; {rule}\n{DISCLAIMER}"
 
 
 def camera_source(capture: Callable[[], np.ndarray]) -> Source:

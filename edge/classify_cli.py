@@ -173,7 +173,8 @@ def version_text(model: Path | None = None, device: str | None = None, config: P
     from importlib.metadata import PackageNotFoundError, version
 
     from edge.classifier import default_model_path
-    from edge.manifest import load_manifest, manifest_path_for
+    from edge.manifest import headline_figures, load_manifest, manifest_path_for
+    from edge.words import DISCLAIMER, triage_rule
 
     try:
         package = version("mias-edge")
@@ -191,22 +192,12 @@ def version_text(model: Path | None = None, device: str | None = None, config: P
     data = info.get("data") or {}
     if data:
         lines.append(f"trained on: {data.get('source', 'unknown data')}, {data.get('images', '?')} scans of {data.get('patients', '?')} women")
-    metrics = info.get("metrics") or {}
-    figures = []
-    for key, name in (("auc_abnormal", "normal-vs-abnormal ROC AUC"), ("auc_malignant", "malignant-vs-rest ROC AUC"),
-                      ("balanced_accuracy", "7-class balanced accuracy"), ("sensitivity_at_threshold", "sensitivity at the triage threshold"),
-                      ("specificity_at_threshold", "specificity at the triage threshold")):
-        figure = metrics.get(key)
-        if isinstance(figure, dict) and "value" in figure:
-            ci = figure.get("ci95") or ()
-            interval = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if len(ci) == 2 else ""
-            figures.append(f"  {name} {figure['value']:.3f}{interval}")
+    figures = headline_figures(manifest)
     if figures:
         lines.append("out-of-fold figures (patient-grouped cross-validation):")
-        lines.extend(figures)
-    lines.append(f"triage: refer to a radiologist when P(abnormal) >= {manifest.triage_threshold:.3f} "
-                 f"(chosen for sensitivity {manifest.target_sensitivity:.0%})")
-    lines.append("research software, not a medical device")
+        lines.extend(f"  {figure}" for figure in figures)
+    lines.append(f"triage: {triage_rule(manifest.triage_threshold, manifest.target_sensitivity)}")
+    lines.append(DISCLAIMER)
     return "\n".join(lines)
 
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge.cli_common import finish
+from edge.cli_common import at_least, finish
 from edge.errors import EdgeError
 
 DESCRIPTION = (
@@ -31,10 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     board = parser.add_mutually_exclusive_group()
     board.add_argument("--device", metavar="NAME", help="board settings device_configs/NAME.toml (rpi4, rpi5, coral-usb, ...)")
     board.add_argument("--config", type=Path, metavar="FILE", help="board settings from this TOML file instead")
-    parser.add_argument("--threads", type=_at_least(1), metavar="N", help="interpreter threads (default: the device's)")
-    parser.add_argument("--runs", type=_at_least(1), default=100, metavar="N", help="timed runs, after the warm-up (default: 100)")
-    parser.add_argument("--warmup", type=_at_least(0), default=10, metavar="N", help="warm-up runs, not counted (default: 10)")
-    parser.add_argument("--cold-runs", type=_at_least(0), default=5, metavar="N",
+    parser.add_argument("--threads", type=at_least(1), metavar="N", help="interpreter threads (default: the device's)")
+    parser.add_argument("--runs", type=at_least(1), default=100, metavar="N", help="timed runs, after the warm-up (default: 100)")
+    parser.add_argument("--warmup", type=at_least(0), default=10, metavar="N", help="warm-up runs, not counted (default: 10)")
+    parser.add_argument("--cold-runs", type=at_least(0), default=5, metavar="N",
                         help="edge-classify processes launched for the cold start (0: skip; default: 5)")
     parser.add_argument("--image", type=Path, metavar="FILE",
                         help="scan for end to end and cold start (default: a synthetic 1024x1024 scan)")
@@ -45,19 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--schedule", choices=SCHEDULES, default="auto",
                         help="interleaved, sequential, or auto (sequential with a delegate: an Edge TPU caches one model)")
     return parser
-
-
-def _at_least(low: int):
-    def whole(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} is less than {low}")
-        return value
-
-    return whole
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,6 +26,22 @@ EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141  # 128 + SIGINT, 128 + SIGPIPE, as
 # --- device commands (argparse) ---------------------------------------------------------------
 
 
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number not below `low`, else a usage error (exit 2) saying so."""
+    import argparse
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is less than {low}")
+        return value
+
+    return whole
+
+
 def finish(command: Callable[[], int | None]) -> NoReturn:
     """Run a device command and exit with its status: the project's errors as one `error:` line
     and status 2, never a traceback (EDGE_DEBUG=1 shows one for an unexpected error)."""

@@ -18,6 +18,7 @@ from edge.errors import EdgeError
 
 MIAS_NAME = re.compile(r"^mdb(\d{3})$", re.IGNORECASE)
 CSV_COLUMNS = ("woman", "left", "right")
+SIDES = {"L": "left", "R": "right"}
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,13 @@ class Exam:
 
 @dataclass(frozen=True)
 class Pairing:
-    """Where scan i of the batch stands: its woman, the index of its partner, and why it has none."""
+    """Where scan i of the batch stands: its woman, the index of its partner, why it has none,
+    and which breast it is ("left" / "right"; None when no woman is known)."""
 
     woman: str | None
     partner: int | None
     note: str | None = None
+    side: str | None = None
 
 
 def read_exams_csv(path: Path) -> list[Exam]:
@@ -107,13 +110,14 @@ def pair(paths: list[Path | None], exams: list[Exam] = ()) -> list[Pairing]:
             continue
         scans = sides[woman]
         own = "L" if i in scans["L"] else "R"
+        side = SIDES[own]
         others = scans["R" if own == "L" else "L"]
         if len(others) == 1:
-            result.append(Pairing(woman, others[0]))
+            result.append(Pairing(woman, others[0], side=side))
         elif not others:
-            result.append(Pairing(woman, None))
+            result.append(Pairing(woman, None, side=side))
         else:
-            result.append(Pairing(woman, None, f"{len(others)} scans of the other breast of woman {woman}: read alone"))
+            result.append(Pairing(woman, None, f"{len(others)} scans of the other breast of woman {woman}: read alone", side))
     return result
 
 

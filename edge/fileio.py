@@ -2,30 +2,50 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterator
 
 from edge.errors import EdgeError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Replace `path` with `data` in one step: readers see the old file or the new one, never a part."""
+    with atomic_writer(path) as out:
+        out.write(data)
+
+
+@contextmanager
+def atomic_writer(path: str | Path, text: bool = False) -> Iterator[IO]:
+    """A file to write `path` through, piece by piece (a report too large to hold in memory):
+    it replaces `path` in one step when the block ends, and nothing does if the block fails.
+    `text`: UTF-8 text with the newlines as written (what the csv module wants)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
+        with os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8", "newline": ""} if text else {})) as out:
+            yield out
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@functools.lru_cache(maxsize=1)
+def new_file_mode() -> int:
+    """0666 less the umask, read once per run (reading it means setting it, so not per file): the
+    mode a picture or a report gets, as any new file would, where mkstemp would give 0600."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

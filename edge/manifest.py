@@ -39,6 +39,29 @@ class Manifest:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
 
 
+HEADLINE_FIGURES = (
+    ("auc_abnormal", "normal-vs-abnormal ROC AUC"),
+    ("auc_malignant", "malignant-vs-rest ROC AUC"),
+    ("balanced_accuracy", "7-class balanced accuracy"),
+    ("sensitivity_at_threshold", "sensitivity at the triage threshold"),
+    ("specificity_at_threshold", "specificity at the triage threshold"),
+)
+
+
+def headline_figures(manifest: Manifest) -> list[str]:
+    """The model's headline out-of-fold figures as its manifest records them, in words:
+    `normal-vs-abnormal ROC AUC 0.701 (95% CI 0.616-0.773)` (what --version and the report show)."""
+    metrics = manifest.info.get("metrics") or {}
+    figures = []
+    for key, name in HEADLINE_FIGURES:
+        figure = metrics.get(key)
+        if isinstance(figure, dict) and "value" in figure:
+            ci = figure.get("ci95") or ()
+            interval = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if len(ci) == 2 else ""
+            figures.append(f"{name} {figure['value']:.3f}{interval}")
+    return figures
+
+
 def manifest_path_for(model_path: str | Path) -> Path:
     model_path = Path(model_path)
     return model_path.with_suffix(".json")

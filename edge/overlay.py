@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from edge.fileio import atomic_write_bytes
+from edge.fileio import atomic_write_bytes, new_file_mode
 from edge.words import HEAT_LEGEND, local_time, verdict
 
 MAX_SIDE = 1024
@@ -61,6 +61,27 @@ def heat_on_scan(heatmap: np.ndarray, geometry, shape: tuple[int, int]) -> np.nd
     return np.asarray(heat_image(heatmap, geometry, shape), dtype=np.float32) / 255.0
 
 
+def downsized(scan: np.ndarray, max_side: int) -> Image.Image:
+    """The scan as an 8-bit grey image of at most `max_side` pixels a side (never enlarged)."""
+    grey = Image.fromarray(_to_uint8(scan), mode="L")
+    factor = max(grey.size) / max_side
+    if factor > 1:
+        grey = grey.resize((max(1, round(grey.width / factor)), max(1, round(grey.height / factor))), Image.Resampling.BOX)
+    return grey
+
+
+def blend(scan: np.ndarray, heatmap: np.ndarray, geometry, max_side: int = MAX_SIDE) -> Image.Image:
+    """The scan (at most `max_side` pixels a side) with the heat-map blended in colour: the
+    picture without its text band (the overlay's body, and the report's thumbnail)."""
+    grey = downsized(scan, max_side)
+    heat = heat_image(heatmap, geometry, (grey.height, grey.width))
+    colour = heat.copy()
+    colour.putpalette(_PALETTE)  # an "L" image with a palette becomes a "P" image
+    colour = colour.convert("RGB")
+    alpha = heat.point([int(round(OPACITY * level)) for level in range(256)])
+    return Image.composite(colour, grey.convert("RGB"), alpha)
+
+
 def render(scan: np.ndarray, record: dict, heatmap: np.ndarray, geometry, when: str | None = None,
            max_side: int = MAX_SIDE) -> Image.Image:
     """An RGB picture: a text band above `scan` (at most `max_side` pixels a side) with the
@@ -69,16 +90,7 @@ def render(scan: np.ndarray, record: dict, heatmap: np.ndarray, geometry, when: 
     reading (`when`, UTC ISO text; None: now), with a legend of the colour scale. The hottest spot
     is circled only on a scan referred: on a routine scan nothing is drawn as if it were a finding.
     The band does not hide any of the scan. All pixel work is done by Pillow on 8-bit images."""
-    grey = Image.fromarray(_to_uint8(scan), mode="L")
-    factor = max(grey.size) / max_side
-    if factor > 1:
-        grey = grey.resize((max(1, round(grey.width / factor)), max(1, round(grey.height / factor))), Image.Resampling.BOX)
-    heat = heat_image(heatmap, geometry, (grey.height, grey.width))
-    colour = heat.copy()
-    colour.putpalette(_PALETTE)  # an "L" image with a palette becomes a "P" image
-    colour = colour.convert("RGB")
-    alpha = heat.point([int(round(OPACITY * level)) for level in range(256)])
-    scan_rgb = Image.composite(colour, grey.convert("RGB"), alpha)
+    scan_rgb = blend(scan, heatmap, geometry, max_side)
     lines = _lines(record, when)
     size = max(10, min(24, max(scan_rgb.width, 400) // 45))
     pad = size // 2
@@ -116,16 +128,8 @@ def write(path: str | Path, scan: np.ndarray, record: dict, heatmap: np.ndarray,
     buffer = io.BytesIO()
     render(scan, record, heatmap, geometry, when, max_side).save(buffer, format="PNG", compress_level=1)  # speed over bytes
     atomic_write_bytes(path, buffer.getvalue())
-    os.chmod(path, _file_mode())
+    os.chmod(path, new_file_mode())
     return Path(path)
-
-
-@functools.lru_cache(maxsize=1)
-def _file_mode() -> int:
-    """0666 less the umask, read once per run (reading it means setting it, so not per picture)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def _lines(record: dict, when: str | None) -> list[str]:

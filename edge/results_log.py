@@ -15,16 +15,20 @@ new row supersedes the old ones (kept, marked with the id of the row that replac
 Schema versions (`PRAGMA user_version`): 1 the first log (no `drawing`, no `superseded_by`);
 2 adds both columns. An older log is brought to version 2 when it is opened; its rows stay as
 they were (an old row has no heat-map: its overlay cannot be redrawn, and the run says so).
+`LogReader` reads a log of any version without writing it (edge-report), even while a batch
+appends to it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from edge.errors import EdgeError
 
@@ -36,7 +40,7 @@ CREATE TABLE IF NOT EXISTS results (
     file TEXT NOT NULL,            -- the path as given on the command line
     file_sha256 TEXT,              -- NULL when the file could not be read
     model_sha256 TEXT NOT NULL,
-    outputs TEXT,                  -- the JSON record printed by --json (no file, no pixels)
+    outputs TEXT,                  -- the JSON record printed by --json (no file, no pixels); a failure: its id, if any
     error TEXT,                    -- NULL when classified
     patient TEXT                   -- DICOM patient fields (JSON), only with --log-patient-id
 );
@@ -167,6 +171,123 @@ class ResultsLog:
         cursor = self._db.execute("SELECT * FROM results ORDER BY id")
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class LoggedRow:
+    """One row as a reader of the log sees it (None where a column is empty or, in a version-1
+    log, absent)."""
+
+    id: int
+    time: str  # UTC, ISO 8601
+    file: str  # as stored: a name that was not valid UTF-8 keeps \udcXX escapes (see `os_path`)
+    file_sha256: str | None
+    model_sha256: str
+    outputs: dict[str, Any] | None
+    error: str | None
+    drawing_json: str | None  # parsed only when asked for (`drawing`): most readers never draw
+
+    @property
+    def drawing(self) -> dict[str, Any] | None:
+        return json.loads(self.drawing_json) if self.drawing_json else None
+
+
+class LogReader:
+    """A results log opened read-only (SQLite `mode=ro`: this connection cannot write it), of any
+    schema version, while edge-classify may be appending. Inside `with`, every query reads one
+    snapshot (one read transaction): the rows committed when the first query ran, however many
+    passes a reader makes and whatever a batch commits meanwhile (WAL lets both go on)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise EdgeError(f"{self.path}: no such results log")
+        try:
+            try:
+                version, columns = self._open("mode=ro")
+            except sqlite3.OperationalError:
+                if os.access(self.path.parent, os.W_OK):
+                    raise
+                # A folder this user cannot write (a read-only USB stick): SQLite cannot make the
+                # -shm file a WAL log's readers share, and no batch can be appending there either.
+                version, columns = self._open("mode=ro&immutable=1")
+        except sqlite3.DatabaseError as exc:
+            raise EdgeError(f"{self.path}: cannot read this file as a results log ({exc})") from None
+        if version > SCHEMA_VERSION:
+            self._db.close()
+            raise EdgeError(f"{self.path}: results log of schema {version}, written by a newer mias-edge; update mias-edge")
+        if not {"id", "time", "file", "file_sha256", "model_sha256", "outputs", "error"} <= columns:
+            self._db.close()
+            raise EdgeError(f"{self.path}: not a results log (no results table of edge-classify)")
+        self._drawing = "drawing" if "drawing" in columns else "NULL"
+        self._standing = "superseded_by IS NULL" if "superseded_by" in columns else "1"
+
+    def _open(self, flags: str) -> tuple[int, set[str]]:
+        self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?{flags}", uri=True, timeout=30.0, isolation_level=None)
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            return version, {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
+        except sqlite3.DatabaseError:
+            self._db.close()
+            raise
+
+    def __enter__(self) -> "LogReader":
+        self._db.execute("BEGIN")  # deferred: the snapshot is taken by the first query
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._db.execute("COMMIT")
+        self._db.close()
+
+    def rows(self, since: str | None = None, until: str | None = None) -> Iterator[LoggedRow]:
+        """The standing rows (not replaced by a later reading, `--force`) logged at `since` or after
+        and before `until` (UTC ISO text, as `time`; None: no bound), oldest first, one at a time."""
+        where, values = self._range(since, until)
+        try:
+            cursor = self._db.execute(
+                f"SELECT id, time, file, file_sha256, model_sha256, outputs, error, {self._drawing} FROM results "
+                f"WHERE {self._standing} AND {where} ORDER BY id", values)
+            for row in cursor:
+                yield LoggedRow(*row[:5], _outputs(row[5]), *row[6:])
+        except sqlite3.DatabaseError as exc:  # a damaged page, a disk error
+            raise EdgeError(f"{self.path}: cannot read the results log ({exc})") from None
+
+    def replaced(self, since: str | None = None, until: str | None = None) -> int:
+        """How many rows in the range were replaced by a later reading (left out by `rows`)."""
+        where, values = self._range(since, until)
+        return self._db.execute(f"SELECT count(*) FROM results WHERE NOT ({self._standing}) AND {where}", values).fetchone()[0]
+
+    @staticmethod
+    def _range(since: str | None, until: str | None) -> tuple[str, tuple[str, ...]]:
+        bounds = [("time >= ?", since), ("time < ?", until)]
+        return " AND ".join([clause for clause, value in bounds if value is not None] or ["1"]), tuple(
+            value for _, value in bounds if value is not None)
+
+
+def _outputs(stored: str | None) -> dict[str, Any] | None:
+    """The logged JSON record, its texts spelt as the `file` column spells them: a file name that
+    was not UTF-8 (JSON keeps it as \\udcXX escapes of surrogates) comes back as `_text` wrote the
+    path, so a scan's `contralateral` is its partner's `file`, and every text can be written as UTF-8."""
+    if not stored:
+        return None
+    record = json.loads(stored)
+    return _texts(record) if "\\ud" in stored else record
+
+
+def _texts(value):
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, dict):
+        return {key: _texts(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_texts(item) for item in value]
+    return value
+
+
+def os_path(stored: str) -> str:
+    """A logged file name as the operating system spells it: `_text`'s \\udcXX escapes turned back
+    into the surrogate escapes Python uses for bytes that are not UTF-8."""
+    return re.sub(r"\\udc([89a-f][0-9a-f])", lambda m: chr(0xDC00 + int(m.group(1), 16)), stored)
 
 
 def _text(value: str | None) -> str | None:

@@ -19,6 +19,17 @@ FINDINGS = {
     "NORM": "nothing the model would refer",
 }
 HEAT_LEGEND = "where the model looked most"
+DISCLAIMER = "research software, not a medical device: these answers must not decide anyone's care"
+
+
+def triage_rule(threshold: float, sensitivity: float) -> str:
+    """`refer to a radiologist when P(abnormal) >= 0.237 (chosen for sensitivity 90%)`: the manifest's rule."""
+    return f"{TRIAGE['refer']} when P(abnormal) >= {threshold:.3f} (chosen for sensitivity {sensitivity:.0%})"
+
+
+def counted(number: int, one: str, many: str | None = None) -> str:
+    """`1 scan`, `2 scans`, `3 women` (`many`: an irregular plural)."""
+    return f"{number} {one if number == 1 else many or one + 's'}"
 
 
 def verdict(record: dict) -> str:
@@ -39,3 +50,11 @@ def local_time(when: str | datetime | None = None) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def printable(line: str) -> str:
+    """One line whatever a file is called: a newline or an escape sequence in a file name (a USB
+    stick can hold anything) is shown escaped, never acted on (a terminal, a report)."""
+    if line.isprintable():
+        return line
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in line)

@@ -41,6 +41,8 @@ def test_the_device_commands_parse_without_typer():
         from edge.classify_cli import build_parser as classify_parser
         build_parser().parse_args(["--runs", "3", "--compare", "a.tflite", "b.tflite"])
         classify_parser().parse_args(["scan.png", "--json"])
+        from edge.report_cli import build_parser as report_parser
+        report_parser().parse_args(["results.db", "--out", "report", "--since", "2026-12-01"])
         """
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
