@@ -97,8 +97,8 @@ def isolated(folder: Path, reference: Path, out: Path, kernels: str, runtime: st
             tensors.setdefault(name, given[name])
     import platform
 
-    about.update(runtime=runtime_version(runtime), kernels=f"{kernels}, each op alone on the inputs of {reference.name}",
-                 threads=threads, machine=platform.machine(), isolated=True)
+    about.update(runtime=runtime_version(runtime), kernels=kernels, threads=threads, machine=platform.machine(),
+                 isolated=f"each op alone on the inputs of {reference.name}")
     np.savez(out, about=json.dumps(about), **tensors)
 
 
@@ -149,7 +149,8 @@ def compare(first: Path, second: Path) -> int:
     a, b = np.load(first), np.load(second)
     about_a, about_b = json.loads(str(a["about"])), json.loads(str(b["about"]))
     print(f"A: {first} ({about_a['runtime']}, {about_a['kernels']} kernels, {about_a['machine']})")
-    print(f"B: {second} ({about_b['runtime']}, {about_b['kernels']} kernels, {about_b['machine']})")
+    print(f"B: {second} ({about_b['runtime']}, {about_b['kernels']} kernels, {about_b['machine']}"
+          + (f"; {about_b['isolated']})" if about_b.get("isolated") else ")"))
     if "scans" in about_a:
         return _compare_outputs(a, b, about_a["scans"])
     same = lambda index: index < 0 or np.array_equal(a[f"t{index}"], b[f"t{index}"])  # noqa: E731
@@ -183,49 +184,27 @@ def _compare_outputs(a, b, scans: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tensor_diff.py", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    make = commands.add_parser("input", help="the prepared model input of a scan")
-    make.add_argument("scan", type=Path)
-    make.add_argument("out", type=Path)
-    exposed = commands.add_parser("expose", help="every op's output made a model output")
-    exposed.add_argument("out", type=Path)
-    exposed.add_argument("--model", type=Path)
-    run = commands.add_parser("dump", help="every tensor of one run")
-    run.add_argument("model", type=Path)
-    run.add_argument("image", type=Path)
-    run.add_argument("out", type=Path)
-    cut = commands.add_parser("split", help="one model per op")
-    cut.add_argument("folder", type=Path)
-    cut.add_argument("--model", type=Path)
-    alone = commands.add_parser("isolated", help="each op alone, on the inputs it had in a dump")
-    alone.add_argument("folder", type=Path)
-    alone.add_argument("reference", type=Path)
-    alone.add_argument("out", type=Path)
-    every = commands.add_parser("outputs", help="the model's raw outputs on every scan of a folder")
-    every.add_argument("folder", type=Path)
-    every.add_argument("out", type=Path)
-    check = commands.add_parser("compare", help="op by op, in execution order")
-    check.add_argument("first", type=Path)
-    check.add_argument("second", type=Path)
-    for command in (run, alone, every):
-        command.add_argument("--kernels", default="builtin", choices=("builtin", "reference", "default"))
-        command.add_argument("--runtime", default="auto")
-        command.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    if args.command == "input":
-        prepared_input(args.scan, args.out)
-    elif args.command == "expose":
-        expose(args.out, args.model)
-    elif args.command == "split":
-        split(args.folder, args.model)
-    elif args.command == "isolated":
-        isolated(args.folder, args.reference, args.out, args.kernels, args.runtime, args.threads)
-    elif args.command == "outputs":
-        outputs(args.folder, args.out, args.kernels, args.runtime, args.threads)
-    elif args.command == "dump":
-        dump(args.model, args.image, args.out, args.kernels, args.runtime, args.threads)
-    else:
-        return compare(args.first, args.second)
-    return 0
+    table = {  # name: (function, help, its file arguments, whether it runs the model)
+        "input": (prepared_input, "the prepared model input of a scan", ("scan", "out"), False),
+        "expose": (expose, "every op's output made a model output", ("out",), False),
+        "split": (split, "one model per op", ("folder",), False),
+        "dump": (dump, "every tensor of one run", ("model", "image", "out"), True),
+        "isolated": (isolated, "each op alone, on the inputs it had in a dump", ("folder", "reference", "out"), True),
+        "outputs": (outputs, "the model's raw outputs on every scan of a folder", ("folder", "out"), True),
+        "compare": (compare, "op by op, in execution order (or scan by scan)", ("first", "second"), False),
+    }
+    for name, (_, text, files, runs) in table.items():
+        command = commands.add_parser(name, help=text)
+        for argument in files:
+            command.add_argument(argument, type=Path)
+        if name in ("expose", "split"):
+            command.add_argument("--model", type=Path, help="default: the packaged model")
+        if runs:
+            command.add_argument("--kernels", default="builtin", choices=("builtin", "reference", "default"))
+            command.add_argument("--runtime", default="auto")
+            command.add_argument("--threads", type=int, default=2)
+    args = vars(parser.parse_args(argv))
+    return table[args.pop("command")][0](**args) or 0
 
 
 if __name__ == "__main__":
