@@ -424,6 +424,7 @@ class Settings:
     make_classifier: Callable[[], Any] | None = None
     schedule: str = "auto"  # interleaved, sequential, or auto: sequential with a delegate (Edge TPU), else interleaved
     kernels: str = "builtin"  # edge.runtime.KERNELS: builtin (what every device config runs) or the runtime's default
+    board_name: str = ""  # the board the device config is for ("Raspberry Pi 4"), else its description
 
 
 def run_benchmark(settings: Settings, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
@@ -482,6 +483,7 @@ def run_benchmark(settings: Settings, progress: Callable[[str], None] = lambda _
         "load_average": {"before": load_before, "after": _load_average()},
         "device": settings.device,
         "device_description": settings.device_description,
+        "board_name": settings.board_name or settings.device_description,
         "runtime": runtime_version(settings.runtime),
         "threads": settings.threads,
         "delegate": settings.delegate,
@@ -535,6 +537,67 @@ def run_benchmark(settings: Settings, progress: Callable[[str], None] = lambda _
                 "paired_ratio_median": _r(paired),
             }
         )
+    return record
+
+
+# ----------------------------------------------------------------------------- board records
+
+RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "time_utc": str,
+    "device": str,
+    "system.cpu": str,
+    "system.cores": int,
+    "system.machine": str,
+    "runtime": str,
+    "threads": int,
+    "delegate": str,
+    "kernels": str,
+    "model.sha256": str,
+    "invoke.median_ms": (int, float),
+    "end_to_end.median_ms": (int, float),
+    "cold_start.median_ms": (int, float),
+    "peak_rss_mb.classify_process": (int, float),
+}
+"""What a committed board figure must hold (`edge-bench --record`; the README's board table reads it)."""
+
+
+def check_record(record: Any, where: str) -> dict[str, Any]:
+    """`record` if it is a complete edge-bench board record, else an EdgeError naming `where` and
+    every field that is missing or of the wrong type."""
+    if not isinstance(record, dict):
+        raise EdgeError(f"{where}: not an edge-bench record (a JSON object was expected)")
+    if record.get("tool") != "edge-bench":
+        raise EdgeError(f"{where}: not an edge-bench record (tool is {record.get('tool')!r})")
+    if record.get("format") != FORMAT:
+        raise EdgeError(f"{where}: edge-bench record format {record.get('format')!r}, this edge-bench reads format {FORMAT}")
+    problems = []
+    for path, kind in RECORD_FIELDS.items():
+        value: Any = record
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            problems.append(f"{path} missing")
+        elif not isinstance(value, kind) or isinstance(value, bool):
+            problems.append(f"{path} is {type(value).__name__}")
+    if problems:
+        raise EdgeError(f"{where}: incomplete edge-bench record ({', '.join(problems)}); record it again with edge-bench --record")
+    return record
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    """A committed board record, checked (`check_record`); a record made before records named
+    their board gets the device's description as its board name."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EdgeError(f"{path}: no such record") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EdgeError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise EdgeError(f"{path}: not JSON ({exc.msg}, line {exc.lineno})") from None
+    check_record(record, str(path))
+    record.setdefault("board_name", record.get("device_description") or record["device"])
     return record
 
 

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="other .tflite files, timed in the same loop: --compare A.tflite B.tflite")
     parser.add_argument("--json", dest="as_json", action="store_true", help="print the machine-readable record instead of the table")
     parser.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON record to this file")
+    parser.add_argument("--record", type=Path, metavar="FILE",
+                        help="write the record as this board's figure to commit, reports/boards/NAME.json (it must be "
+                             "the board the device config is for; the README's board table is made from these files)")
     parser.add_argument("--schedule", choices=SCHEDULES, default="auto",
                         help="interleaved, sequential, or auto (sequential with a delegate: an Edge TPU caches one model)")
     return parser
@@ -61,11 +64,15 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads or board.threads
     model = model_for_board(board, args.model)
     mismatch = board_mismatch(board)
+    if mismatch and args.record is not None:
+        raise EdgeError(f"--record: {mismatch.removeprefix('note: ')}; measure a board record on that board")
     if mismatch:
         print(mismatch, file=sys.stderr)
     for path in [model, *args.compare]:
         if not Path(path).is_file():
             raise EdgeError(f"{path}: model file not found")
+    if args.record is not None:
+        _check_can_record(args, Path(model))
     if args.image is not None and not args.image.is_file():
         raise EdgeError(f"{args.image}: no such file")
     passed_on = ["--device", args.device] if args.device else ["--config", str(args.config)] if args.config else []
@@ -77,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         delegate=board.delegate,
         runtime=board.runtime,
         kernels=board.kernels,
+        board_name=board.board or board.description,
         runs=args.runs,
         warmup=args.warmup,
         cold_runs=args.cold_runs,
@@ -92,8 +100,26 @@ def run(args: argparse.Namespace) -> int:
     text = json.dumps(record, indent=2) + "\n"
     if args.out is not None:
         atomic_write_text(args.out, text)
+    if args.record is not None:
+        atomic_write_text(args.record, json.dumps(lib.check_record(record, str(args.record)), indent=2) + "\n")
+        print(f"recorded {args.record}; commit it, and python scripts/bench_readme.py reports/bench/x86.json --write "
+              "puts it in the README's board table", file=sys.stderr)
     print(text if args.as_json else lib.format_table(record), end="")
     return 0
+
+
+def _check_can_record(args: argparse.Namespace, model: Path) -> None:
+    """A board record needs every figure of the board table: refuse before minutes of timing are lost."""
+    from edge.manifest import manifest_path_for
+
+    if args.cold_runs < 1:
+        raise EdgeError("--record needs the cold-start runs (--cold-runs 1 or more): the board table shows the cold start")
+    if not manifest_path_for(model).is_file():
+        raise EdgeError(f"--record needs a model with its manifest ({model} has none): end to end and cold start run the whole classifier")
+    if args.record.suffix != ".json":
+        raise EdgeError(f"--record {args.record}: a record is a .json file (reports/boards/NAME.json)")
+    if not args.record.parent.is_dir():
+        raise EdgeError(f"--record {args.record}: no folder {args.record.parent}")
 
 
 def bench_main(argv: list[str] | None = None) -> None:

@@ -30,7 +30,7 @@ class DeviceConfig:
     delegate: str = ""  # delegate library to load ('libedgetpu.so.1' for a Coral Edge TPU), '' for none
     model: str = "model.tflite"  # the model variant in the model folder (model_edgetpu.tflite for Coral)
     input_dtype: str = "any"  # the model input type this board needs: uint8, int8 or any
-    kernels: str = "builtin"  # edge.runtime.KERNELS; builtin: no XNNPACK, the same answers in both runtimes on x86
+    kernels: str = "builtin"  # edge.runtime.KERNELS: builtin (no XNNPACK; the desktop), reference (the Pis)
     board: str = ""  # how this board's model name starts (/proc/device-tree/model): "Raspberry Pi 4"; '' for any machine
 
     def check_model_dtype(self, dtype: str, model_path: Path) -> None:

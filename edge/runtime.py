@@ -4,19 +4,20 @@
 of the old one and still what many Pis have. Nothing here imports TensorFlow.
 
 Kernels. By default LiteRT 2.x hands int8 ops to its XNNPACK delegate, tflite-runtime 2.14
-runs TFLite's optimized builtin int8 kernels, and the two round differently (a few uint8 steps
-at the outputs of the shipped model, 0.03 in a probability). The runner asks every runtime for
-the optimized builtin kernels without default delegates (`kernels="builtin"`, every device
-config's setting). Measured (reports/boards/README.md): on x86, LiteRT and tflite-runtime then
-give bit-identical outputs (all 258 development scans). Not given: the same outputs on x86 and
-aarch64 (the optimized kernels are per-architecture code), nor, on aarch64, the same outputs in
-the two runtimes (their aarch64 builds differ: up to 10 uint8 steps on a per-tensor variant of
-the model, emulated); and tflite-runtime 2.14's aarch64 build crashes in its per-channel
-FULLY_CONNECTED kernel on the shipped model. `kernels="reference"` (TFLite's portable reference
-kernels, one thread, 7x slower on x86) gave x86's outputs on aarch64 within each runtime and runs
-there, but the two runtimes' reference kernels differ (14 of 258 scans). `kernels="default"`
-keeps the runtime's own choice (fastest). A delegate named by the board (the Edge TPU) is loaded
-in every case.
+runs TFLite's optimized builtin int8 kernels, and the two round differently (0.03 in a
+probability). So the runner asks every runtime for the kernels the board's config names
+(reports/boards/README.md has the evidence, for the shipped model):
+- `builtin` (the desktop's and the Corals' CPU fallback; the default): the optimized builtin
+  kernels without default delegates. On x86 LiteRT and tflite-runtime then give identical
+  outputs (all 258 development scans). Not across CPUs: LiteRT's aarch64 build rounds its
+  CONV_2D otherwise (one step on a few tenths of a percent of values, grown to 0.16 in a
+  probability), and tflite-runtime's its one-channel CONV_2D (1 of 258 answers).
+- `reference` (the Pis): TFLite's portable reference kernels, one thread, 7.5x a core's builtin
+  invoke on x86. Every tensor of the model is the same on aarch64 as on x86 in each runtime
+  (emulated), so a Pi's answer is a desktop's with these kernels; the two runtimes' reference
+  FULLY_CONNECTED differ (class probabilities of 4 of 258 scans).
+- `default`: the runtime's own choice (fastest; no two agree).
+A delegate named by the board (the Edge TPU) is loaded in every case.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ RUNTIMES = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtim
 KERNELS = ("builtin", "reference", "default")
 """builtin: the optimized builtin kernels, no default delegate (same outputs in both runtimes on x86);
 reference: TFLite's portable reference kernels, no default delegate (same outputs on x86 and aarch64
-within one runtime; slow); default: whatever the runtime picks (LiteRT 2.x: XNNPACK)."""
+within one runtime; slow; the Pis' choice); default: whatever the runtime picks (LiteRT 2.x: XNNPACK)."""
 RESOLVERS = {"reference": "BUILTIN_REF", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES"}
 
 

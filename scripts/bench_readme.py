@@ -1,29 +1,39 @@
-"""Write the figures of the README's "## Benchmarks" section from a committed edge-bench record.
+"""Write the figures of the README's "## Benchmarks" section from committed edge-bench records.
 
-    python scripts/bench_readme.py reports/bench/x86.json            # print the block
-    python scripts/bench_readme.py reports/bench/x86.json --write    # replace it in README.md
+    python scripts/bench_readme.py reports/bench/x86.json            # print both blocks
+    python scripts/bench_readme.py reports/bench/x86.json --write    # replace them in README.md
+                                   [--records reports/boards] [--readme README.md]
 
-The block sits between `<!-- bench:begin -->` and `<!-- bench:end -->`: README figures are
-copied from committed reports, never typed (tests/test_bench_report.py checks they match).
-The compared models are recognised by file name: `*mobilenet*` is the reference, `*float*`
-our float32 TFLite model.
+Two blocks: `bench` (between `<!-- bench:begin -->` and `<!-- bench:end -->`), this development
+machine's record with its compared models; and `boards` (`<!-- boards:begin -->` ...), the board
+table: one row per board record in `reports/boards/` (what `edge-bench --record` writes; the
+folder's other reports, such as arm64-emulated.json, are not edge-bench records and are left
+out), and an estimate row, marked as one, for each board in ESTIMATED that has no record yet.
+README figures are copied from committed reports, never typed (tests/test_bench_report.py and
+tests/test_board_records.py check they match). The compared models are recognised by file
+name: `*mobilenet*` is the reference, `*float*` our float32 TFLite model.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
+from edge.bench import read_record
+from edge.errors import EdgeError
 from edge.readme_blocks import markers, replace_marked, rewrite
 
-BLOCK = "bench"
+REPO = Path(__file__).resolve().parents[1]
+BLOCK, BOARDS = "bench", "boards"
 BEGIN, END = markers(BLOCK)
-ANCHORS = {
-    "Raspberry Pi 4, CPU": (22.0, 45.0),
-    "Coral USB Accelerator (Edge TPU)": (2.6, 2.6),
+ESTIMATED = {
+    "rpi4": ("Raspberry Pi 4, CPU", 22.0, 45.0),
+    "coral-usb": ("Coral USB Accelerator (Edge TPU)", 2.6, 2.6),
 }
-"""Published MobileNetV2 int8 224 invoke times, ms (model only)."""
+"""Boards estimated until a record replaces them, by device config: name, published MobileNetV2
+int8 224 invoke time range, ms (model only)."""
 TARGET_RATIO, TARGET_E2E, TARGET_COLD_MS = 2.0, 2.0, 500.0
 
 
@@ -85,27 +95,76 @@ def block(record: dict, source: str) -> str:
     if record["end_to_end"]:
         lines.append(f"End-to-end stages (medians): {stages}; model load {record['load_ms']:.0f} ms, first inference "
                      f"{record['first_inference_ms']:.1f} ms.")
-        lines.append("")
-    if mobilenet:
-        ours_over = 1.0 / mobilenet["ratio"]
-        lines += [
-            f"**Estimates, not measurements** (published MobileNetV2 int8 times x the ratio {ours_over:.2f} measured here; "
-            "to be replaced by a committed board figure):",
-            "",
-            "| board | MobileNetV2 int8 (published) | our int8 model (estimate) |",
-            "| --- | ---: | ---: |",
-        ]
-        for board, (low, high) in ANCHORS.items():
-            published = f"{low:g} ms" if low == high else f"{low:g}-{high:g} ms"
-            estimate = f"{low * ours_over:.1f} ms" if low == high else f"{low * ours_over:.0f}-{high * ours_over:.0f} ms"
-            lines.append(f"| {board} | {published} | ~{estimate} |")
-        lines += [
-            "",
-            "The Coral row assumes the whole model compiles to the Edge TPU and that both models scale alike "
-            "there, which a CPU ratio cannot show: take it as an order of magnitude.",
-        ]
     lines.append(END)
     return "\n".join(lines)
+
+
+def board_records(folder: Path) -> list[tuple[str, dict]]:
+    """(path as shown, record) of every edge-bench record in `folder`, read and checked: a broken
+    record is an error naming it; another tool's report (its "tool" is not edge-bench) is skipped."""
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            tool = json.loads(path.read_text(encoding="utf-8")).get("tool")
+        except (ValueError, AttributeError):
+            tool = "edge-bench"  # not a JSON object: read_record says what is wrong with it
+        if tool == "edge-bench":
+            found.append((_shown(path), read_record(path)))
+    return found
+
+
+def boards_block(x86: dict, x86_source: str, records: list[tuple[str, dict]], shipped_sha256: str) -> str:
+    """The board table: this machine's row, a row per board record, an estimate per board without one."""
+    begin, end = markers(BOARDS)
+    lines = [
+        begin,
+        "| board | measured on | runtime | invoke | end to end | cold start | peak memory | model | record |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- |",
+        _measured_row("development machine (not a board)", x86, x86_source, shipped_sha256),
+    ]
+    lines += [_measured_row(record["board_name"], record, source, shipped_sha256) for source, record in records]
+    mobilenet = find(x86, "mobilenet")
+    recorded = {record["device"] for _, record in records}
+    estimated = [(device, anchor) for device, anchor in ESTIMATED.items() if device not in recorded]
+    if mobilenet and estimated:
+        ours_over = 1.0 / mobilenet["ratio"]
+        for device, (board, low, high) in estimated:
+            published = f"{low:g} ms" if low == high else f"{low:g}-{high:g} ms"
+            estimate = f"{low * ours_over:.1f} ms" if low == high else f"{low * ours_over:.0f}-{high * ours_over:.0f} ms"
+            lines.append(
+                f"| {board} | **estimate, not measured** | | ~{estimate} | | | | | published MobileNetV2 int8 {published} "
+                f"x {ours_over:.2f}, our invoke over MobileNetV2's in `{x86_source}` |"
+            )
+        lines += [
+            "",
+            f"Median times. An estimate row is the published MobileNetV2 int8 time x the ratio of the two invokes measured "
+            f"in one loop on the development machine, and stays until a record of that board (`--device "
+            f"{' / '.join(device for device, _ in estimated)}`) replaces it. The Coral estimate assumes the whole model "
+            "compiles to the Edge TPU and that both models scale alike there, which a CPU ratio cannot show: take it as "
+            "an order of magnitude.",
+        ]
+    lines.append(end)
+    return "\n".join(lines)
+
+
+def _measured_row(board: str, record: dict, source: str, shipped_sha256: str) -> str:
+    system, sha = record["system"], record["model"]["sha256"]
+    model = sha[:12] if sha == shipped_sha256 else f"{sha[:12]} (**not the shipped model**)"
+    runtime = f"{record['runtime']}, {record['kernels']} kernels, {record['threads']} threads" + (
+        f", delegate {record['delegate']}" if record["delegate"] else ""
+    )
+    return (
+        f"| {board} | {system['cpu']}, {system['cores']} cores ({system['machine']}), {record['time_utc'][:10]} | {runtime} "
+        f"| {record['invoke']['median_ms']:.1f} ms | {record['end_to_end']['median_ms']:.1f} ms "
+        f"| {record['cold_start']['median_ms']:.0f} ms | {record['peak_rss_mb']['classify_process']:.0f} MB | {model} | `{source}` |"
+    )
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 def _load(record: dict) -> str:
@@ -120,15 +179,28 @@ def _input(model: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0].startswith("-"):
-        print(__doc__, file=sys.stderr)
+    parser = argparse.ArgumentParser(prog="bench_readme.py", description="The README's benchmark and board-table blocks.")
+    parser.add_argument("record", type=Path, help="this development machine's edge-bench record (reports/bench/x86.json)")
+    parser.add_argument("--write", action="store_true", help="replace the blocks in the README instead of printing them")
+    parser.add_argument("--records", type=Path, default=REPO / "reports" / "boards", help="folder of board records")
+    parser.add_argument("--readme", type=Path, default=REPO / "README.md", help="the README to rewrite")
+    args = parser.parse_args(argv)
+    try:
+        x86, source = read_record(args.record), _shown(args.record)
+        shipped = json.loads((REPO / "edge" / "models" / "model.json").read_text(encoding="utf-8"))["sha256"]
+        blocks = {BLOCK: block(x86, source), BOARDS: boards_block(x86, source, board_records(args.records), shipped)}
+        if args.write:
+            def change(readme: str) -> str:
+                for name, text in blocks.items():
+                    readme = replace_marked(readme, name, text)
+                return readme
+
+            rewrite(args.readme, change)
+        else:
+            print("\n\n".join(blocks.values()))
+    except (EdgeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    source = argv[0]
-    text = block(json.loads(Path(source).read_text(encoding="utf-8")), source)
-    if "--write" in argv:
-        rewrite(Path(__file__).resolve().parents[1] / "README.md", lambda readme: replace_marked(readme, BLOCK, text))
-    else:
-        print(text)
     return 0
 
 

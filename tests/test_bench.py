@@ -195,7 +195,7 @@ def test_help_lists_every_option_and_bad_values_are_usage_errors():
     result = run("edge-bench", "--help")
     assert result.returncode == 0
     for option in ("--model", "--device", "--config", "--threads", "--runs", "--warmup", "--cold-runs", "--image",
-                   "--compare", "--json", "--out", "--schedule"):
+                   "--compare", "--json", "--out", "--record", "--schedule"):
         assert option in result.stdout, option
     for args in (["--runs", "0"], ["--threads", "two"], ["--schedule", "random"], ["--device", "rpi4", "--config", "x.toml"]):
         result = run("edge-bench", *args, timeout=60)
