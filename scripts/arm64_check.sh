@@ -180,7 +180,7 @@ for name in litert tflite; do
     done
 
     version=$(inside "$venv/bin/edge-classify --version 2>/dev/null" || true)
-    inside "cd $INSIDE/out && $venv/bin/python -c '$IDENTITY' '$version'" > "$WORK/$name.identity.json" \
+    inside "cd $INSIDE/out && $venv/bin/python -c '$IDENTITY' $(printf %q "$version")" > "$WORK/$name.identity.json" \
         || fail "$name: cannot read the versions inside the root"
 
     log "$name: edge-bench --runs $RUNS"
