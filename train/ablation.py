@@ -44,6 +44,8 @@ ROWS = (
     Row("trunk 512 + 256, beside the other breast", 512, (1, 2)),
     Row("trunk 512 + 256 + hard negatives (10 per normal breast, weight 3)", 512, (1, 2), reader.Options(hard_negatives=10)),
     Row("trunk 512 + 256 + 128, beside the other breast", 512, (1, 2, 4)),
+    Row("shipped without the focused pooling (malignancy from whole-breast pooling, int8)", 512, (1, 2),
+        reader.Options(focus=0.0), int8=True),
     Row(SHIPPED, 512, (1, 2), int8=True),
 )
 KEYS = ("auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1", "specificity_at_threshold")
@@ -136,7 +138,13 @@ def markdown(rows: dict, seconds: float) -> str:
         "what the board computes: post-training int8 moves the frozen trunk's features by about 40% of their "  # scripts/int8_reader_check.py
         "spread per channel, and this row is the figure the board's answers carry.",
         "- Also compared on these folds, in probes before these rows: the cell head's regularisation (C 0.01 "
-        "against 0.1) and the trunk's tap (block 11 against 7, 9 and 13). The other regularisation strengths, the "
+        "against 0.1) and the trunk's tap (block 11 against 7, 9 and 13). The focused pooling's sharpness (1, 2, 5 "
+        "and 10; malignancy AUC 0.670, 0.699, 0.698, 0.685 on the int8 features) and which heads read it: fed to "
+        "the kind head too it lowered balanced accuracy (0.232 to 0.202 at sharpness 2), so only the malignancy "
+        "head reads it (`python studies/focus_probe.py ../shared/mias`). On the float trunk's features it does not "
+        "help: 0.638 for the 512 + 256 paired row here against 0.651 without it (this table at commit 1b8d198). "
+        "The mean features of the 5 hottest cells helped the kind head (balanced accuracy 0.296) "
+        "but top-k does not compile for the Edge TPU and was not shipped. The other regularisation strengths, the "
         "cell sampling counts and the reading stage's form were fixed beforehand and never tuned.",
         "- A fine-tuned trunk (MobileNet v1 trained further on 64x64 lesion/background patches, 8 epochs, scan "
         "alone, hottest cell) reached an out-of-fold AUC of 0.539, below the frozen trunk's 0.625 on the same "

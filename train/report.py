@@ -327,11 +327,13 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         f"- {record.get('model', '?')} (`train/trunk.py`, `train/reader.py`). Input "
         f"{training.get('input_size', '?')}x{training.get('input_size', '?')}x1 (uint8 grey levels of "
         "`edge.preprocess.prepare`), batch 1; only int8 TFLite builtins the Edge TPU maps (depthwise and 1x1 "
-        "convolutions, ReLU6, average pooling, up-sampling, global pooling, dense, softmax/sigmoid).",
+        "convolutions, ReLU6, average pooling, up-sampling, global pooling, multiply, dense, softmax/sigmoid).",
         "- The trunk is ImageNet MobileNet v1 (alpha 0.25, Apache-2.0 weights in `train/weights/`), frozen. Learnt on "
         "the training folds, by regularised logistic regression on its cell features: a lesion-cell head (the "
         "heat-map: is this 16x16-pixel cell inside an annotated lesion circle), P(kind of finding | abnormal) and "
-        "P(malignant | abnormal) from pooled features of the abnormal scans, and the reading stage "
+        "P(malignant | abnormal) from pooled features of the abnormal scans (whole-breast average and maximum; the "
+        "malignancy head also reads the cells pooled with softmax weights on the lesion-cell logit, what the "
+        "hottest cells look like), and the reading stage "
         "(`edge/reading.py`): P(abnormal) from the hottest cells of the scan and of the other breast of the same woman.",
         "- One probability model: P(NORM) = 1 - P(abnormal); P(malignant) = P(abnormal) x P(malignant | abnormal); the "
         "label is NORM exactly when the triage is routine. A scan without its partner is read alone by the same "
@@ -497,7 +499,8 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
                   + (f"; the same reader on the float trunk's features, {_fmt(compared[FLOAT_ROW]['auc_abnormal'])}: what a "
                      "trunk that keeps its features in int8 (quantization-aware training) could win back" if FLOAT_ROW in compared else "")
                   + ". Chosen on these folds: the input size, the scales, reading beside the other breast and, in "
-                  "probes, the cell head's regularisation and the trunk's tap (a handful of candidates, so the shipped "
+                  "probes, the cell head's regularisation, the trunk's tap and the focused pooling of the malignancy "
+                  "head (`studies/focus_probe.py`) (a handful of candidates each, so the shipped "
                   "figures are slightly optimistic); fitted inside training folds: everything else."]
     lines += [
         "",
