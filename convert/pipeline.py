@@ -120,7 +120,7 @@ def _headline(metrics: Any) -> Any:
 
 def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertResult:
     """Convert, compare, check; write the report always and the model only when fidelity passed."""
-    from train import mias
+    from train import records as training_records
 
     report_dir = options.report or options.out
     training_path = options.training_json or options.model.with_name("training.json")
@@ -128,7 +128,7 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
         raise EdgeError(f"{options.model}: model file not found")
     training = handoff.read(training_path)
     size = training.input_size
-    records = mias.load(options.data)
+    records = training_records.load(options.data)
     if options.calibration < 1:
         raise EdgeError("--calibration must be at least 1")
 

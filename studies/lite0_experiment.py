@@ -36,6 +36,7 @@ import numpy as np
 from edge import LABELS
 from edge.preprocess import prepare
 from train import metrics, mias
+from train.records import ScanRecord
 from train.splits import patient_folds
 
 SIZES = (320, 448)
@@ -52,7 +53,7 @@ STRIDE = 16
 # --- data and features ------------------------------------------------------------------------
 
 
-def prepare_all(records: list[mias.MiasRecord], size: int) -> tuple[np.ndarray, list]:
+def prepare_all(records: list[ScanRecord], size: int) -> tuple[np.ndarray, list]:
     images, geometries = [], []
     for record in records:
         prepared = prepare(record.pixels(), size=size)
@@ -61,7 +62,7 @@ def prepare_all(records: list[mias.MiasRecord], size: int) -> tuple[np.ndarray, 
     return np.stack(images), geometries
 
 
-def extract(records: list[mias.MiasRecord], size: int, cache_dir: Path, log=print) -> dict[str, np.ndarray]:
+def extract(records: list[ScanRecord], size: int, cache_dir: Path, log=print) -> dict[str, np.ndarray]:
     """Pooled features, s16 maps and the cell targets of every scan at one size (cached)."""
     cache = cache_dir / f"features_{size}.npz"
     source = _prepare_source_sha()
@@ -112,7 +113,7 @@ def _prepare_source_sha() -> str:
     return hashlib.sha256(inspect.getsource(preprocess).encode()).hexdigest()
 
 
-def _cell_targets(record: mias.MiasRecord, geometry, grid: int) -> np.ndarray:
+def _cell_targets(record: ScanRecord, geometry, grid: int) -> np.ndarray:
     """1 inside a lesion circle, 0 elsewhere; -1 (unknown) for every cell of an abnormal scan
     outside its circles, and for a scan whose lesion has no coordinates."""
     if record.label == "NORM":

@@ -1,8 +1,9 @@
-"""`edge-train`: load MIAS, cross-validate the exam reader patient-grouped, write reports and the final model."""
+"""`edge-train`: load the scans (MIAS or labels.csv), cross-validate the exam reader patient-grouped, write reports and the final model."""
 
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,28 +14,45 @@ from edge.cli_common import fail, friendly_errors, make_app
 app = make_app(__doc__)
 
 
+class Strategy(str, Enum):
+    default = "default"
+    mirrored = "mirrored"
+    multiworker = "multiworker"
+
+
+GRADIENT = "Gradient training (--strategy)"
+
+
 @app.command()
 @friendly_errors
 def train(
-    data: Annotated[Path, typer.Option(help="mini-MIAS folder: Info.txt and mdbNNN.pgm or .png")],
+    data: Annotated[Path, typer.Option(help="The scans: a mini-MIAS folder (Info.txt, mdbNNN.pgm or .png) or a folder with a labels.csv (see the README).")],
     out: Annotated[Optional[Path], typer.Option(help="Run folder: cv/ report (unless --reports), final/model.keras, final/training.json")] = None,
     summary: Annotated[bool, typer.Option("--summary", help="Print what the loader read and stop.")] = False,
     size: Annotated[int, typer.Option(help="Model input side in pixels (a multiple of 32 times every scale).")] = 512,
     scales: Annotated[str, typer.Option(help="Comma-separated down-sampling factors the trunk reads the input at (1 = full size).")] = "1,2",
-    folds: Annotated[int, typer.Option(help="Cross-validation folds (patient-grouped).")] = 5,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds (patient-grouped); with --strategy, fold 0 is held out.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the folds and of the cell sampling.")] = 0,
     alone: Annotated[bool, typer.Option("--alone", help="Read every scan alone (no comparison with the other breast).")] = False,
     hard_negatives: Annotated[int, typer.Option(help="Refit the cell head with each normal breast's N hottest cells added (0: off).")] = 0,
     reports: Annotated[Optional[Path], typer.Option(help="Write the cross-validation report here (e.g. reports/cv) instead of OUT/cv.")] = None,
     cache: Annotated[Optional[Path], typer.Option(help="Folder for cached trunk features (default: ~/.cache/mias-edge/trunk).")] = None,
+    strategy: Annotated[Optional[Strategy], typer.Option(
+        help="Train the network by gradient descent on tf.distribute instead of the cross-validated logistic fit: "
+        "default (one device), mirrored (every GPU of this machine), multiworker (the cluster in TF_CONFIG).",
+        rich_help_panel=GRADIENT)] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (default 300).", rich_help_panel=GRADIENT)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Scans per step, summed over every replica and worker (default 16).", rich_help_panel=GRADIENT)] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default 0.001).", rich_help_panel=GRADIENT)] = None,
+    fine_tune: Annotated[Optional[int], typer.Option(help="Also train the trunk's last N of 11 blocks (default 0: heads only).", rich_help_panel=GRADIENT)] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N images (tests and smoke runs).", hidden=True)] = None,
 ) -> None:
-    """Train and evaluate the mammogram reader on mini-MIAS."""
-    from train import mias
+    """Train and evaluate the mammogram reader on mini-MIAS or on a folder with a labels.csv."""
+    from train import records as training_records
 
-    records = mias.load(data)
+    records = training_records.load(data)
     if summary:
-        typer.echo(mias.summary(records))
+        typer.echo(training_records.summary(records))
         return
     if out is None:
         raise fail("--out is required to train (a run folder, e.g. runs/main)")
@@ -48,6 +66,16 @@ def train(
         raise fail(f"--scales must be increasing factors of at least 1, got {scales!r}")
     if any(size % (32 * f) for f in factors):
         raise fail(f"--size {size} must be a multiple of 32 times every scale factor ({scales})")
+    gradient = {"--steps": steps, "--batch-size": batch_size, "--learning-rate": learning_rate, "--fine-tune": fine_tune}
+    if strategy is not None:
+        logistic = {"--hard-negatives": hard_negatives or None, "--reports": reports, "--cache": cache}
+        given = [name for name, value in logistic.items() if value is not None]
+        if given:
+            raise fail(f"{', '.join(given)}: only for the cross-validated logistic fit (without --strategy)")
+        return train_distributed(data, out, strategy.value, size, factors, folds, seed, alone, limit, **gradient)
+    given = [name for name, value in gradient.items() if value is not None]
+    if given:
+        raise fail(f"{', '.join(given)}: only for gradient training (add --strategy)")
     from tqdm import tqdm
 
     from train.cv import Config, default_cache, run
@@ -56,6 +84,20 @@ def train(
     config = Config(size=size, factors=factors, folds=folds, seed=seed,
                     options=Options(paired=not alone, hard_negatives=hard_negatives, seed=seed))
     run(data, out, config, reports=reports, cache=cache or default_cache(), limit=limit, progress=tqdm, log=tqdm.write,
+        command=" ".join(["edge-train", *sys.argv[1:]]))
+
+
+def train_distributed(data, out, strategy, size, factors, folds, seed, alone, limit, **gradient) -> None:
+    """`edge-train --strategy`: the options checked, then `train.distributed.run`."""
+    from train.distributed import Settings, run
+
+    chosen = {name.lstrip("-").replace("-", "_"): value for name, value in gradient.items() if value is not None}
+    settings = Settings(size=size, factors=factors, folds=folds, seed=seed, paired=not alone, **chosen)
+    if settings.steps < 1 or settings.batch_size < 1 or not settings.learning_rate > 0:
+        raise fail("--steps, --batch-size and --learning-rate must be above 0")
+    if not 0 <= settings.fine_tune <= 11:
+        raise fail(f"--fine-tune must be 0 to 11 (the trunk's blocks), got {settings.fine_tune}")
+    run(data, out, settings, strategy, limit=limit, log=lambda line: print(line, flush=True),
         command=" ".join(["edge-train", *sys.argv[1:]]))
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edge import LABELS
-from train import handoff, metrics, mias, reader, trunk
+from train import handoff, metrics, reader, records as training_records, trunk
 from train.data import Dataset, load_dataset
 from train.splits import patient_folds
 
@@ -145,7 +145,7 @@ def run(
 ) -> handoff.Handoff:
     """Cross-validate the reader, write the report, fit and write the final model with its handoff."""
     started = time.time()
-    records = mias.load(data_dir)
+    records = training_records.load(data_dir)
     if limit:
         records = records[:limit]
     log(f"preparing {len(records)} scans at {config.size}x{config.size}")
@@ -181,7 +181,7 @@ def run(
             **{key: document["headline"][key] for key in HEADLINE},
         },
         data={
-            "source": "mini-MIAS development split",
+            "source": training_records.source(data_dir),
             "images": len(records),
             "patients": len({r.patient for r in records}),
             "classes": {label: sum(r.label == label for r in records) for label in LABELS},

@@ -13,7 +13,7 @@ import numpy as np
 
 from edge import LABELS
 from edge.preprocess import Geometry, prepare
-from train.mias import MiasRecord
+from train.records import ScanRecord
 
 IGNORE = -1.0
 """Heat-map target of an image whose lesion has no coordinates: the cell loss skips it."""
@@ -32,7 +32,7 @@ class Circle:
 class Dataset:
     """The prepared development images and their targets, in the records' order."""
 
-    records: list[MiasRecord]
+    records: list[ScanRecord]
     images: np.ndarray  # (n, size, size) uint8, the output of `prepare`
     geometries: list[Geometry]
     circles: list[tuple[Circle, ...]]
@@ -54,20 +54,25 @@ class Dataset:
         return np.array([r.malignant for r in self.records], dtype=np.float32)
 
 
-def load_dataset(records: list[MiasRecord], size: int, progress=None) -> Dataset:
+def prepare_record(record: ScanRecord, size: int) -> tuple[np.ndarray, Geometry, tuple[Circle, ...]]:
+    """One scan through the device's `prepare`, with its lesion circles carried to the input grid."""
+    prepared = prepare(record.pixels(), size=size)
+    geometry = prepared.geometry
+    circles = tuple(
+        Circle(*geometry.to_input(lesion.row, lesion.col), geometry.length_to_input(lesion.radius))
+        for lesion in record.lesions
+    )
+    return prepared.image, geometry, circles
+
+
+def load_dataset(records: list[ScanRecord], size: int, progress=None) -> Dataset:
     """Prepare every scan once (the device's `prepare`) and put its circles on the input grid."""
     images, geometries, circles = [], [], []
     for record in progress(records) if progress else records:
-        prepared = prepare(record.pixels(), size=size)
-        geometry = prepared.geometry
-        images.append(prepared.image)
+        image, geometry, scan_circles = prepare_record(record, size)
+        images.append(image)
         geometries.append(geometry)
-        circles.append(
-            tuple(
-                Circle(*geometry.to_input(lesion.row, lesion.col), geometry.length_to_input(lesion.radius))
-                for lesion in record.lesions
-            )
-        )
+        circles.append(scan_circles)
     return Dataset(list(records), np.stack(images), geometries, circles)
 
 

@@ -45,12 +45,10 @@ class Table:
 
     @classmethod
     def from_records(cls, records, fold, probs, abnormal, malignant, contralateral=None, threshold=None) -> "Table":
-        """Out-of-fold outputs of MIAS records (train.mias.MiasRecord) as a table."""
+        """Out-of-fold outputs of the records (train.records.ScanRecord) as a table."""
         exam = ()
         if contralateral is not None:
-            from edge.exams import mias_woman  # the woman id edge-classify prints
-
-            exam = (np.array([mias_woman(r.number) for r in records]), np.asarray(contralateral), np.asarray(threshold, float))
+            exam = (np.array([r.woman for r in records]), np.asarray(contralateral), np.asarray(threshold, float))
         return cls(
             np.array([r.id for r in records]),
             np.array([r.patient for r in records]),

@@ -1,4 +1,4 @@
-"""The mini-MIAS database: its truth table (`Info.txt`) and its scans, one record per image.
+"""The mini-MIAS database: its truth table (`Info.txt`) and its scans, one `ScanRecord` per image.
 
 Facts this module gets right (see the data's README): prose before the table; several rows per
 image (one per lesion, same class, severity may differ: any malignant lesion makes the image
@@ -10,66 +10,17 @@ breasts and even numbers left breasts, of patient (n + 1) // 2.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from edge import LABELS
-from edge.decode import read_scan
 from edge.errors import EdgeError
+from edge.exams import mias_woman
+from train.records import Lesion, ScanRecord
 
 SCAN_SIZE = 1024
 SCAN_FORMATS = (".pgm", ".png")
-TISSUES = {"F": "fatty", "G": "fatty-glandular", "D": "dense-glandular"}
 _ROW = re.compile(r"^(mdb\d{3})\s+([FGD])\s+([A-Z]{4})(?:\s+([BM]))?(?:\s+(\S+)\s+(\S+)(?:\s+(\S+))?)?")
-
-
-@dataclass(frozen=True)
-class Lesion:
-    """An annotated circle in image coordinates (row from the top, column from the left)."""
-
-    row: int
-    col: int
-    radius: int
-    severity: str
-
-
-@dataclass(frozen=True)
-class MiasRecord:
-    """One image of the database, with everything `Info.txt` says about it."""
-
-    id: str
-    path: Path
-    tissue: str
-    label: str
-    severity: str | None  # "B", "M", or None for NORM
-    lesions: tuple[Lesion, ...] = ()
-    lesions_without_location: int = 0
-
-    @property
-    def number(self) -> int:
-        return int(self.id[3:])
-
-    @property
-    def patient(self) -> int:
-        return (self.number + 1) // 2
-
-    @property
-    def side(self) -> str:
-        return "right" if self.number % 2 else "left"
-
-    @property
-    def abnormal(self) -> bool:
-        return self.label != "NORM"
-
-    @property
-    def malignant(self) -> bool:
-        return self.severity == "M"
-
-    def pixels(self) -> np.ndarray:
-        return read_scan(self.path)
 
 
 @dataclass
@@ -108,7 +59,7 @@ def parse_info(text: str) -> dict[str, _Rows]:
     return table
 
 
-def load(data_dir: str | Path) -> list[MiasRecord]:
+def load(data_dir: str | Path) -> list[ScanRecord]:
     """Every image in `data_dir` that `Info.txt` describes, sorted by id.
 
     Raises an `EdgeError` naming every problem at once: a missing directory or `Info.txt`,
@@ -116,7 +67,7 @@ def load(data_dir: str | Path) -> list[MiasRecord]:
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise EdgeError(f"{data_dir}: no such data directory (point --data at the mini-MIAS folder)")
+        raise EdgeError(f"{data_dir}: no such data directory (point --data at the mini-MIAS folder or a folder with labels.csv)")
     info = data_dir / "Info.txt"
     try:
         table = parse_info(info.read_text(encoding="ascii", errors="replace"))
@@ -138,24 +89,8 @@ def _scan_files(data_dir: Path) -> dict[str, Path]:
     return scans
 
 
-def _record(image_id: str, path: Path, rows: _Rows) -> MiasRecord:
+def _record(image_id: str, path: Path, rows: _Rows) -> ScanRecord:
     severity = ("M" if "M" in rows.severities else "B") if rows.label != "NORM" else None
-    return MiasRecord(image_id, path, rows.tissue, rows.label, severity, tuple(rows.lesions), rows.unlocated)
-
-
-def summary(records: list[MiasRecord]) -> str:
-    """A readable account of what was loaded: counts per class, severity and tissue, lesions."""
-    by_label = Counter(r.label for r in records)
-    by_severity = Counter(r.severity or "-" for r in records)
-    by_tissue = Counter(r.tissue for r in records)
-    located = sum(len(r.lesions) for r in records)
-    unlocated = sum(r.lesions_without_location for r in records)
-    lines = [
-        f"images    {len(records)}",
-        f"patients  {len({r.patient for r in records})}",
-        "classes   " + ", ".join(f"{label} {by_label[label]}" for label in LABELS),
-        f"severity  benign {by_severity['B']}, malignant {by_severity['M']}, normal {by_severity['-']}",
-        "tissue    " + ", ".join(f"{name} ({code}) {by_tissue[code]}" for code, name in TISSUES.items()),
-        f"lesions   {located} with coordinates, {unlocated} without",
-    ]
-    return "\n".join(lines)
+    number = int(image_id[3:])
+    return ScanRecord(image_id, path, (number + 1) // 2, mias_woman(number), "right" if number % 2 else "left",
+                      rows.tissue, rows.label, severity, tuple(rows.lesions), rows.unlocated)

@@ -192,7 +192,7 @@ def summary(document: dict, table: metrics.Table) -> str:
     ) + "."]
     if "by_tissue" in document:
         lines += ["", "## By breast tissue", "", "| tissue | images | abnormal | AUC abnormal | AUC malignant | bal. acc. | sens. at thr. | spec. at thr. |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        from train.mias import TISSUES
+        from train.records import TISSUES
 
         for code, group in document["by_tissue"].items():
             lines.append(
@@ -376,7 +376,7 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
             "",
         ]
     if "by_tissue" in document:
-        from train.mias import TISSUES
+        from train.records import TISSUES
 
         lines += [
             "## Subgroups by breast tissue",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from train.mias import MiasRecord
+from train.records import ScanRecord
 
 
-def patient_folds(records: list[MiasRecord], k: int = 5, seed: int = 0) -> np.ndarray:
+def patient_folds(records: list[ScanRecord], k: int = 5, seed: int = 0) -> np.ndarray:
     """Fold number (0..k-1) of each record, in the records' order."""
     labels = [r.label for r in records]
     groups = [r.patient for r in records]
