@@ -63,9 +63,14 @@ def load(data_dir: str | Path) -> list[ScanRecord]:
             problems.append(f"line {line}: {len(row)} fields, the header has {len(header)} (quote a circles field: it holds commas)")
             continue
         cells = dict(zip(header, (cell.strip() for cell in row)))
+        file_key = f"file {cells['file']}"
+        if file_key in first_line:  # a repeated scan: nothing else about the row matters
+            problems.append(f"line {line}: same file as line {first_line[file_key]}")
+            continue
+        first_line[file_key] = line
         record, errors = _record(data_dir, cells, patients)
         if record is not None:
-            errors = _clashes(record, cells["file"], line, first_line)
+            errors = _clashes(record, line, first_line)
         if errors:
             problems.append(f"line {line}: " + "; ".join(errors))
         else:
@@ -77,11 +82,8 @@ def load(data_dir: str | Path) -> list[ScanRecord]:
     return records
 
 
-def _clashes(record: ScanRecord, name: str, line: int, first_line: dict[str, int]) -> list[str]:
-    """What this row shares with an earlier one: its file, or else its name in reports and its breast."""
-    if f"file {name}" in first_line:
-        return [f"same file as line {first_line[f'file {name}']}"]
-    first_line[f"file {name}"] = line
+def _clashes(record: ScanRecord, line: int, first_line: dict[str, int]) -> list[str]:
+    """What this row's scan shares with an earlier row's: its name in reports, or its breast."""
     errors = []
     for key, what in ((f"id {record.id}", f"name in reports ({record.id})"),
                       (f"breast {record.woman} {record.side}", "breast (one scan per breast: the reader compares it with the other breast)")):

@@ -293,7 +293,7 @@ def overlays(directory: Path, dataset, table: metrics.Table, heatmaps: np.ndarra
         ax.set_title(f"{record.id} {record.label}: P(abn) {table.abnormal[i]:.2f}, read as {label}", fontsize=7)
         ax.axis("off")
         fig.tight_layout()
-        path = directory / f"{record.id}_{record.label}.png"
+        path = directory / f"{record.id.replace('/', '_')}_{record.label}.png"  # a labels.csv id may name a subfolder
         fig.savefig(path)
         plt.close(fig)
         paths.append(path)
