@@ -101,6 +101,8 @@ def test_every_mismatch_between_table_and_images_is_named(mias_dir, tmp_path):
 
 
 def test_summary_reports_the_counts(records):
-    text = mias.summary(records)
+    from train.records import summary
+
+    text = summary(records)
     assert "images    258" in text and "patients  129" in text and "NORM 167" in text
     assert "96 with coordinates, 3 without" in text

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from edge import LABELS
 from train import handoff, metrics, reader, records as training_records, trunk
 from train.data import Dataset, load_dataset
 from train.splits import patient_folds
@@ -180,13 +179,7 @@ def run(
             "split; 95% bootstrap CI over patients; baseline = NORM for every image / constant score",
             **{key: document["headline"][key] for key in HEADLINE},
         },
-        data={
-            "source": training_records.source(data_dir),
-            "images": len(records),
-            "patients": len({r.patient for r in records}),
-            "classes": {label: sum(r.label == label for r in records) for label in LABELS},
-            "split": f"train.splits.patient_folds(k={config.folds}, seed={config.seed})",
-        },
+        data=training_records.described(records, data_dir, f"train.splits.patient_folds(k={config.folds}, seed={config.seed})"),
         record={
             "model": "frozen ImageNet MobileNet v1 0.25 trunk at scales "
             + ", ".join(f"{config.size // f}" for f in config.factors)

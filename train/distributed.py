@@ -41,7 +41,6 @@ from train.data import heatmap_target, load_dataset, prepare_record
 from train.records import ScanRecord
 from train.splits import patient_folds
 
-STRATEGIES = ("default", "mirrored", "multiworker")
 TRUNK_BLOCKS = 11  # the trunk is read at conv_pw_11 (train.trunk.TAP)
 CELL_PRIOR = -3.0  # initial logit of the cell head: lesion cells are a few per cent of a breast
 
@@ -333,13 +332,8 @@ def run(data_dir: Path, out: Path, settings: Settings, strategy_name: str, limit
             "95% bootstrap CI over patients; baseline = NORM for every image / constant score",
             **figures,
         },
-        data={
-            "source": training_records.source(data_dir),
-            "images": len(records),
-            "patients": len({r.patient for r in records}),
-            "classes": {label: sum(r.label == label for r in records) for label in LABELS},
-            "split": f"train.splits.patient_folds(k={settings.folds}, seed={settings.seed}): fold 0 held out",
-        },
+        data=training_records.described(
+            records, data_dir, f"train.splits.patient_folds(k={settings.folds}, seed={settings.seed}): fold 0 held out"),
         record={
             "model": "ImageNet MobileNet v1 0.25 trunk at scales " + ", ".join(f"{settings.size // f}" for f in settings.factors)
             + (f" (last {settings.fine_tune} blocks trained)" if settings.fine_tune else " (frozen)")
@@ -350,6 +344,7 @@ def run(data_dir: Path, out: Path, settings: Settings, strategy_name: str, limit
             "workers": me.workers,
             "replicas": strategy.num_replicas_in_sync,
             "weights_sha256": digest,
+            "trained_parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
             "images_per_second": round(settings.batch_size / float(np.median(steady)), 2),
             "command": command,
             "train_seconds": round(time.time() - started, 1),

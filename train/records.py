@@ -77,6 +77,17 @@ def source(data_dir: str | Path) -> str:
     return "mini-MIAS development split"
 
 
+def described(records: list[ScanRecord], data_dir: str | Path, split: str) -> dict:
+    """What a model was trained on, for `training.json`'s `data`."""
+    return {
+        "source": source(data_dir),
+        "images": len(records),
+        "patients": len({r.patient for r in records}),
+        "classes": {label: sum(r.label == label for r in records) for label in LABELS},
+        "split": split,
+    }
+
+
 def summary(records: list[ScanRecord]) -> str:
     """A readable account of what was loaded: counts per class, severity and tissue, lesions."""
     by_label = Counter(r.label for r in records)
