@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -236,12 +237,18 @@ def train_network(strategy, workers: int, records: list[ScanRecord], index: np.n
 
 
 def _op_error(exc) -> str:
-    """The useful line of a TensorFlow error: a scan's own `EdgeError` when a scan could not be read."""
+    """The useful words of a TensorFlow error: a scan's own `EdgeError` when a scan could not be read,
+    a lost worker when the cluster broke, else the first line that says more than "Graph execution error"."""
+    import tensorflow as tf
+
     lines = [line.strip() for line in str(exc.message).splitlines() if line.strip()]
     for line in lines:
         if "EdgeError:" in line:
             return line.split("EdgeError:", 1)[1].strip()
-    return lines[0] if lines else exc.__class__.__name__
+    if isinstance(exc, (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.DeadlineExceededError)):
+        return f"a worker of the cluster stopped or cannot be reached ({exc.__class__.__name__})"
+    useful = [line for line in lines if not line.startswith(("Graph execution error", "Detected at node", "File "))]
+    return (useful or lines or [exc.__class__.__name__])[0]
 
 
 def wait_for_each_other(strategy) -> None:
@@ -302,6 +309,12 @@ def run(data_dir: Path, out: Path, settings: Settings, strategy_name: str, limit
     """Train under the strategy; the chief writes `out/final` and returns its handoff, the others None."""
     started = time.time()
     me = role(strategy_name)
+    if me.workers > 1:
+        # TensorFlow waits for the other workers (and for collectives) in C++ holding the interpreter,
+        # where Python's Ctrl-C handler never runs, and takes SIGTERM as a preemption notice: Ctrl-C
+        # gets the system's own action back, so it always ends the process.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        log(f"{me.name} of {me.workers}: joining the cluster of TF_CONFIG (waits until every worker has started)")
     strategy = make_strategy(strategy_name)
     records = training_records.load(data_dir)
     if limit:
