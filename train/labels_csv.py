@@ -64,7 +64,7 @@ def load(data_dir: str | Path) -> list[ScanRecord]:
             continue
         cells = dict(zip(header, (cell.strip() for cell in row)))
         file_key = f"file {cells['file']}"
-        if file_key in first_line:  # a repeated scan: nothing else about the row matters
+        if cells["file"] and file_key in first_line:  # a repeated scan: nothing else about the row matters
             problems.append(f"line {line}: same file as line {first_line[file_key]}")
             continue
         first_line[file_key] = line
