@@ -7,8 +7,9 @@ thousands of scans on GPUs or several machines. What runs under the strategy:
   prepares them with the device's `prepare` in parallel, keeps the prepared inputs in a cache
   (in memory: every scan is prepared once per run), shuffles, batches and prefetches;
 - the network of `train.reader.build_model` (the frozen ImageNet trunk at each scale, the
-  lesion-cell, class and malignancy heads), whose heads (and, with `fine_tune`, the trunk's last
-  blocks) are trained by AdamW, every replica on its part of each global batch, the gradients
+  lesion-cell, class and malignancy heads; the malignancy head on whole-breast pooling, without
+  the focused block the logistic path ties to its cell head), whose heads (and, with `fine_tune`,
+  the trunk's last blocks) are trained by AdamW, every replica on its part of each global batch, the gradients
   summed across replicas and workers (synchronous data parallelism: every worker ends with the
   same weights);
 - the losses: per cell, lesion circle vs not (a scan's positive and negative cells weigh alike;
