@@ -94,6 +94,7 @@ def page(record: dict) -> str:
     m, s, system = record["medians"], record["settings"], record["system"]
     ratio = record["ratios"]
     two, prepared, cached = ratio["two workers"], ratio["preparing"], ratio["cached"]
+    each = [r["two workers"] / r["one process"] for r in record["rounds"]]
     lines = [
         "# Scale-out training: one process, two localhost workers, the input pipeline",
         "",
@@ -106,20 +107,20 @@ def page(record: dict) -> str:
         f"scans at {s['size']} px (trunk at {s['size']} and {s['size'] // 2}, heads trained, trunk frozen), global batch "
         f"{s['batch_size']}, {s['steps']} steps, timed over the second half (scans cached, step traced).",
         "",
-        "| what | images per second (median) | each round | ratio to one process (median of the rounds' ratios) |",
+        "| what | images per second (median) | each round | ratio to one process: median (each round) |",
         "| --- | ---: | --- | ---: |",
         f"| one process (`--strategy default`) | {m['one process']:.1f} | {_list(record, 'one process')} | 1.00 |",
         f"| two workers on this machine (`--strategy multiworker`, TF_CONFIG with two 127.0.0.1 ports) | "
-        f"{m['two workers']:.1f} | {_list(record, 'two workers')} | {two:.2f} |",
+        f"{m['two workers']:.1f} | {_list(record, 'two workers')} | {two:.2f} ({_ratios(record, 'two workers')}) |",
         f"| input pipeline alone, preparing (decode + `prepare` + targets, first pass) | {m['preparing']:.1f} | "
-        f"{_list(record, 'preparing')} | {prepared:.2f} |",
+        f"{_list(record, 'preparing')} | {prepared:.2f} ({_ratios(record, 'preparing')}) |",
         f"| input pipeline alone, from its cache (later passes) | {m['cached']:.0f} | {_list(record, 'cached', 0)} | "
-        f"{cached:.0f} |",
+        f"{cached:.0f} ({_ratios(record, 'cached', 0)}) |",
         "",
         "What this shows:",
         f"- The engine runs: two worker processes train in step through TensorFlow's collective all-reduce and end "
         f"with identical weights (`tests/test_distributed.py` checks the digests). On this machine two workers run at "
-        f"{two:.2f}x one process: they share its {system['cores']} cores, so each step does the same arithmetic on the "
+        f"{two:.2f}x one process ({min(each):.2f} to {max(each):.2f} across rounds, on a shared machine): they share its {system['cores']} cores, so each step does the same arithmetic on the "
         "same cores plus the all-reduce and the coordination between two processes.",
         (f"- The input pipeline is not the bottleneck: preparing scans runs at {prepared:.1f}x what training consumes"
          if prepared > 1 else f"- Preparing scans (decode and `prepare`) is slower than training here ({prepared:.2f}x), "
@@ -147,6 +148,10 @@ def page(record: dict) -> str:
 
 def _list(record: dict, kind: str, digits: int = 1) -> str:
     return ", ".join(f"{r[kind]:.{digits}f}" for r in record["rounds"])
+
+
+def _ratios(record: dict, kind: str, digits: int = 2) -> str:
+    return ", ".join(f"{r[kind] / r['one process']:.{digits}f}" for r in record["rounds"])
 
 
 def main() -> None:
