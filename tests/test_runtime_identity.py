@@ -97,7 +97,8 @@ def test_installed_edge_classify_gives_identical_answers_on_litert_and_tflite_ru
     assert who[:2] == ["tflite-runtime", "2.14.0"] and who[2] < "2" and who[3] == "True", who
     assert str(BOARD_VENV) in who[4], f"the old-Pi environment imports edge from {who[4]}, not its install"
 
-    litert_script = shutil.which("edge-classify") or str(Path(sys.executable).with_name("edge-classify"))
+    beside = Path(sys.executable).with_name("edge-classify")  # this interpreter's install, not another on PATH
+    litert_script = str(beside) if beside.is_file() else shutil.which("edge-classify")
     litert = _classify(Path(litert_script), scans, tmp_path)
     tflite = _classify(old_pi / "edge-classify", scans, tmp_path)
     assert len(litert) == len(tflite) == len(scans)
