@@ -8,7 +8,8 @@ to nest:
   outside their circles, and a few background cells). A lesion without coordinates is never
   used at cell level. Its sigmoid is the heat-map.
 - P(class | abnormal) and P(malignant | abnormal) from the average- and max-pooled features of
-  the abnormal training scans only (a 6-class and a binary logistic regression).
+  the abnormal training scans only (a 6-class and a binary logistic regression); the malignancy
+  head also reads the focused pooling (`FOCUS`).
 - the reading stage (`edge.reading.Reading`): P(abnormal) from the heat-map evidence of a scan,
   alone and beside the other breast, fitted on inner out-of-fold evidence of the training folds.
 The heads are put in the network as a 1x1 convolution and dense layers (`build_model`), so the
@@ -37,7 +38,7 @@ FOCUS = 2.0
 weights: what the scan's hottest cells look like, not the whole breast (a lesion is a few cells
 of a thousand). Softmax, multiply and mean compile for the Edge TPU; top-k does not. The kind
 head keeps whole-breast pooling: the focused block did not help it on the CV folds
-(reports/experiments/ablation)."""
+(`studies/focus_probe.py`, summed up in reports/experiments/ablation)."""
 
 
 @dataclass(frozen=True)
