@@ -21,19 +21,20 @@ import numpy as np
 def main(data: str) -> None:
     from edge.classifier import Classifier
     from edge.reading import answer, heat_evidence
-    from train import mias, reader, trunk
-    from train.cv import Config, default_cache
+    from train import distil, mias, reader
+    from train.cv import Config, default_cache, scale_features, trunk_features
     from train.data import load_dataset
     from train.splits import patient_folds
 
     config = Config()
     records = mias.load(Path(data))
     dataset = load_dataset(records, config.size)
-    features = trunk.int8_features(dataset.images, config.factors, default_cache())
-    for f, board in zip(config.factors, features):  # how far int8 moves the frozen trunk's features
-        exact = trunk.features(reader.scale_images(dataset.images, f), default_cache())
-        error = np.median((board - exact).std((0, 1, 2)) / (exact.std((0, 1, 2)) + 1e-6))
-        print(f"scale 1/{f}: int8 trunk features move by a median {error:.0%} of their spread per channel")
+    trunk = trunk_features(dataset, config, default_cache(), log=lambda *_: None)  # cached by edge-train
+    features = trunk.board
+    imagenet = scale_features(dataset, config.factors, default_cache(), log=lambda *_: None)
+    for f, board, exact, teacher in zip(config.factors, features, trunk.float, imagenet):
+        print(f"scale 1/{f}: int8 trunk features move by a median {distil.drift(board, exact):.0%} of their spread per "
+              f"channel from the float network's, {distil.drift(board, teacher):.0%} from the float ImageNet trunk's")
     heads, _, _ = reader.final_reading(features, dataset, patient_folds(records, k=config.folds, seed=config.seed), config.options)
     expected = reader.outputs(features, heads)
     classifier = Classifier()

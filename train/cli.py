@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from edge.cli_common import fail, friendly_errors, make_app
+from train.distil import EPOCHS as DISTIL_EPOCHS
 
 app = make_app(__doc__)
 
@@ -35,6 +36,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of the folds and of the cell sampling.")] = 0,
     alone: Annotated[bool, typer.Option("--alone", help="Read every scan alone (no comparison with the other breast).")] = False,
     hard_negatives: Annotated[int, typer.Option(help="Refit the cell head with each normal breast's N hottest cells added (0: off).")] = 0,
+    distil_epochs: Annotated[int, typer.Option(help="Epochs of quantization-aware distillation of the trunk, so that its int8 version keeps the float features (0: ImageNet's weights as they are).")] = DISTIL_EPOCHS,
     reports: Annotated[Optional[Path], typer.Option(help="Write the cross-validation report here (e.g. reports/cv) instead of OUT/cv.")] = None,
     cache: Annotated[Optional[Path], typer.Option(help="Folder for cached trunk features (default: ~/.cache/mias-edge/trunk).")] = None,
     strategy: Annotated[Optional[Strategy], typer.Option(
@@ -68,7 +70,8 @@ def train(
         raise fail(f"--size {size} must be a multiple of 32 times every scale factor ({scales})")
     gradient = {"--steps": steps, "--batch-size": batch_size, "--learning-rate": learning_rate, "--fine-tune": fine_tune}
     if strategy is not None:
-        logistic = {"--hard-negatives": hard_negatives or None, "--reports": reports, "--cache": cache}
+        logistic = {"--hard-negatives": hard_negatives or None, "--reports": reports, "--cache": cache,
+                    "--distil-epochs": distil_epochs if distil_epochs != DISTIL_EPOCHS else None}
         given = [name for name, value in logistic.items() if value is not None]
         if given:
             raise fail(f"{', '.join(given)}: only for the cross-validated logistic fit (without --strategy)")
@@ -81,7 +84,9 @@ def train(
     from train.cv import Config, default_cache, run
     from train.reader import Options
 
-    config = Config(size=size, factors=factors, folds=folds, seed=seed,
+    if distil_epochs < 0:
+        raise fail(f"--distil-epochs must be 0 or more, got {distil_epochs}")
+    config = Config(size=size, factors=factors, folds=folds, seed=seed, distil_epochs=distil_epochs,
                     options=Options(paired=not alone, hard_negatives=hard_negatives, seed=seed))
     run(data, out, config, reports=reports, cache=cache or default_cache(), limit=limit, progress=tqdm, log=tqdm.write,
         command=" ".join(["edge-train", *sys.argv[1:]]))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train import handoff, metrics, reader, records as training_records, trunk
+from train import distil, handoff, metrics, reader, records as training_records, trunk
 from train.data import Dataset, load_dataset
 from train.splits import patient_folds
 
@@ -34,6 +34,7 @@ class Config:
     size: int = 512  # model input side
     factors: tuple[int, ...] = (1, 2)  # the trunk reads the input at size / f for each f
     int8: bool = True  # fit and read the heads on the int8 trunk's features, as the board computes them
+    distil_epochs: int = distil.EPOCHS  # quantization-aware distillation of the trunk first (0: ImageNet's weights as they are)
     folds: int = 5
     seed: int = 0
     options: reader.Options = field(default_factory=reader.Options)
@@ -48,17 +49,18 @@ def default_cache() -> Path:
     return Path(root) / "mias-edge" / "trunk"
 
 
-def scale_features(dataset: Dataset, factors: tuple[int, ...], cache: Path | None, log=print) -> list[np.ndarray]:
-    """The trunk's cell features of every prepared scan at every scale, finest first."""
+def scale_features(dataset: Dataset, factors: tuple[int, ...], cache: Path | None, log=print, tuned=None) -> list[np.ndarray]:
+    """The float trunk's cell features of every prepared scan at every scale, finest first."""
     out = []
     for f in factors:
         t0 = time.time()
-        out.append(trunk.features(reader.scale_images(dataset.images, f), cache))
+        out.append(trunk.features(reader.scale_images(dataset.images, f), cache, tuned=tuned))
         log(f"trunk features at {dataset.size // f}x{dataset.size // f}: {out[-1].shape[1]}x{out[-1].shape[2]} cells ({time.time() - t0:.0f} s)")
     return out
 
 
-def board_features(dataset: Dataset, config: Config, scales: list[np.ndarray], cache: Path | None, log=print) -> list[np.ndarray]:
+def board_features(dataset: Dataset, config: Config, scales: list[np.ndarray], cache: Path | None, log=print,
+                   tuned=None) -> list[np.ndarray]:
     """The features the heads are fitted and read on: the int8 trunk's (config.int8) or the float ones.
 
     Why int8: the frozen trunk's post-training int8 features differ from its float features by
@@ -68,9 +70,31 @@ def board_features(dataset: Dataset, config: Config, scales: list[np.ndarray], c
     if not config.int8:
         return scales
     t0 = time.time()
-    out = trunk.int8_features(dataset.images, config.factors, cache)
+    out = trunk.int8_features(dataset.images, config.factors, cache, tuned)
     log(f"int8 trunk features, as the board computes them ({time.time() - t0:.0f} s)")
     return out
+
+
+@dataclass(frozen=True)
+class Features:
+    """The trunk's weights and features for one configuration."""
+
+    tuned: distil.Tuned | None  # None: ImageNet's weights as they are
+    float: list[np.ndarray]  # the float network's, finest scale first
+    board: list[np.ndarray]  # what the heads are fitted and read on (`board_features`)
+
+
+def trunk_features(dataset: Dataset, config: Config, cache: Path | None, progress=None, log=print) -> Features:
+    """Distil the trunk for int8 (config.distil_epochs, cached), then compute its float and board features."""
+    imagenet = scale_features(dataset, config.factors, cache, log)
+    tuned = None
+    if config.distil_epochs:
+        t0 = time.time()
+        images = [reader.scale_images(dataset.images, f) for f in config.factors]
+        tuned = distil.cached(images, imagenet, config.distil_epochs, config.seed, cache, progress)
+        log(f"trunk distilled for int8, {config.distil_epochs} epochs ({time.time() - t0:.0f} s)")
+    floats = scale_features(dataset, config.factors, cache, log, tuned) if tuned else imagenet
+    return Features(tuned, floats, board_features(dataset, config, floats, cache, log, tuned))
 
 
 def evaluate(dataset: Dataset, scales: list[np.ndarray], folds: np.ndarray, options: reader.Options, progress=None):
@@ -150,8 +174,8 @@ def run(
     log(f"preparing {len(records)} scans at {config.size}x{config.size}")
     dataset = load_dataset(records, config.size, progress=(lambda r: progress(r, desc="prepare")) if progress else None)
     folds = patient_folds(records, k=config.folds, seed=config.seed)
-    scales = scale_features(dataset, config.factors, cache, log)
-    board = board_features(dataset, config, scales, cache, log)
+    trunk_out = trunk_features(dataset, config, cache, progress, log)
+    scales, board = trunk_out.float, trunk_out.board
 
     t0 = time.time()
     table, heatmaps = evaluate(dataset, board, folds, config.options, progress)
@@ -161,7 +185,7 @@ def run(
 
     t0 = time.time()
     heads, reading, threshold = reader.final_reading(board, dataset, folds, config.options)
-    model = reader.build_model(config.size, heads, config.factors)
+    model = reader.build_model(config.size, heads, config.factors, tuned=trunk_out.tuned)
     difference = check_network(model, heads, dataset, scales)
     if difference > 1e-3:
         raise RuntimeError(f"the Keras network differs from the cross-validated heads by {difference:.2g}")
@@ -181,7 +205,9 @@ def run(
         },
         data=training_records.described(records, data_dir, f"train.splits.patient_folds(k={config.folds}, seed={config.seed})"),
         record={
-            "model": "frozen ImageNet MobileNet v1 0.25 trunk at scales "
+            "model": "ImageNet MobileNet v1 0.25 trunk"
+            + (f" distilled for int8 ({config.distil_epochs} epochs)" if config.distil_epochs else ", frozen")
+            + " at scales "
             + ", ".join(f"{config.size // f}" for f in config.factors)
             + "; lesion-cell, class and malignancy heads"
             + (" fitted on the trunk's int8 features" if config.int8 else "")

@@ -322,11 +322,11 @@ def final_reading(scales: list[np.ndarray], data: Dataset, folds: np.ndarray, op
     return fit_heads(scales, data, everyone, options), reading, threshold
 
 
-def build_model(size: int, heads: Heads, factors: tuple[int, ...], batch_size: int | None = 1):
+def build_model(size: int, heads: Heads, factors: tuple[int, ...], batch_size: int | None = 1, tuned=None):
     """The trunk at each scale and the heads as one Keras network with the device's four outputs.
 
     Scale f reads the input average-pooled f x f (`scale_images` does the same in training), with
-    its own copy of the trunk; its cell probabilities are repeated onto the finest grid and the
+    its own copy of the trunk (`tuned`: `train.distil`'s weights); its cell probabilities are repeated onto the finest grid and the
     scales averaged, exactly as `outputs` does."""
     import keras
     from keras import layers
@@ -338,7 +338,7 @@ def build_model(size: int, heads: Heads, factors: tuple[int, ...], batch_size: i
     heats, pools, focus_pools = [], [], []
     for f, w, b in zip(factors, heads.cell_w, heads.cell_b):
         x = inputs if f == 1 else layers.AveragePooling2D(f, name=f"pool{f}")(inputs)
-        scale_in, cells = trunk.build(size // f, batch_size=batch_size)
+        scale_in, cells = trunk.build(size // f, batch_size=batch_size, tuned=tuned)
         cells = keras.Model(scale_in, cells, name=f"trunk{f}")(x)
         head = layers.Conv2D(1, 1, name=f"cell_head{f}")
         logit = head(cells)

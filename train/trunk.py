@@ -29,8 +29,9 @@ STRIDE = 16
 CHANNELS = 128
 
 
-def build(size: int, batch_size: int | None = None):
-    """(input, cell features) Keras tensors of the trunk at input (size, size, 1), ImageNet weights loaded.
+def build(size: int, batch_size: int | None = None, tuned=None):
+    """(input, cell features) Keras tensors of the trunk at input (size, size, 1), ImageNet weights loaded
+    (`tuned`: then `train.distil`'s weights in their place, each batch norm an identity plus its bias).
 
     The input holds prepare()'s grey levels 0..255; the model scales them to [-1, 1] itself
     (what MobileNet was trained on). The first convolution's RGB kernels are summed into one
@@ -55,6 +56,11 @@ def build(size: int, batch_size: int | None = None):
         if layer.name == "conv1":
             weights = [weights[0].sum(axis=2, keepdims=True)]
         layer.set_weights(weights)
+    for name, (kernel, bias) in (tuned or {}).items():
+        bn = base.get_layer(name + "_bn")
+        variance = bn.get_weights()[3]
+        base.get_layer(name).set_weights([kernel])
+        bn.set_weights([np.sqrt(variance + bn.epsilon), bias, np.zeros_like(variance), variance])
     return inputs, base.get_layer(TAP).output
 
 
@@ -66,25 +72,28 @@ def _check_weights() -> None:
         raise ValueError(f"{WEIGHTS}: sha256 {digest[:12]}... is not the expected {WEIGHTS_SHA256[:12]}...")
 
 
-def cache_key(images: np.ndarray) -> str:
-    """What the features depend on: the prepared pixels, this file and the weights."""
+def cache_key(images: np.ndarray, tuned=None) -> str:
+    """What the features depend on: the prepared pixels, this file and the weights (and `tuned`'s)."""
+    from train import distil
+
     digest = hashlib.sha256()
+    digest.update(distil.digest(tuned).encode())
     digest.update(np.ascontiguousarray(images).tobytes())
     digest.update(Path(__file__).read_bytes())
     digest.update(WEIGHTS_SHA256.encode())
     return digest.hexdigest()[:20]
 
 
-def features(images: np.ndarray, cache: Path | None = None, batch: int = 8) -> np.ndarray:
+def features(images: np.ndarray, cache: Path | None = None, batch: int = 8, tuned=None) -> np.ndarray:
     """(n, S/16, S/16, 128) float32 cell features of images (n, S, S) of grey levels, cached in `cache`."""
     path = None
     if cache is not None:
-        path = Path(cache) / f"trunk-{images.shape[1]}-{len(images)}-{cache_key(images)}.npy"
+        path = Path(cache) / f"trunk-{images.shape[1]}-{len(images)}-{cache_key(images, tuned)}.npy"
         if path.is_file():
             return np.load(path)
     import keras
 
-    inputs, cells = build(images.shape[1])
+    inputs, cells = build(images.shape[1], tuned=tuned)
     model = keras.Model(inputs, cells)
     out = model.predict(np.asarray(images, np.float32)[..., None], batch_size=batch, verbose=0)
     if path is not None:
@@ -95,14 +104,14 @@ def features(images: np.ndarray, cache: Path | None = None, batch: int = 8) -> n
     return out.astype(np.float32)
 
 
-def int8_features(images: np.ndarray, factors: tuple[int, ...], cache: Path | None = None) -> list[np.ndarray]:
+def int8_features(images: np.ndarray, factors: tuple[int, ...], cache: Path | None = None, tuned=None) -> list[np.ndarray]:
     """The cell features a board computes: the trunk at every scale quantized to int8 (calibrated as
     `edge-convert` calibrates, on these prepared images) and run by the TFLite interpreter.
 
     The frozen trunk's int8 features differ from its float features by a good part of their
     spread (PTQ errors add up over 11 depthwise blocks), so heads that are to run on a board are
     fitted on these (dequantized), not on the float features."""
-    key = f"int8-{'x'.join(map(str, factors))}-{images.shape[1]}-{len(images)}-{cache_key(images)}"
+    key = f"int8-{'x'.join(map(str, factors))}-{images.shape[1]}-{len(images)}-{cache_key(images, tuned)}"
     paths = [Path(cache) / f"{key}-{f}.npy" for f in factors] if cache is not None else []
     if paths and all(p.is_file() for p in paths):
         return [np.load(p) for p in paths]
@@ -118,7 +127,7 @@ def int8_features(images: np.ndarray, factors: tuple[int, ...], cache: Path | No
     outputs = []
     for f in factors:
         x = inputs if f == 1 else layers.AveragePooling2D(f, name=f"pool{f}")(inputs)
-        scale_in, cells = build(size // f, batch_size=1)
+        scale_in, cells = build(size // f, batch_size=1, tuned=tuned)
         outputs.append(keras.Model(scale_in, cells, name=f"trunk{f}")(x))
     content = quantize(keras.Model(inputs, outputs), representative_images(images))
     interpreter = make_interpreter(content, threads=2, kernels="builtin")
