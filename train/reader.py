@@ -363,7 +363,7 @@ def build_model(size: int, heads: Heads, factors: tuple[int, ...], batch_size: i
     Scale f reads the input average-pooled f x f (`scale_images` does the same in training), with
     its own copy of the trunk; its cell probabilities are repeated onto the finest grid and the
     scales averaged, exactly as `outputs` does. With a context, the cell head and the focus
-    logit read the cells concatenated with their k x k mean (`neighbourhood`); the pooled and
+    logit also read the cells' k x k mean (`neighbourhood`, `_cell_logit`); the pooled and
     focused features stay the cells' own."""
     import keras
     from keras import layers
@@ -377,19 +377,16 @@ def build_model(size: int, heads: Heads, factors: tuple[int, ...], batch_size: i
         x = inputs if f == 1 else layers.AveragePooling2D(f, name=f"pool{f}")(inputs)
         scale_in, cells = trunk.build(size // f, batch_size=batch_size)
         cells = keras.Model(scale_in, cells, name=f"trunk{f}")(x)
-        read = cells
+        around = None
         if heads.context:  # AVERAGE_POOL_2D 'same' leaves the padding out of the mean, as `neighbourhood` does
             around = layers.AveragePooling2D(heads.context, strides=1, padding="same", name=f"around{f}")(cells)
-            read = layers.Concatenate(name=f"context{f}")([cells, around])
-        head = layers.Conv2D(1, 1, name=f"cell_head{f}")
-        logit = head(read)
-        head.set_weights([w.reshape(1, 1, -1, 1).astype(np.float32), np.array([b], np.float32)])
+        logit = _cell_logit(cells, around, w, b, f"cell_head{f}")
         heat = layers.Activation("sigmoid", name=f"heat{f}")(logit)
         repeat = f // factors[0]
         # nearest-neighbour resizing by a whole factor repeats each cell: RESIZE_NEAREST_NEIGHBOR on the Edge TPU
         heats.append(layers.Resizing(grid, grid, interpolation="nearest", name=f"repeat{f}")(heat) if repeat > 1 else heat)
         pools += [layers.GlobalAveragePooling2D(name=f"avg{f}")(cells), layers.GlobalMaxPooling2D(name=f"max{f}")(cells)]
-        focus_pools += [*pools[-2:], _focused_layers(cells, read, w, b, heads.focus, f)] if heads.focus else pools[-2:]
+        focus_pools += [*pools[-2:], _focused_layers(cells, around, w, b, heads.focus, f)] if heads.focus else pools[-2:]
     heat = layers.Average(name="heat")(heats) if len(heats) > 1 else heats[0]
     heatmap = layers.Reshape((grid, grid), name="heatmap")(heat)
     hottest = layers.GlobalMaxPooling2D(name="abnormal")(heat)
@@ -408,15 +405,33 @@ def build_model(size: int, heads: Heads, factors: tuple[int, ...], batch_size: i
     return keras.Model(inputs, [classes, hottest, malignant, heatmap], name="mias_edge_reader")
 
 
-def _focused_layers(cells, read, w: np.ndarray, b: float, focus: float, f: int):
-    """`focused` as layers: a sharpened copy of the cell head (on what it reads), a softmax over
-    the grid, the cells' features weighted by it, averaged (the sum divided by the cell count)."""
+def _cell_logit(cells, around, w: np.ndarray, b: float, name: str):
+    """w . cells + b as a 1x1 convolution; with their neighbourhood mean `around`, w . [cells, around] + b
+    as two 1x1 convolutions added. Not a Concatenate: it would give the cells and their mean one
+    int8 scale, and the converter then left the Dense heads reading the global max in float
+    (DEQUANTIZE, float FULLY_CONNECTED: not Edge TPU ready)."""
+    from keras import layers
+
+    if around is None:
+        conv = layers.Conv2D(1, 1, name=name)
+        z = conv(cells)
+        conv.set_weights([w.reshape(1, 1, -1, 1).astype(np.float32), np.array([b], np.float32)])
+        return z
+    channels = cells.shape[-1]
+    own, near = layers.Conv2D(1, 1, name=f"{name}_own"), layers.Conv2D(1, 1, use_bias=False, name=f"{name}_around")
+    z = layers.Add(name=name)([own(cells), near(around)])
+    own.set_weights([w[:channels].reshape(1, 1, -1, 1).astype(np.float32), np.array([b], np.float32)])
+    near.set_weights([w[channels:].reshape(1, 1, -1, 1).astype(np.float32)])
+    return z
+
+
+def _focused_layers(cells, around, w: np.ndarray, b: float, focus: float, f: int):
+    """`focused` as layers: a sharpened copy of the cell head (`_cell_logit`), a softmax over the
+    grid, the cells' features weighted by it, averaged (the sum divided by the cell count)."""
     from keras import layers
 
     grid = cells.shape[1]
-    logit = layers.Conv2D(1, 1, name=f"focus_logit{f}")
-    z = logit(read)
-    logit.set_weights([(w * focus).reshape(1, 1, -1, 1).astype(np.float32), np.array([b * focus], np.float32)])
+    z = _cell_logit(cells, around, w * focus, b * focus, f"focus_logit{f}")
     weights = layers.Softmax(name=f"focus_weights{f}")(layers.Reshape((grid * grid,), name=f"focus_flat{f}")(z))
     weights = layers.Reshape((grid, grid, 1), name=f"focus_grid{f}")(weights)
     return layers.GlobalAveragePooling2D(name=f"focused{f}")(layers.Multiply(name=f"focus{f}")([cells, weights]))
