@@ -223,6 +223,7 @@ def test_edge_train_end_to_end(mias_dir, records, tmp_path):
     (["--folds", "2"], "--folds must be at least 3"),
     (["--scales", "2,1"], "--scales must be increasing"),
     (["--size", "80"], "must be a multiple of 32"),
+    (["--context", "4"], "--context must be 0 or an odd neighbourhood side of at least 3, got 4"),
 ])
 def test_edge_train_refuses_bad_options(mias_dir, tmp_path, args, words):
     from commands import run
