@@ -16,7 +16,7 @@ from train.data import Circle
 ALLOWED_LAYERS = {
     "InputLayer", "Functional", "Rescaling", "Activation", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU",
     "ZeroPadding2D", "Concatenate", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "AveragePooling2D", "Resizing",
-    "Average", "Dense", "Reshape", "Softmax", "Multiply",
+    "Average", "Add", "Dense", "Reshape", "Softmax", "Multiply",
 }
 
 
@@ -57,14 +57,38 @@ def test_trunk_features_are_cached_by_content(small):
     assert len(list(cache.glob("trunk-*.npy"))) == 3
 
 
-def test_the_network_computes_what_was_cross_validated(small):
-    """The Keras network built from the heads gives the numpy heads' outputs on real scans."""
+def test_neighbourhood_is_keras_average_pooling_same():
+    """The numpy neighbourhood mean is AveragePooling2D(k, 1, "same"): padding left out of the mean, border cells included."""
+    import keras
+
     from train import reader
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(3, 6, 5, 4)).astype(np.float32)
+    for k in (3, 5, 7):  # 7: a window wider than the grid
+        pooled = keras.layers.AveragePooling2D(k, strides=1, padding="same")(features)
+        expected = np.asarray(keras.layers.Concatenate()([features, pooled]))
+        assert np.allclose(reader.neighbourhood(features, k), expected, atol=1e-6), k
+    around = reader.neighbourhood(features, 3)[..., 4:]
+    assert np.allclose(around[:, 0, 0], features[:, :2, :2].mean((1, 2)), atol=1e-6)  # a corner: its 4 in-grid cells
+    assert np.allclose(around[:, 2, 4], features[:, 1:4, 3:].mean((1, 2)), atol=1e-6)  # an edge: its 6
+    assert reader.neighbourhood(features, 0) is features
+    with pytest.raises(ValueError, match="odd"):
+        reader.Options(context=4)
+
+
+@pytest.mark.parametrize("context", [0, 3])
+def test_the_network_computes_what_was_cross_validated(small, context):
+    """The Keras network built from the heads gives the numpy heads' outputs on real scans."""
+    from train import reader, trunk
     from train.cv import check_network
 
     dataset, scales, _, _ = small
-    heads = reader.fit_heads(scales, dataset, np.arange(24), reader.Options())
+    heads = reader.fit_heads(scales, dataset, np.arange(24), reader.Options(context=context))
+    assert heads.context == context and heads.cell_w[0].shape == ((2 if context else 1) * trunk.CHANNELS,)
+    assert heads.malignant_w.shape == (3 * 2 * trunk.CHANNELS,)  # the focused block stays the cells' own features
     model = reader.build_model(64, heads, (1, 2))
+    assert ("around1" in {layer.name for layer in model.layers}) == bool(context)
     assert tuple(model.inputs[0].shape) == (1, 64, 64, 1)
     assert [tuple(o.shape) for o in model.outputs] == [(1, 7), (1, 1), (1, 1), (1, 4, 4)]
     kinds = {type(layer).__name__ for layer in model.layers}
@@ -73,6 +97,34 @@ def test_the_network_computes_what_was_cross_validated(small):
     assert check_network(model, heads, dataset, scales) < 1e-4
     out = reader.outputs(scales, heads)
     assert np.allclose(out.classes.sum(1), 1) and (out.classes[:, LABELS.index("NORM")] < 1e-9).all()
+
+
+def test_the_network_with_a_context_converts_for_the_edge_tpu_and_classifies(small, records, tmp_path):
+    """int8 conversion of the network whose cell head reads the 3x3 neighbourhood: every op an Edge TPU
+    builtin, and edge-classify answers a real scan with it."""
+    from classify_support import KEYS, json_lines, run_classify
+    from convert import quantize, rewrite
+    from convert.edgetpu import check_readiness
+    from train import reader
+
+    dataset, scales, _, _ = small
+    heads = reader.fit_heads(scales, dataset, np.arange(24), reader.Options(context=3))
+    model, _ = rewrite.split_concatenated_heads(reader.build_model(64, heads, (1, 2)))
+    content = quantize.quantize(model, dataset.images[:8])
+    readiness = check_readiness(content)
+    assert readiness.ready and readiness.cpu_ops == [], readiness.summary()
+    assert [op.name for op in readiness.ops].count("AVERAGE_POOL_2D") == 1 + 2  # the scale-2 input, each scale's neighbourhood
+
+    ev = reader.evidence(reader.outputs(scales, heads))
+    reading = reader.fit_reading(ev, reader.partners(dataset), dataset.abnormal.astype(int), np.arange(24))
+    manifest = quantize.build_manifest(content, outputs=quantize.output_positions(model, content, dataset.images[:4]),
+                                       triage_threshold=0.5, target_sensitivity=0.9, reading=reading.to_json(),
+                                       info={"note": "heads fitted on 24 scans at 64 px: a test model"})
+    quantize.write_model_folder(tmp_path, content, manifest)
+    result = run_classify(records[30].path, "--model", tmp_path / "model.tflite", "--json")
+    assert result.returncode == 0, result.stderr
+    (answer,) = json_lines(result.stdout)
+    assert KEYS <= set(answer) and sum(answer["probabilities"].values()) == pytest.approx(1, abs=1e-3)
 
 
 def test_nested_cross_validation_keeps_women_and_folds_apart(small):
@@ -171,6 +223,7 @@ def test_edge_train_end_to_end(mias_dir, records, tmp_path):
     (["--folds", "2"], "--folds must be at least 3"),
     (["--scales", "2,1"], "--scales must be increasing"),
     (["--size", "80"], "must be a multiple of 32"),
+    (["--context", "4"], "--context must be 0 or an odd neighbourhood side of at least 3, got 4"),
 ])
 def test_edge_train_refuses_bad_options(mias_dir, tmp_path, args, words):
     from commands import run

@@ -46,6 +46,8 @@ ROWS = (
     Row("trunk 512 + 256 + 128, beside the other breast", 512, (1, 2, 4)),
     Row("shipped without the focused pooling (malignancy from whole-breast pooling, int8)", 512, (1, 2),
         reader.Options(focus=0.0), int8=True),
+    Row("shipped + the cell head with its 3x3 neighbourhood (int8)", 512, (1, 2), reader.Options(context=3), int8=True),
+    Row("shipped + the cell head with its 5x5 neighbourhood (int8)", 512, (1, 2), reader.Options(context=5), int8=True),
     Row(SHIPPED, 512, (1, 2), int8=True),
 )
 KEYS = ("auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1", "specificity_at_threshold")

@@ -210,6 +210,8 @@ def run(
             + " at scales "
             + ", ".join(f"{config.size // f}" for f in config.factors)
             + "; lesion-cell, class and malignancy heads"
+            + (f" (the cell head reading each cell's {config.options.context}x{config.options.context} neighbourhood too)"
+               if config.options.context else "")
             + (" fitted on the trunk's int8 features" if config.int8 else "")
             + "; two-breast reading stage",
             "config": config.to_json(),

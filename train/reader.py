@@ -6,7 +6,8 @@ to nest:
 - the cell head: is this 16x16-pixel cell inside a lesion circle? Positives are the cells of
   the circles; negatives are cells of normal breasts (and, fewer, cells of abnormal breasts
   outside their circles, and a few background cells). A lesion without coordinates is never
-  used at cell level. Its sigmoid is the heat-map.
+  used at cell level. Its sigmoid is the heat-map. With `Options.context` k it also reads the
+  mean features of the cell's k x k neighbourhood (`neighbourhood`).
 - P(class | abnormal) and P(malignant | abnormal) from the average- and max-pooled features of
   the abnormal training scans only (a 6-class and a binary logistic regression); the malignancy
   head also reads the focused pooling (`FOCUS`).
@@ -52,8 +53,13 @@ class Options:
     background_cells: int = 10
     hard_negatives: int = 0  # if > 0: refit with each normal breast's N hottest cells added (weight 3)
     focus: float = FOCUS  # sharpness of the hottest-cell pooling the malignancy head reads (0: none)
+    context: int = 0  # odd k >= 3: the cell head also reads the mean features of each cell's k x k neighbourhood (0: none)
     paired: bool = True  # read each scan beside the other breast
     seed: int = 0
+
+    def __post_init__(self):
+        if self.context and (self.context < 3 or self.context % 2 == 0):
+            raise ValueError(f"context must be 0 or an odd neighbourhood side of at least 3, got {self.context}")
 
     def to_json(self) -> dict:
         from dataclasses import asdict
@@ -65,13 +71,14 @@ class Options:
 class Heads:
     """The learnt heads, as weights on the raw trunk features (standardisation folded in)."""
 
-    cell_w: tuple[np.ndarray, ...]  # one (C,) per scale
+    cell_w: tuple[np.ndarray, ...]  # one (C,) per scale, or (2C,) with a context: on `neighbourhood` features
     cell_b: tuple[float, ...]
     classes_w: np.ndarray  # (2C x scales, 7) on `pooled` features
     classes_b: np.ndarray  # (7,)
     malignant_w: np.ndarray  # (2C x scales,), or (3C x scales,) with the focused block
     malignant_b: float
     focus: float = 0.0  # Options.focus the malignancy head was fitted with
+    context: int = 0  # Options.context the cell heads were fitted with
 
 
 def breast_cells(images: np.ndarray, grid: int) -> np.ndarray:
@@ -81,20 +88,45 @@ def breast_cells(images: np.ndarray, grid: int) -> np.ndarray:
     return images.reshape(n, grid, step, grid, step).mean((2, 4)) > 8
 
 
-def pooled(scales: list[np.ndarray], cell_w=(), cell_b=(), focus: float = 0.0) -> np.ndarray:
+def neighbourhood(features: np.ndarray, k: int) -> np.ndarray:
+    """(n, g, g, 2C): each cell's features, then the mean features of its k x k neighbourhood (k = 0:
+    the features alone). The mean is over the cells inside the grid only, as
+    AveragePooling2D(k, strides=1, padding="same") and the TFLite AVERAGE_POOL_2D compute it."""
+    if not k:
+        return features
+    r = k // 2
+    total, count = features, np.ones(features.shape[1:3], features.dtype)
+    for axis in (1, 2):  # a box sum is separable: rows, then columns
+        total, count = _box_sum(total, r, axis), _box_sum(count, r, axis - 1)
+    return np.concatenate([features, total / count[None, :, :, None]], axis=-1)
+
+
+def _box_sum(x: np.ndarray, r: int, axis: int) -> np.ndarray:
+    """Sum of each index's 2r + 1 neighbours along `axis`, those outside the array left out."""
+    x = np.moveaxis(x, axis, 0)
+    out = x.copy()
+    for shift in range(1, r + 1):
+        out[shift:] += x[:-shift]
+        out[:-shift] += x[shift:]
+    return np.moveaxis(out, 0, axis)
+
+
+def pooled(scales: list[np.ndarray], cell_w=(), cell_b=(), focus: float = 0.0, context: int = 0) -> np.ndarray:
     """[global average, global max(, focused)] of each scan's cell features at each scale, as the network pools them."""
     parts = []
     for k, f in enumerate(scales):
         parts += [f.mean((1, 2)), f.max((1, 2))]
         if focus:
-            parts.append(focused(f, cell_w[k], cell_b[k], focus))
+            parts.append(focused(f, cell_w[k], cell_b[k], focus, context))
     return np.concatenate(parts, axis=1)
 
 
-def focused(features: np.ndarray, w: np.ndarray, b: float, focus: float) -> np.ndarray:
-    """(n, C): each scan's cell features averaged with softmax(focus x cell logit) weights."""
+def focused(features: np.ndarray, w: np.ndarray, b: float, focus: float, context: int = 0) -> np.ndarray:
+    """(n, C): each scan's cell features averaged with softmax(focus x cell logit) weights (the
+    logit of the cell head, which reads the neighbourhood too with a context; the averaged
+    features stay the cell's own)."""
     flat = features.reshape(len(features), -1, features.shape[-1])
-    z = (flat @ w + b) * focus
+    z = (neighbourhood(features, context).reshape(len(features), flat.shape[1], -1) @ w + b) * focus
     weights = np.exp(z - z.max(1, keepdims=True))
     weights /= weights.sum(1, keepdims=True)
     return np.einsum("nc,ncd->nd", weights, flat)
@@ -148,7 +180,7 @@ def _cell_table(features, data: Dataset, index, breast, options: Options, rng, e
 
 
 def _cell_head(features: np.ndarray, data: Dataset, index: np.ndarray, options: Options, rng) -> tuple[np.ndarray, float]:
-    """The lesion-cell logistic regression of one scale: (weights, bias)."""
+    """The lesion-cell logistic regression of one scale: (weights, bias); `features` already with their `neighbourhood`."""
     breast = breast_cells(data.images, features.shape[1])
     x, y, w = _cell_table(features, data, index, breast, options, rng)
     coef, bias, _ = _logistic(x, y, options.cell_c, w)
@@ -166,9 +198,9 @@ def _cell_head(features: np.ndarray, data: Dataset, index: np.ndarray, options: 
 def fit_heads(scales: list[np.ndarray], data: Dataset, index: np.ndarray, options: Options) -> Heads:
     """All heads from the training scans `index` only (`scales`: cell features, finest first)."""
     rng = np.random.default_rng(options.seed)
-    cells = [_cell_head(f, data, index, options, rng) for f in scales]
+    cells = [_cell_head(neighbourhood(f, options.context), data, index, options, rng) for f in scales]
     cell_w, cell_b = tuple(c[0] for c in cells), tuple(c[1] for c in cells)
-    pool, focus_pool = pooled(scales), pooled(scales, cell_w, cell_b, options.focus)
+    pool, focus_pool = pooled(scales), pooled(scales, cell_w, cell_b, options.focus, options.context)
     abnormal = np.array([i for i in index if data.records[i].abnormal])
     kinds = data.class_index[abnormal]
     coef, bias, seen = _logistic(pool[abnormal], kinds, options.image_c)
@@ -185,7 +217,7 @@ def fit_heads(scales: list[np.ndarray], data: Dataset, index: np.ndarray, option
     else:  # a fold without one of the two severities: the training rate
         rate = float(np.clip(malignant.mean(), 0.01, 0.99))
         malignant_w, malignant_b = np.zeros(focus_pool.shape[1]), float(np.log(rate / (1 - rate)))
-    return Heads(cell_w, cell_b, classes_w, classes_b, malignant_w, malignant_b, options.focus)
+    return Heads(cell_w, cell_b, classes_w, classes_b, malignant_w, malignant_b, options.focus, options.context)
 
 
 @dataclass(frozen=True)
@@ -205,13 +237,16 @@ def outputs(scales: list[np.ndarray], heads: Heads) -> Outputs:
     the finest one (a lesion is found by whichever scale sees it best)."""
     grid = scales[0].shape[1]
     heat = np.mean(
-        [_upsample(_sigmoid(f @ w + b), grid // f.shape[1]) for f, w, b in zip(scales, heads.cell_w, heads.cell_b)], axis=0
+        [_upsample(_sigmoid(neighbourhood(f, heads.context) @ w + b), grid // f.shape[1])
+         for f, w, b in zip(scales, heads.cell_w, heads.cell_b)], axis=0
     )
     pool = pooled(scales)
     logits = pool @ heads.classes_w + heads.classes_b
     logits -= logits.max(1, keepdims=True)
     classes = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    malignant = _sigmoid(pooled(scales, heads.cell_w, heads.cell_b, heads.focus) @ heads.malignant_w + heads.malignant_b)
+    malignant = _sigmoid(
+        pooled(scales, heads.cell_w, heads.cell_b, heads.focus, heads.context) @ heads.malignant_w + heads.malignant_b
+    )
     return Outputs(classes, heat.reshape(len(heat), -1).max(1), malignant, heat)
 
 
@@ -327,7 +362,9 @@ def build_model(size: int, heads: Heads, factors: tuple[int, ...], batch_size: i
 
     Scale f reads the input average-pooled f x f (`scale_images` does the same in training), with
     its own copy of the trunk (`tuned`: `train.distil`'s weights); its cell probabilities are repeated onto the finest grid and the
-    scales averaged, exactly as `outputs` does."""
+    scales averaged, exactly as `outputs` does. With a context, the cell head and the focus
+    logit also read the cells' k x k mean (`neighbourhood`, `_cell_logit`); the pooled and
+    focused features stay the cells' own."""
     import keras
     from keras import layers
 
@@ -340,15 +377,16 @@ def build_model(size: int, heads: Heads, factors: tuple[int, ...], batch_size: i
         x = inputs if f == 1 else layers.AveragePooling2D(f, name=f"pool{f}")(inputs)
         scale_in, cells = trunk.build(size // f, batch_size=batch_size, tuned=tuned)
         cells = keras.Model(scale_in, cells, name=f"trunk{f}")(x)
-        head = layers.Conv2D(1, 1, name=f"cell_head{f}")
-        logit = head(cells)
-        head.set_weights([w.reshape(1, 1, -1, 1).astype(np.float32), np.array([b], np.float32)])
+        around = None
+        if heads.context:  # AVERAGE_POOL_2D 'same' leaves the padding out of the mean, as `neighbourhood` does
+            around = layers.AveragePooling2D(heads.context, strides=1, padding="same", name=f"around{f}")(cells)
+        logit = _cell_logit(cells, around, w, b, f"cell_head{f}")
         heat = layers.Activation("sigmoid", name=f"heat{f}")(logit)
         repeat = f // factors[0]
         # nearest-neighbour resizing by a whole factor repeats each cell: RESIZE_NEAREST_NEIGHBOR on the Edge TPU
         heats.append(layers.Resizing(grid, grid, interpolation="nearest", name=f"repeat{f}")(heat) if repeat > 1 else heat)
         pools += [layers.GlobalAveragePooling2D(name=f"avg{f}")(cells), layers.GlobalMaxPooling2D(name=f"max{f}")(cells)]
-        focus_pools += [*pools[-2:], _focused_layers(cells, w, b, heads.focus, f)] if heads.focus else pools[-2:]
+        focus_pools += [*pools[-2:], _focused_layers(cells, around, w, b, heads.focus, f)] if heads.focus else pools[-2:]
     heat = layers.Average(name="heat")(heats) if len(heats) > 1 else heats[0]
     heatmap = layers.Reshape((grid, grid), name="heatmap")(heat)
     hottest = layers.GlobalMaxPooling2D(name="abnormal")(heat)
@@ -367,15 +405,33 @@ def build_model(size: int, heads: Heads, factors: tuple[int, ...], batch_size: i
     return keras.Model(inputs, [classes, hottest, malignant, heatmap], name="mias_edge_reader")
 
 
-def _focused_layers(cells, w: np.ndarray, b: float, focus: float, f: int):
-    """`focused` as layers: a sharpened copy of the cell head, a softmax over the grid, the
-    features weighted by it, averaged (the sum divided by the cell count)."""
+def _cell_logit(cells, around, w: np.ndarray, b: float, name: str):
+    """w . cells + b as a 1x1 convolution; with their neighbourhood mean `around`, w . [cells, around] + b
+    as two 1x1 convolutions added. Not a Concatenate: it would give the cells and their mean one
+    int8 scale, and the converter then left the Dense heads reading the global max in float
+    (DEQUANTIZE, float FULLY_CONNECTED: not Edge TPU ready)."""
+    from keras import layers
+
+    if around is None:
+        conv = layers.Conv2D(1, 1, name=name)
+        z = conv(cells)
+        conv.set_weights([w.reshape(1, 1, -1, 1).astype(np.float32), np.array([b], np.float32)])
+        return z
+    channels = cells.shape[-1]
+    own, near = layers.Conv2D(1, 1, name=f"{name}_own"), layers.Conv2D(1, 1, use_bias=False, name=f"{name}_around")
+    z = layers.Add(name=name)([own(cells), near(around)])
+    own.set_weights([w[:channels].reshape(1, 1, -1, 1).astype(np.float32), np.array([b], np.float32)])
+    near.set_weights([w[channels:].reshape(1, 1, -1, 1).astype(np.float32)])
+    return z
+
+
+def _focused_layers(cells, around, w: np.ndarray, b: float, focus: float, f: int):
+    """`focused` as layers: a sharpened copy of the cell head (`_cell_logit`), a softmax over the
+    grid, the cells' features weighted by it, averaged (the sum divided by the cell count)."""
     from keras import layers
 
     grid = cells.shape[1]
-    logit = layers.Conv2D(1, 1, name=f"focus_logit{f}")
-    z = logit(cells)
-    logit.set_weights([(w * focus).reshape(1, 1, -1, 1).astype(np.float32), np.array([b * focus], np.float32)])
+    z = _cell_logit(cells, around, w * focus, b * focus, f"focus_logit{f}")
     weights = layers.Softmax(name=f"focus_weights{f}")(layers.Reshape((grid * grid,), name=f"focus_flat{f}")(z))
     weights = layers.Reshape((grid, grid, 1), name=f"focus_grid{f}")(weights)
     return layers.GlobalAveragePooling2D(name=f"focused{f}")(layers.Multiply(name=f"focus{f}")([cells, weights]))
