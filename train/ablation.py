@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from train import metrics, mias, reader
+from train import distil, metrics, mias, reader
 from train.splits import patient_folds
 
 PREVIOUS = Path("reports/experiments/cnn_patch/predictions.csv")
@@ -33,29 +33,35 @@ class Row:
     factors: tuple[int, ...] = (1, 2)
     options: reader.Options = field(default_factory=reader.Options)
     int8: bool = False  # heads fitted and read on the int8 trunk's features
+    distil_epochs: int = 0  # the trunk distilled for int8 first (`train.distil`)
 
 
-SHIPPED = "trunk 512 + 256, beside the other breast, on the int8 trunk's features (shipped)"
+FROZEN = reader.Options(context=0, focus=2.0)  # the reader shipped before the distilled trunk
+D = distil.EPOCHS
+SHIPPED = "trunk 512 + 256 distilled for int8, cell head with its 3x3 neighbourhood, beside the other breast, int8 (shipped)"
 ROWS = (
-    Row("trunk 256, scan alone", 256, (1,), reader.Options(paired=False)),
-    Row("trunk 256, beside the other breast", 256, (1,)),
-    Row("trunk 512, beside the other breast", 512, (1,)),
-    Row("trunk 512 + 256, scan alone", 512, (1, 2), reader.Options(paired=False)),
-    Row("trunk 512 + 256, beside the other breast", 512, (1, 2)),
-    Row("trunk 512 + 256 + hard negatives (10 per normal breast, weight 3)", 512, (1, 2), reader.Options(hard_negatives=10)),
-    Row("trunk 512 + 256 + 128, beside the other breast", 512, (1, 2, 4)),
-    Row("shipped without the focused pooling (malignancy from whole-breast pooling, int8)", 512, (1, 2),
-        reader.Options(focus=0.0), int8=True),
-    Row("shipped + the cell head with its 3x3 neighbourhood (int8)", 512, (1, 2), reader.Options(context=3), int8=True),
-    Row("shipped + the cell head with its 5x5 neighbourhood (int8)", 512, (1, 2), reader.Options(context=5), int8=True),
-    Row(SHIPPED, 512, (1, 2), int8=True),
+    Row("frozen trunk 256, scan alone", 256, (1,), replace(FROZEN, paired=False)),
+    Row("frozen trunk 256, beside the other breast", 256, (1,), FROZEN),
+    Row("frozen trunk 512, beside the other breast", 512, (1,), FROZEN),
+    Row("frozen trunk 512 + 256, scan alone", 512, (1, 2), replace(FROZEN, paired=False)),
+    Row("frozen trunk 512 + 256, beside the other breast", 512, (1, 2), FROZEN),
+    Row("frozen trunk 512 + 256 + hard negatives (10 per normal breast, weight 3)", 512, (1, 2), replace(FROZEN, hard_negatives=10)),
+    Row("frozen trunk 512 + 256 + 128, beside the other breast", 512, (1, 2, 4), FROZEN),
+    Row("frozen trunk 512 + 256, cell head with its 3x3 neighbourhood", 512, (1, 2), replace(FROZEN, focus=0.0, context=3)),
+    Row("frozen trunk 512 + 256, int8 (shipped before: focused malignancy pooling)", 512, (1, 2), FROZEN, int8=True),
+    Row("frozen trunk 512 + 256, int8, cell head with its 3x3 neighbourhood", 512, (1, 2), replace(FROZEN, focus=0.0, context=3), int8=True),
+    Row("distilled trunk, int8, the cell alone (no neighbourhood)", 512, (1, 2), reader.Options(context=0), True, D),
+    Row("distilled trunk, int8, cell head with its 5x5 neighbourhood", 512, (1, 2), reader.Options(context=5), True, D),
+    Row("distilled trunk, int8, 3x3, with the focused malignancy pooling (sharpness 2)", 512, (1, 2), reader.Options(focus=2.0), True, D),
+    Row("distilled trunk, int8, 3x3, scan alone", 512, (1, 2), reader.Options(paired=False), True, D),
+    Row(SHIPPED, 512, (1, 2), reader.Options(), True, D),
 )
 KEYS = ("auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1", "specificity_at_threshold")
 
 
 def run_rows(data_dir: Path, out: Path, cache: Path, rows=ROWS, log=print) -> dict[str, Path]:
     """Cross-validate each reader row; returns row name -> its predictions.csv."""
-    from train.cv import Config, board_features, evaluate, scale_features
+    from train.cv import Config, evaluate, trunk_features
     from train.data import load_dataset
 
     records = mias.load(data_dir)
@@ -66,9 +72,8 @@ def run_rows(data_dir: Path, out: Path, cache: Path, rows=ROWS, log=print) -> di
         if row.size not in datasets:
             datasets[row.size] = load_dataset(records, row.size)
         dataset = datasets[row.size]
-        scales = scale_features(dataset, row.factors, cache, log=lambda *_: None)
-        if row.int8:
-            scales = board_features(dataset, Config(size=row.size, factors=row.factors), scales, cache, log=lambda *_: None)
+        config = Config(size=row.size, factors=row.factors, int8=row.int8, distil_epochs=row.distil_epochs)
+        scales = trunk_features(dataset, config, cache, log=lambda *_: None).board
         table, heatmaps = evaluate(dataset, scales, folds, row.options)
         folder = out / _slug(row.name)
         folder.mkdir(parents=True, exist_ok=True)

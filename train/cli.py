@@ -11,6 +11,7 @@ import typer
 
 from edge.cli_common import fail, friendly_errors, make_app
 from train.distil import EPOCHS as DISTIL_EPOCHS
+from train.reader import CONTEXT
 
 app = make_app(__doc__)
 
@@ -37,7 +38,7 @@ def train(
     alone: Annotated[bool, typer.Option("--alone", help="Read every scan alone (no comparison with the other breast).")] = False,
     hard_negatives: Annotated[int, typer.Option(help="Refit the cell head with each normal breast's N hottest cells added (0: off).")] = 0,
     distil_epochs: Annotated[int, typer.Option(help="Epochs of quantization-aware distillation of the trunk, so that its int8 version keeps the float features (0: ImageNet's weights as they are).")] = DISTIL_EPOCHS,
-    context: Annotated[int, typer.Option(metavar="K", help="The cell head also reads the mean features of each cell's K x K neighbourhood (odd K of at least 3; 0: the cell alone).")] = 0,
+    context: Annotated[int, typer.Option(metavar="K", help="The cell head also reads the mean features of each cell's K x K neighbourhood (odd K of at least 3; 0: the cell alone).")] = CONTEXT,
     reports: Annotated[Optional[Path], typer.Option(help="Write the cross-validation report here (e.g. reports/cv) instead of OUT/cv.")] = None,
     cache: Annotated[Optional[Path], typer.Option(help="Folder for cached trunk features (default: ~/.cache/mias-edge/trunk).")] = None,
     strategy: Annotated[Optional[Strategy], typer.Option(
@@ -71,7 +72,7 @@ def train(
         raise fail(f"--size {size} must be a multiple of 32 times every scale factor ({scales})")
     gradient = {"--steps": steps, "--batch-size": batch_size, "--learning-rate": learning_rate, "--fine-tune": fine_tune}
     if strategy is not None:
-        logistic = {"--hard-negatives": hard_negatives or None, "--context": context or None, "--reports": reports, "--cache": cache,
+        logistic = {"--hard-negatives": hard_negatives or None, "--context": context if context != CONTEXT else None, "--reports": reports, "--cache": cache,
                     "--distil-epochs": distil_epochs if distil_epochs != DISTIL_EPOCHS else None}
         given = [name for name, value in logistic.items() if value is not None]
         if given:
