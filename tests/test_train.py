@@ -77,16 +77,17 @@ def test_neighbourhood_is_keras_average_pooling_same():
         reader.Options(context=4)
 
 
-@pytest.mark.parametrize("context", [0, 3])
-def test_the_network_computes_what_was_cross_validated(small, context):
+@pytest.mark.parametrize("context, focus", [(0, 2.0), (3, 0.0), (3, 2.0)])
+def test_the_network_computes_what_was_cross_validated(small, context, focus):
     """The Keras network built from the heads gives the numpy heads' outputs on real scans."""
     from train import reader, trunk
     from train.cv import check_network
 
     dataset, scales, _, _ = small
-    heads = reader.fit_heads(scales, dataset, np.arange(24), reader.Options(context=context))
+    heads = reader.fit_heads(scales, dataset, np.arange(24), reader.Options(context=context, focus=focus))
     assert heads.context == context and heads.cell_w[0].shape == ((2 if context else 1) * trunk.CHANNELS,)
-    assert heads.malignant_w.shape == (3 * 2 * trunk.CHANNELS,)  # the focused block stays the cells' own features
+    blocks = 3 if focus else 2  # average, max (, focused: the cells' own features, not the neighbourhood's)
+    assert heads.malignant_w.shape == (blocks * 2 * trunk.CHANNELS,)
     model = reader.build_model(64, heads, (1, 2))
     assert ("around1" in {layer.name for layer in model.layers}) == bool(context)
     assert tuple(model.inputs[0].shape) == (1, 64, 64, 1)

@@ -1,0 +1,66 @@
+"""train.distil on real scans: the network carries the distilled weights exactly, and the int8 trunk moves less."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def scans(records):
+    """16 real scans prepared at 128 px, read at 128 and 64 px, with the float ImageNet trunk's features."""
+    from train import reader, trunk
+    from train.data import load_dataset
+
+    dataset = load_dataset(records[:16], 128)
+    images = [reader.scale_images(dataset.images, f) for f in (1, 2)]
+    return dataset, images, [trunk.features(x) for x in images]
+
+
+@pytest.fixture(scope="module")
+def tuned(scans):
+    from train import distil
+
+    _, images, teacher = scans
+    return distil.distil(images, teacher, epochs=6)
+
+
+def test_the_keras_trunk_computes_the_distilled_float_trunk(scans, tuned):
+    """trunk.build(tuned=...) puts the folded weights in place of conv + batch norm: same float features."""
+    import tensorflow as tf
+
+    from train import distil, trunk
+
+    _, images, _ = scans
+    convs = distil._folded(128)
+    for conv in convs:
+        kernel, bias = tuned[conv.name]
+        conv.kernel.assign(kernel)
+        conv.bias.assign(bias)
+    expected = distil._forward(convs, tf.constant(images[0][:4, :, :, None], tf.float32), quantized=False).numpy()
+    assert np.abs(trunk.features(images[0][:4], tuned=tuned) - expected).max() < 1e-4
+    assert np.abs(trunk.features(images[0][:4]) - expected).max() > 1e-3  # the weights did change
+
+
+def test_distillation_brings_the_int8_trunk_closer_to_the_float_imagenet_trunk(scans, tuned, tmp_path):
+    """The board's int8 features (converter + TFLite interpreter) of the distilled trunk drift less, and are cached by weights."""
+    from train import distil, trunk
+
+    dataset, _, teacher = scans
+    before = trunk.int8_features(dataset.images, (1, 2), tmp_path)
+    after = trunk.int8_features(dataset.images, (1, 2), tmp_path, tuned)
+    assert len(list(tmp_path.glob("int8-*.npy"))) == 4  # one file per scale and weights: no stale reuse
+    for b, a, t in zip(before, after, teacher):
+        assert distil.drift(a, t) < 0.8 * distil.drift(b, t), (distil.drift(a, t), distil.drift(b, t))
+
+
+def test_distilled_weights_are_cached_by_their_inputs(scans, tmp_path):
+    from train import distil
+
+    _, images, teacher = scans
+    first = distil.cached([x[:4] for x in images], [t[:4] for t in teacher], 1, 0, tmp_path)
+    assert len(list(tmp_path.glob("distilled-*.npz"))) == 1
+    again = distil.cached([x[:4] for x in images], [t[:4] for t in teacher], 1, 0, tmp_path)
+    assert all(np.array_equal(first[k][i], again[k][i]) for k in first for i in (0, 1))
+    distil.cached([x[4:8] for x in images], [t[4:8] for t in teacher], 1, 0, tmp_path)
+    assert len(list(tmp_path.glob("distilled-*.npz"))) == 2  # other scans: other weights
