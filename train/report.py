@@ -328,12 +328,13 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         f"{training.get('input_size', '?')}x{training.get('input_size', '?')}x1 (uint8 grey levels of "
         "`edge.preprocess.prepare`), batch 1; only int8 TFLite builtins the Edge TPU maps (depthwise and 1x1 "
         "convolutions, ReLU6, average pooling, up-sampling, global pooling, multiply, dense, softmax/sigmoid).",
-        "- The trunk is ImageNet MobileNet v1 (alpha 0.25, Apache-2.0 weights in `train/weights/`), frozen. Learnt on "
-        "the training folds, by regularised logistic regression on its cell features: a lesion-cell head (the "
-        "heat-map: is this 16x16-pixel cell inside an annotated lesion circle), P(kind of finding | abnormal) and "
-        "P(malignant | abnormal) from pooled features of the abnormal scans (whole-breast average and maximum; the "
-        "malignancy head also reads the cells pooled with softmax weights on the lesion-cell logit, what the "
-        "hottest cells look like), and the reading stage "
+        "- The trunk is ImageNet MobileNet v1 (alpha 0.25, Apache-2.0 weights in `train/weights/`), distilled for "
+        "int8 (`train/distil.py`: trained with int8-rounded weights and activations to reproduce the float ImageNet "
+        "trunk's own features, from the scans' pixels only, never their labels), then frozen. Learnt on "
+        "the training folds, by regularised logistic regression on its int8 cell features: a lesion-cell head (the "
+        "heat-map: is this 16x16-pixel cell inside an annotated lesion circle, from the cell's features and its 3x3 "
+        "neighbourhood's mean), P(kind of finding | abnormal) and "
+        "P(malignant | abnormal) from pooled features of the abnormal scans (whole-breast average and maximum), and the reading stage "
         "(`edge/reading.py`): P(abnormal) from the hottest cells of the scan and of the other breast of the same woman.",
         "- One probability model: P(NORM) = 1 - P(abnormal); P(malignant) = P(abnormal) x P(malignant | abnormal); the "
         "label is NORM exactly when the triage is routine. A scan without its partner is read alone by the same "
@@ -432,7 +433,8 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
 
 
 SECTION = "## Model and evaluation"
-FLOAT_ROW = "trunk 512 + 256, beside the other breast"
+FLOAT_ROW = "frozen trunk 512 + 256, cell head with its 3x3 neighbourhood"
+BEFORE_ROW = "frozen trunk 512 + 256, int8 (shipped before: focused malignancy pooling)"
 """The ablation row of the shipped configuration fitted and read on the float trunk's features."""
 
 
@@ -466,8 +468,8 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
     lines = [
         SECTION,
         "",
-        f"The shipped model (`models/final.keras`, manifest `models/training.json`) reads a woman's exam: a frozen "
-        f"ImageNet MobileNet v1 trunk reads each {training['input_size']}x{training['input_size']} prepared scan at "
+        f"The shipped model (`models/final.keras`, manifest `models/training.json`) reads a woman's exam: an "
+        f"ImageNet MobileNet v1 trunk, distilled so that its int8 version keeps its features, reads each {training['input_size']}x{training['input_size']} prepared scan at "
         f"two scales, heads learnt on the lesion circles give a heat-map, and a reading stage compares the scan's "
         "hottest cells with the other breast's (see `MODEL_CARD.md`). Every figure below is out-of-fold from nested, "
         f"patient-grouped {len(document['per_fold'])}-fold cross-validation on the development split, with its 95% "
@@ -496,12 +498,17 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
                   f"{_fmt(compared[previous]['auc_abnormal'])}"
                   + (f"; shipped, {_fmt(compared[shipped]['auc_abnormal'])}, a paired difference of "
                      f"{_fmt(compared[shipped]['auc_abnormal_minus_previous'])}" if shipped else "")
-                  + (f"; the same reader on the float trunk's features, {_fmt(compared[FLOAT_ROW]['auc_abnormal'])}: what a "
-                     "trunk that keeps its features in int8 (quantization-aware training) could win back" if FLOAT_ROW in compared else "")
-                  + ". Chosen on these folds: the input size, the scales, reading beside the other breast and, in "
-                  "probes, the cell head's regularisation, the trunk's tap and the focused pooling of the malignancy "
-                  "head (`studies/focus_probe.py`) (a handful of candidates each, so the shipped "
-                  "figures are slightly optimistic); fitted inside training folds: everything else."]
+                  + (f"; the model shipped before it (frozen trunk, int8), {_fmt(compared[BEFORE_ROW]['auc_abnormal'])}, "
+                     f"the shipped one's paired gain over it {_fmt(compared[shipped]['auc_abnormal_minus_before'])}"
+                     if BEFORE_ROW in compared and shipped and "auc_abnormal_minus_before" in compared[shipped] else "")
+                  + (f"; the same reader on the float frozen trunk's features, {_fmt(compared[FLOAT_ROW]['auc_abnormal'])}: "
+                     "what a lossless int8 trunk would reach" if FLOAT_ROW in compared else "")
+                  + ". Chosen on these folds: the input size, the scales, reading beside the other breast, the cell "
+                  "head's neighbourhood (none, 3x3 or 5x5), the focused pooling of the malignancy head (off) and, in "
+                  "probes, the cell head's regularisation and the trunk's tap (a handful of candidates each, so the "
+                  "shipped figures are slightly optimistic). The distillation's length was set by its drift on a "
+                  "fold it did not see (`studies/distil_probe.py`), with no labels. Fitted inside training folds: "
+                  "everything else."]
     lines += [
         "",
         f"![confusion matrix]({folder}/confusion.png) ![ROC]({folder}/roc.png)",
