@@ -151,8 +151,8 @@ def markdown(rows: dict, seconds: float) -> str:
         "- 'Frozen' rows use the ImageNet weights as they are; 'distilled' rows first run `train.distil` (4 epochs): "
         "the trunk trained, with its weights and activations rounded as int8 rounds them, to reproduce the frozen "
         "trunk's float features. It reads the pixels of all 258 scans and no label, as the converter's calibration "
-        "does. On a fold it never saw, the int8 features then move by 18% of their spread per channel instead of "
-        "44% (`python studies/distil_probe.py ../shared/mias`).",
+        "does. On a fold it never saw, the int8 features then move by 17% of their spread per channel instead of "
+        "46% at 512 pixels, 14% instead of 38% at 256 (`python studies/distil_probe.py ../shared/mias`).",
         "- Rows without 'int8' fit and read the heads on the float features: what a lossless int8 trunk would "
         "reach. The int8 rows fit and read them on the int8 trunk's features (`train.trunk.int8_features`), what "
         "the board computes.",

@@ -11,7 +11,8 @@ so float and int8 both keep what ImageNet learnt. Only the scans' pixels are use
 their labels, like the converter's calibration; the folds see no labels through it.
 
 Measured (`python studies/distil_probe.py ../shared/mias`): on the scans of a fold left out of
-the distillation, the int8 trunk's features move by 18% of their spread instead of 44%.
+the distillation, the int8 trunk's features move by 17% of their spread instead of 46% at 512
+pixels, 14% instead of 38% at 256.
 """
 
 from __future__ import annotations
