@@ -38,6 +38,8 @@ class Row:
 
 FROZEN = reader.Options(context=0, focus=2.0)  # the reader shipped before the distilled trunk
 BEFORE = "frozen trunk 512 + 256, int8 (shipped before: focused malignancy pooling)"
+FLOAT = "frozen trunk 512 + 256, cell head with its 3x3 neighbourhood"
+"""The shipped reader on the float frozen trunk's features: what a lossless int8 trunk would reach."""
 D = distil.EPOCHS
 SHIPPED = "trunk 512 + 256 distilled for int8, cell head with its 3x3 neighbourhood, beside the other breast, int8 (shipped)"
 ROWS = (
@@ -48,7 +50,7 @@ ROWS = (
     Row("frozen trunk 512 + 256, beside the other breast", 512, (1, 2), FROZEN),
     Row("frozen trunk 512 + 256 + hard negatives (10 per normal breast, weight 3)", 512, (1, 2), replace(FROZEN, hard_negatives=10)),
     Row("frozen trunk 512 + 256 + 128, beside the other breast", 512, (1, 2, 4), FROZEN),
-    Row("frozen trunk 512 + 256, cell head with its 3x3 neighbourhood", 512, (1, 2), replace(FROZEN, focus=0.0, context=3)),
+    Row(FLOAT, 512, (1, 2), replace(FROZEN, focus=0.0, context=3)),
     Row(BEFORE, 512, (1, 2), FROZEN, int8=True),
     Row("frozen trunk 512 + 256, int8, cell head with its 3x3 neighbourhood", 512, (1, 2), replace(FROZEN, focus=0.0, context=3), int8=True),
     Row("distilled trunk, int8, the cell alone (no neighbourhood)", 512, (1, 2), reader.Options(context=0), True, D),

@@ -433,9 +433,6 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
 
 
 SECTION = "## Model and evaluation"
-FLOAT_ROW = "frozen trunk 512 + 256, cell head with its 3x3 neighbourhood"
-BEFORE_ROW = "frozen trunk 512 + 256, int8 (shipped before: focused malignancy pooling)"
-"""The ablation row of the shipped configuration fitted and read on the float trunk's features."""
 
 
 def _cold_record(directory: Path) -> dict:
@@ -492,6 +489,8 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
         lines += ["", f"Pointing game (heat-map peak inside an annotated circle, out-of-fold): {game['hits']} of "
                   f"{game['n_images']} abnormal scans with a circle ({_num(game['hit_rate'])})."]
     if compared:
+        from train.ablation import BEFORE as BEFORE_ROW, FLOAT as FLOAT_ROW
+
         shipped = next((name for name in compared if "(shipped)" in name), None)
         previous = next(iter(compared))
         lines += ["", f"Ablation on the same folds (`reports/experiments/ablation/ablation.md`): {previous}, AUC abnormal "
