@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -64,3 +66,26 @@ def test_distilled_weights_are_cached_by_their_inputs(scans, tmp_path):
     assert all(np.array_equal(first[k][i], again[k][i]) for k in first for i in (0, 1))
     distil.cached([x[4:8] for x in images], [t[4:8] for t in teacher], 1, 0, tmp_path)
     assert len(list(tmp_path.glob("distilled-*.npz"))) == 2  # other scans: other weights
+
+
+def test_the_development_split_gets_the_shipped_model_s_distilled_trunk(records, monkeypatch):
+    """On the whole development split `cached` finds the shipped weights (train/weights) without
+    distilling, and they are the trunk inside models/final.keras: `edge-train` then reproduces the
+    shipped figures on any CPU. A change to train/distil.py or the trunk changes the key: distil
+    anew and ship the new file, or the shipped model can no longer be rebuilt from this code."""
+    import keras
+
+    from train import distil, reader
+    from train.data import load_dataset
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError(f"no shipped distilled trunk in {distil.SHIPPED} for this code (see the docstring)")
+
+    monkeypatch.setattr(distil, "distil", refuse)
+    dataset = load_dataset(records, 512)
+    tuned = distil.cached([reader.scale_images(dataset.images, f) for f in (1, 2)], [], distil.EPOCHS, 0, None)
+    shipped = Path(__file__).resolve().parents[1] / "models" / "final.keras"
+    trunk = keras.models.load_model(shipped, compile=False).get_layer("trunk1")
+    for name, (kernel, bias) in tuned.items():
+        assert np.array_equal(trunk.get_layer(name).get_weights()[0], kernel), name
+        assert np.array_equal(trunk.get_layer(name + "_bn").get_weights()[1], bias), name
