@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from edge.classifier import Classifier, Quantization, RawOutputs, Result
+from edge.classifier import Classifier, Quantization, Result
 from edge.errors import EdgeError
 from edge.preprocess import Prepared
 
@@ -27,8 +27,8 @@ def float_result(classifier: Classifier, model: Any, prepared: Prepared) -> Resu
     if not hasattr(classifier, "_output_quant"):  # a loud failure, not a silently wrong gate
         raise EdgeError("edge.classifier.Classifier no longer has _output_quant: update convert.board.float_result")
     real = copy.copy(classifier)
-    real._output_quant = (Quantization(0.0, 0),) * len(RawOutputs._fields)
-    return real.postprocess(RawOutputs(*run_keras(model, prepared.image)), prepared)
+    real._output_quant = (Quantization(0.0, 0),) * len(classifier._output_quant)
+    return real.postprocess(tuple(run_keras(model, prepared.image)), prepared)
 
 
 def int8_result(classifier: Classifier, prepared: Prepared) -> Result:

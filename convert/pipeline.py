@@ -27,7 +27,8 @@ from edge import LABELS
 from edge.classifier import Classifier
 from edge.errors import EdgeError
 from edge.fileio import sha256_bytes, sha256_file
-from edge.manifest import OUTPUT_NAMES, Manifest
+from edge.heads import Heads
+from edge.manifest import OUTPUT_NAMES, Manifest, expected_outputs
 from edge.preprocess import prepare
 from convert import board, edgetpu, fidelity, quantize, rewrite
 from train import handoff
@@ -72,8 +73,8 @@ class ConvertResult:
         return self.fidelity.passed
 
 
-def load_keras_model(path: Path) -> Any:
-    """The trained model, with its outputs put in contract order when they carry the contract names."""
+def load_keras_model(path: Path, expected: tuple[str, ...] = OUTPUT_NAMES) -> Any:
+    """The trained model, with its outputs put in the contract's order (`expected`) when they carry its names."""
     import keras
 
     if not path.is_file():
@@ -84,14 +85,15 @@ def load_keras_model(path: Path) -> Any:
         line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EdgeError(f"{path}: cannot load the Keras model ({line})") from None
     names = [quantize._output_name(t) for t in model.outputs]
-    if set(names) == set(OUTPUT_NAMES) and names != list(OUTPUT_NAMES):
+    if set(names) == set(expected) and names != list(expected):
         by_name = dict(zip(names, model.outputs))
-        model = keras.Model(model.inputs, [by_name[name] for name in OUTPUT_NAMES], name=model.name)
+        model = keras.Model(model.inputs, [by_name[name] for name in expected], name=model.name)
     return model
 
 
-def check_contract(model: Any, input_size: int) -> None:
-    """The input (1, S, S, 1) with S from training.json, and outputs (1,7), (1,1), (1,1), (1,h,w)."""
+def check_contract(model: Any, input_size: int, heads: dict[str, Any] | None = None) -> None:
+    """The input (1, S, S, 1) with S from training.json, and outputs (1,7), (1,1), (1,1), (1,h,w), or
+    with `heads` (training.json) the cell features of each scale, (1, g, g, C), for those heads."""
     if len(model.inputs) != 1:
         raise EdgeError(f"the model has {len(model.inputs)} inputs; the contract is one scan input")
     shape = tuple(model.inputs[0].shape)
@@ -99,6 +101,12 @@ def check_contract(model: Any, input_size: int) -> None:
         hint = " (give keras.Input batch_size=1)" if shape and shape[0] is None else ""
         raise EdgeError(f"the model input is {shape}; the contract is (1, {input_size}, {input_size}, 1){hint}")
     shapes = [tuple(t.shape) for t in model.outputs]
+    if heads is not None:
+        channels = Heads.from_json(heads, len(LABELS)).channels
+        names = expected_outputs(heads)
+        if len(shapes) != len(names) or any(len(s) != 4 or s[0] != 1 or s[3] != channels for s in shapes):
+            raise EdgeError(f"the model outputs are {shapes}; its heads read {', '.join(names)}, each (1, g, g, {channels})")
+        return
     expected = [(1, len(LABELS)), (1, 1), (1, 1)]
     if len(shapes) != 4 or shapes[:3] != expected or len(shapes[3]) != 3 or shapes[3][0] != 1:
         raise EdgeError(
@@ -139,8 +147,9 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
             step(1)
     images = np.stack([prepared.image for prepared in scans])
 
-    model = load_keras_model(options.model)
-    check_contract(model, size)
+    names = expected_outputs(training.heads)
+    model = load_keras_model(options.model, names)
+    check_contract(model, size, training.heads)
     # An exact float rewrite of concatenation-reading heads that quantizes better (convert/rewrite.py);
     # used only when it gives the same float answers on real scans. Fidelity is measured against `model`.
     quantizable, rewrites = rewrite.split_concatenated_heads(model)
@@ -150,10 +159,10 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
     with progress("quantizing to int8", 1) as step:
         content = quantize.quantize(quantizable, calibration)
         step(1)
-    positions = quantize.output_positions(quantizable, content, images[:8])
+    positions = quantize.output_positions(quantizable, content, images[:8], names)
     manifest = quantize.build_manifest(content, outputs=positions, triage_threshold=training.triage.threshold,
                                        target_sensitivity=training.triage.target_sensitivity, labels=LABELS,
-                                       reading=training.reading)
+                                       reading=training.reading, heads=training.heads)
 
     # The gate judges what a board prints: the int8 model in the board's Classifier, the float
     # model's outputs through the same postprocess (convert/board.py).

@@ -29,7 +29,7 @@ from edge import LABELS
 from edge.classifier import Quantization
 from edge.errors import EdgeError
 from edge.fileio import atomic_write_bytes, sha256_bytes
-from edge.manifest import OUTPUT_NAMES, Manifest, manifest_path_for, save_manifest
+from edge.manifest import OUTPUT_NAMES, Manifest, expected_outputs, manifest_path_for, save_manifest
 from edge.preprocess import prepare
 from edge.runtime import make_interpreter
 
@@ -138,8 +138,9 @@ def run_keras(model: Any, image: np.ndarray) -> list[np.ndarray]:
     return [np.asarray(o.numpy() if hasattr(o, "numpy") else o, dtype=np.float32) for o in outputs]
 
 
-def output_positions(model: Any, content: bytes, images: Sequence[np.ndarray]) -> dict[str, int]:
-    """Each contract output's position in the int8 interpreter's get_output_details().
+def output_positions(model: Any, content: bytes, images: Sequence[np.ndarray], names: Sequence[str] = OUTPUT_NAMES) -> dict[str, int]:
+    """Each contract output's position (`names`, in the Keras model's output order) in the int8
+    interpreter's get_output_details().
 
     The signature runner names the outputs `output_k` (k = place among the Keras outputs) or
     by the Keras output names; each name leads to a tensor index and so to a position. The
@@ -151,10 +152,10 @@ def output_positions(model: Any, content: bytes, images: Sequence[np.ndarray]) -
     details = interpreter.get_output_details()
     position_of_index = {d["index"]: position for position, d in enumerate(details)}
     keras_names = [_output_name(t) for t in model.outputs]
-    if len(keras_names) != len(OUTPUT_NAMES):
-        raise EdgeError(f"the model has {len(keras_names)} outputs; the contract is {', '.join(OUTPUT_NAMES)}")
+    if len(keras_names) != len(names):
+        raise EdgeError(f"the model has {len(keras_names)} outputs; the contract is {', '.join(names)}")
 
-    positions = _positions_from_signature(interpreter, keras_names, position_of_index)
+    positions = _positions_from_signature(interpreter, keras_names, position_of_index, names)
     float_out = [run_keras(model, image) for image in images]
     int8_out = [interpreter_outputs(interpreter, image) for image in images]
 
@@ -167,19 +168,19 @@ def output_positions(model: Any, content: bytes, images: Sequence[np.ndarray]) -
     if positions is None:  # no usable signature: assign by fit alone
         positions = {}
         free = set(range(len(details)))
-        for k in range(len(OUTPUT_NAMES)):
+        for k in range(len(names)):
             best = min(free, key=lambda p: error(k, p))
-            positions[OUTPUT_NAMES[k]] = best
+            positions[names[k]] = best
             free.discard(best)
-    for a in range(len(OUTPUT_NAMES)):
-        for b in range(a + 1, len(OUTPUT_NAMES)):
-            pa, pb = positions[OUTPUT_NAMES[a]], positions[OUTPUT_NAMES[b]]
+    for a in range(len(names)):
+        for b in range(a + 1, len(names)):
+            pa, pb = positions[names[a]], positions[names[b]]
             if error(a, pa) + error(b, pb) > error(a, pb) + error(b, pa) + 1e-6:
                 raise EdgeError(
-                    f"cannot tell outputs {OUTPUT_NAMES[a]} and {OUTPUT_NAMES[b]} apart: the int8 model's "
+                    f"cannot tell outputs {names[a]} and {names[b]} apart: the int8 model's "
                     "signature and its answers disagree"
                 )
-    for k, name in enumerate(OUTPUT_NAMES):
+    for k, name in enumerate(names):
         if not np.isfinite(error(k, positions[name])):
             raise EdgeError(f"output {name}: the int8 model's output has another shape than the float model's")
     return positions
@@ -193,20 +194,20 @@ def _output_name(tensor: Any) -> str:
     return name.split("/")[0].split(":")[0]
 
 
-def _positions_from_signature(interpreter: Any, keras_names: list[str], position_of_index: dict) -> dict | None:
+def _positions_from_signature(interpreter: Any, keras_names: list[str], position_of_index: dict, names: Sequence[str]) -> dict | None:
     try:
         runner_outputs = interpreter.get_signature_runner().get_output_details()
     except (ValueError, RuntimeError):
         return None
     positions: dict[str, int] = {}
-    for k, name in enumerate(OUTPUT_NAMES):
+    for k, name in enumerate(names):
         for key in (name, keras_names[k], f"output_{k}"):
             if key in runner_outputs:
                 positions[name] = position_of_index[runner_outputs[key]["index"]]
                 break
         else:
             return None
-    return positions if len(set(positions.values())) == len(OUTPUT_NAMES) else None
+    return positions if len(set(positions.values())) == len(names) else None
 
 
 # --- the model folder -------------------------------------------------------------------------
@@ -273,6 +274,7 @@ def build_manifest(
     info: dict[str, Any] | None = None,
     model_file: str = MODEL_FILE,
     reading: dict[str, Any] | None = None,
+    heads: dict[str, Any] | None = None,
 ) -> Manifest:
     """The manifest of the int8 model `content`, whose outputs sit at `outputs`.
 
@@ -280,8 +282,9 @@ def build_manifest(
     converter and runtime versions from the installed packages, so the manifest cannot drift
     from the file it describes.
     """
-    if set(outputs) != set(OUTPUT_NAMES) or len(set(outputs.values())) != len(OUTPUT_NAMES):
-        raise EdgeError(f"outputs must map each of {', '.join(OUTPUT_NAMES)} to its own position, got {outputs}")
+    names = expected_outputs(heads)
+    if set(outputs) != set(names) or len(set(outputs.values())) != len(names):
+        raise EdgeError(f"outputs must map each of {', '.join(names)} to its own position, got {outputs}")
     facts = model_facts(content, outputs)
     return Manifest(
         model_file=model_file,
@@ -289,10 +292,11 @@ def build_manifest(
         labels=tuple(labels),
         input_size=facts.input_size,
         input_dtype=facts.input_dtype,
-        outputs={name: int(outputs[name]) for name in OUTPUT_NAMES},
+        outputs={name: int(outputs[name]) for name in names},
         triage_threshold=float(triage_threshold),
         target_sensitivity=float(target_sensitivity),
         reading=reading,
+        heads=heads,
         info={
             **(info or {}),
             "quantization": facts.quantization,

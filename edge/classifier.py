@@ -11,8 +11,10 @@ The steps are also callable one by one (`prepare`, `set_input` + `invoke`, `read
 Model contract (what `edge-convert` writes; positions come from `manifest.outputs`):
 - input (1, S, S, 1), uint8 or int8, S = manifest.input_size; its real (dequantized) value
   is the grey level 0..255 of `edge.preprocess.prepare`'s image;
-- classes (1, 7) probabilities in manifest.labels order; abnormal (1, 1); malignant (1, 1);
-  heatmap (1, h, w) (or (1, h, w, 1)) in 0..1 on the model-input square.
+- with `manifest.heads` (the shipped model): the cell features of each scale, `cells0` (1, g, g, C)
+  on the finest grid, `cells1`, ..., which `edge.heads` turns into the four values below in float;
+- without: classes (1, 7) probabilities in manifest.labels order; abnormal (1, 1); malignant
+  (1, 1); heatmap (1, h, w) (or (1, h, w, 1)) in 0..1 on the model-input square.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import numpy as np
 
 from edge import LABELS
 from edge.errors import EdgeError
-from edge.manifest import OUTPUT_NAMES, Manifest, load_manifest, manifest_path_for, read_verified_model, verify_model_bytes
+from edge.heads import Heads, outputs as head_outputs
+from edge.manifest import Manifest, expected_outputs, load_manifest, manifest_path_for, read_verified_model, verify_model_bytes
 from edge.preprocess import Geometry, Prepared, prepare
 from edge.reading import Reading, answer as reading_answer, heat_evidence
 
@@ -78,8 +81,9 @@ class Evidence:
     quality: str | None
 
 
-RawOutputs = NamedTuple("RawOutputs", [(name, np.ndarray) for name in OUTPUT_NAMES])
-RawOutputs.__doc__ = "The four outputs as the interpreter returned them (quantized), in contract order."
+RawOutputs = tuple
+"""The model's outputs as the interpreter returned them (quantized), in the order of `manifest.outputs`'
+names (`edge.manifest.expected_outputs`)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -202,20 +206,38 @@ class Classifier:
             self.reading = Reading.from_json(manifest.reading) if manifest.reading is not None else None
         except (KeyError, TypeError, ValueError) as exc:
             raise EdgeError(f"{where}: the manifest's reading stage is invalid ({exc})") from None
+        try:
+            self.heads = Heads.from_json(manifest.heads, len(LABELS)) if manifest.heads is not None else None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EdgeError(f"{where}: the manifest's heads are invalid ({exc})") from None
+        names = expected_outputs(manifest.heads)
         positions = manifest.outputs
-        if any(not 0 <= p < len(outputs) for p in positions.values()) or len(set(positions.values())) != 4:
+        if any(not 0 <= p < len(outputs) for p in positions.values()) or len(set(positions.values())) != len(names):
             raise EdgeError(f"{where}: manifest output positions {positions} do not fit the model's {len(outputs)} outputs")
-        picked = {name: outputs[positions[name]] for name in RawOutputs._fields}
-        expected = {"classes": len(LABELS), "abnormal": 1, "malignant": 1}
-        for name, count in expected.items():
-            if int(np.prod(picked[name]["shape"])) != count:
-                raise EdgeError(f"{where}: output {name} has shape {tuple(picked[name]['shape'])}, expected {count} values")
-        heat_shape = tuple(int(n) for n in picked["heatmap"]["shape"] if n != 1)
+        picked = [outputs[positions[name]] for name in names]
+        shapes = [tuple(int(n) for n in detail["shape"]) for detail in picked]
+        self.heatmap_shape = self._check_features(shapes) if self.heads else self._check_answers(shapes)
+        self._output_index = tuple(int(detail["index"]) for detail in picked)
+        self._output_quant = tuple(Quantization.of(detail) for detail in picked)
+
+    def _check_features(self, shapes: list[tuple[int, ...]]) -> tuple[int, int]:
+        """Each scale's cell features fit the heads; the heat-map lies on the finest grid."""
+        for name, shape in zip(expected_outputs(self.manifest.heads), shapes):
+            if len(shape) != 4 or shape[0] != 1 or shape[1] != shape[2] or shape[3] != self.heads.channels:
+                raise EdgeError(f"{self.model_path}: output {name} has shape {shape}, expected (1, g, g, {self.heads.channels})")
+            if shapes[0][1] % shape[1]:
+                raise EdgeError(f"{self.model_path}: output {name}'s grid {shape[1]} does not divide the finest, {shapes[0][1]}")
+        return shapes[0][1], shapes[0][2]
+
+    def _check_answers(self, shapes: list[tuple[int, ...]]) -> tuple[int, int]:
+        """classes, abnormal, malignant and heatmap have the contract's sizes; the heat-map's shape."""
+        for name, shape, count in zip(("classes", "abnormal", "malignant"), shapes, (len(LABELS), 1, 1)):
+            if int(np.prod(shape)) != count:
+                raise EdgeError(f"{self.model_path}: output {name} has shape {shape}, expected {count} values")
+        heat_shape = tuple(n for n in shapes[3] if n != 1)
         if len(heat_shape) != 2:
-            raise EdgeError(f"{where}: heatmap output has shape {tuple(picked['heatmap']['shape'])}, expected (1, h, w)")
-        self.heatmap_shape = heat_shape
-        self._output_index = tuple(int(picked[name]["index"]) for name in RawOutputs._fields)
-        self._output_quant = tuple(Quantization.of(picked[name]) for name in RawOutputs._fields)
+            raise EdgeError(f"{self.model_path}: heatmap output has shape {shapes[3]}, expected (1, h, w)")
+        return heat_shape
 
     # --- the steps, one by one -------------------------------------------------------------
 
@@ -238,7 +260,7 @@ class Classifier:
 
     def read_outputs(self) -> RawOutputs:
         get = self.interpreter.get_tensor
-        return RawOutputs(*(get(index) for index in self._output_index))
+        return tuple(get(index) for index in self._output_index)
 
     def run(self, image: np.ndarray) -> RawOutputs:
         """set_input + invoke + read_outputs."""
@@ -248,7 +270,12 @@ class Classifier:
 
     def evidence(self, raw: RawOutputs, prepared: Prepared) -> Evidence:
         """Dequantize one scan's outputs: what its answer, and its partner's, are made from."""
-        classes, abnormal, malignant, heatmap = (q.dequantize(v) for q, v in zip(self._output_quant, raw))
+        real = [q.dequantize(v) for q, v in zip(self._output_quant, raw)]
+        if self.heads is not None:
+            out = head_outputs(real, self.heads)
+            classes, abnormal, malignant, heatmap = out.classes, out.abnormal, out.malignant, out.heatmap
+        else:
+            classes, abnormal, malignant, heatmap = real
         heatmap = np.clip(heatmap.reshape(self.heatmap_shape), 0.0, 1.0)
         return Evidence(
             heat=heat_evidence(heatmap),

@@ -33,6 +33,7 @@ class Manifest:
     target_sensitivity: float  # the sensitivity the threshold was chosen for, inside training folds
     info: dict[str, Any] = field(default_factory=dict)  # data split, metrics, versions, quantization...
     reading: dict[str, Any] | None = None  # the exam-level stage (edge.reading.Reading); None: scan by scan
+    heads: dict[str, Any] | None = None  # edge.heads.Heads on the model's cell-feature outputs; None: the four OUTPUT_NAMES
     format: int = FORMAT
 
     def to_json(self) -> str:
@@ -75,7 +76,7 @@ def load_manifest(path: str | Path) -> Manifest:
     """Read and check a manifest; every problem is an `EdgeError` naming the file."""
     path = Path(path)
     raw = read_json_object(path, "model manifest", "it must lie beside the model")
-    required = [name for name in Manifest.__dataclass_fields__ if name not in ("info", "format", "reading")]
+    required = [name for name in Manifest.__dataclass_fields__ if name not in ("info", "format", "reading", "heads")]
     missing = [name for name in required if name not in raw]
     if missing:
         raise EdgeError(f"{path}: model manifest lacks {', '.join(missing)}")
@@ -93,12 +94,14 @@ def load_manifest(path: str | Path) -> Manifest:
             target_sensitivity=float(raw["target_sensitivity"]),
             info=dict(raw.get("info") or {}),
             reading=dict(raw["reading"]) if raw.get("reading") is not None else None,
+            heads=dict(raw["heads"]) if raw.get("heads") is not None else None,
         )
     except (TypeError, ValueError) as exc:
         raise EdgeError(f"{path}: model manifest has a field of the wrong type ({exc})") from None
     problems = []
-    if set(manifest.outputs) != set(OUTPUT_NAMES):
-        problems.append(f"outputs must be {', '.join(OUTPUT_NAMES)}")
+    expected = expected_outputs(manifest.heads)
+    if set(manifest.outputs) != set(expected):
+        problems.append(f"outputs must be {', '.join(expected)}")
     if manifest.input_dtype not in ("uint8", "int8"):
         problems.append(f"input_dtype {manifest.input_dtype!r} is not uint8 or int8")
     if not 0.0 <= manifest.triage_threshold <= 1.0:
@@ -108,6 +111,16 @@ def load_manifest(path: str | Path) -> Manifest:
     if problems:
         raise EdgeError(f"{path}: model manifest is invalid: " + "; ".join(problems))
     return manifest
+
+
+def expected_outputs(heads: dict[str, Any] | None) -> tuple[str, ...]:
+    """The output names of a model: its cell features at each scale when heads come with it, else the four answers."""
+    if heads is None:
+        return OUTPUT_NAMES
+    from edge.heads import output_names
+
+    cells = heads.get("cell") if isinstance(heads, dict) else None
+    return output_names(len(cells) if isinstance(cells, list) else 0)
 
 
 def read_verified_model(manifest: Manifest, model_path: str | Path) -> bytes:

@@ -126,7 +126,7 @@ def test_the_gate_runs_the_board_classifier_on_both_sides(tiny_model_dir, record
     postprocess, unquantized (so within an output step of postprocess on them quantized)."""
     from convert import board
     from convert.quantize import run_keras
-    from edge.classifier import Classifier, RawOutputs
+    from edge.classifier import Classifier
     from edge.preprocess import prepare
     from tiny_support import tiny_model
 
@@ -144,7 +144,7 @@ def test_the_gate_runs_the_board_classifier_on_both_sides(tiny_model_dir, record
         detail = details[manifest.outputs[name]]
         scale, zero_point = detail["quantization"]
         quantized.append(np.clip(np.rint(values / scale + zero_point), 0, 255).astype(detail["dtype"]))
-    on_the_grid = classifier.postprocess(RawOutputs(*quantized), prepared)
+    on_the_grid = classifier.postprocess(tuple(quantized), prepared)
     assert floats.label in manifest.labels and floats.triage in ("refer", "routine")
     for name in manifest.labels:
         assert floats.probabilities[name] == pytest.approx(on_the_grid.probabilities[name], abs=0.01)

@@ -146,13 +146,12 @@ def write_cv_report(directory: Path, dataset: Dataset, table: metrics.Table, hea
     return report.build(directory)
 
 
-def check_network(model, heads: reader.Heads, dataset: Dataset, scales: list[np.ndarray], count: int = 3) -> float:
-    """Largest difference between the Keras network and the numpy heads on the float features of a
-    few real scans: the network is wired as the heads that were cross-validated."""
-    expected = reader.outputs([f[:count] for f in scales], heads)
+def check_network(model, dataset: Dataset, scales: list[np.ndarray], count: int = 3) -> float:
+    """Largest difference between the Keras network's outputs and the cached float cell features of a
+    few real scans: the network is the trunk whose features the heads were fitted on."""
     got = model.predict(dataset.images[:count, :, :, None].astype(np.float32), batch_size=1, verbose=0)
-    pairs = zip(got, (expected.classes, expected.abnormal[:, None], expected.malignant[:, None], expected.heatmap))
-    return float(max(np.abs(np.asarray(g) - e).max() for g, e in pairs))
+    got = got if isinstance(got, list) else [got]
+    return float(max(np.abs(np.asarray(g) - f[:count]).max() for g, f in zip(got, scales)))
 
 
 def run(
@@ -185,10 +184,10 @@ def run(
 
     t0 = time.time()
     heads, reading, threshold = reader.final_reading(board, dataset, folds, config.options)
-    model = reader.build_model(config.size, heads, config.factors, tuned=trunk_out.tuned)
-    difference = check_network(model, heads, dataset, scales)
+    model = reader.build_network(config.size, config.factors, tuned=trunk_out.tuned)
+    difference = check_network(model, dataset, scales)
     if difference > 1e-3:
-        raise RuntimeError(f"the Keras network differs from the cross-validated heads by {difference:.2g}")
+        raise RuntimeError(f"the Keras network's cell features differ from the cached ones by {difference:.2g}")
     result = handoff.Handoff(
         input_size=config.size,
         triage=handoff.Triage(
@@ -198,6 +197,8 @@ def run(
             "patient-grouped cross-validation on the development split; never the hold-out",
         ),
         reading=reading.to_json(),
+        heads=heads.to_json(),
+        outputs=reader.output_names(len(config.factors)),
         metrics={
             "what": f"out-of-fold, {config.folds}-fold patient-grouped nested cross-validation on the development "
             "split; 95% bootstrap CI over patients; baseline = NORM for every image / constant score",
@@ -209,13 +210,13 @@ def run(
             + (f" distilled for int8 ({config.distil_epochs} epochs)" if config.distil_epochs else ", frozen")
             + " at scales "
             + ", ".join(f"{config.size // f}" for f in config.factors)
-            + "; lesion-cell, class and malignancy heads"
+            + "; lesion-cell, class and malignancy heads run in float beside the int8 network"
             + (f" (the cell head reading each cell's {config.options.context}x{config.options.context} neighbourhood too)"
                if config.options.context else "")
             + (" fitted on the trunk's int8 features" if config.int8 else "")
             + "; two-breast reading stage",
             "config": config.to_json(),
-            "network_vs_heads_max_difference": difference,
+            "network_vs_cached_features_max_difference": difference,
             "command": command,
             "final_seconds": round(time.time() - t0, 1),
             "train_seconds": round(time.time() - started, 1),

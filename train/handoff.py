@@ -16,6 +16,7 @@ from typing import Any
 from edge import LABELS
 from edge.errors import EdgeError
 from edge.fileio import atomic_write_text, read_json_object
+from edge.heads import Heads, output_names
 from edge.manifest import OUTPUT_NAMES
 
 FILE = "training.json"
@@ -36,7 +37,8 @@ class Handoff:
     triage: Triage
     reading: dict[str, Any] | None = None  # edge.reading.Reading.to_json(), or None: scan by scan
     labels: tuple[str, ...] = LABELS
-    outputs: tuple[str, ...] = OUTPUT_NAMES
+    outputs: tuple[str, ...] = OUTPUT_NAMES  # with heads: edge.heads.output_names, the cell features of each scale
+    heads: dict[str, Any] | None = None  # edge.heads.Heads.to_json(), run beside the network; None: heads in the network
     metrics: dict[str, Any] = field(default_factory=dict)  # headline out-of-fold figures with CIs
     data: dict[str, Any] = field(default_factory=dict)  # what the model was trained on
     record: dict[str, Any] = field(default_factory=dict)  # configuration, comparison, command, seconds
@@ -67,20 +69,29 @@ def read(path: str | Path) -> Handoff:
     labels = tuple(raw.get("labels") or LABELS)
     if labels != LABELS:
         raise EdgeError(f"{path}: labels {list(labels)} are not the MIAS order {list(LABELS)}")
+    heads = raw.get("heads")
+    expected = output_names(len(heads.get("cell") or ())) if isinstance(heads, dict) else OUTPUT_NAMES
     outputs = tuple(raw.get("outputs") or OUTPUT_NAMES)
-    if outputs != OUTPUT_NAMES:
-        raise EdgeError(f"{path}: outputs {list(outputs)} are not {list(OUTPUT_NAMES)}")
+    if outputs != expected:
+        raise EdgeError(f"{path}: outputs {list(outputs)} are not {list(expected)}")
     try:
         handoff = Handoff(
             input_size=int(raw["input_size"]),
             triage=Triage(float(triage["threshold"]), float(triage["target_sensitivity"]), str(triage.get("chosen_on", ""))),
             reading=raw.get("reading"),
+            outputs=outputs,
+            heads=heads,
             metrics=dict(raw.get("metrics") or {}),
             data=dict(raw.get("data") or {}),
             record=dict(raw.get("record") or {}),
         )
     except (TypeError, ValueError) as exc:
         raise EdgeError(f"{path}: {FILE} has a field of the wrong type ({exc})") from None
+    if handoff.heads is not None:
+        try:
+            Heads.from_json(handoff.heads, len(LABELS))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EdgeError(f"{path}: {FILE} has invalid heads ({exc})") from None
     if handoff.reading is not None:
         from edge.reading import Reading
 

@@ -13,8 +13,11 @@ to nest:
   head can also read a focused pooling (`FOCUS`, off).
 - the reading stage (`edge.reading.Reading`): P(abnormal) from the heat-map evidence of a scan,
   alone and beside the other breast, fitted on inner out-of-fold evidence of the training folds.
-The heads are put in the network as a 1x1 convolution and dense layers (`build_model`), so the
-int8 model computes exactly what was cross-validated here (up to quantization).
+What ships is the trunk alone as the int8 network (`build_network`: one output of cell features
+per scale) and the heads beside it in the manifest, run in float by `edge.heads` on the board:
+the same function on the same int8 features as here, so the board computes exactly what was
+cross-validated. (`build_model` puts the heads in the graph as layers, for the gradient-trained
+path of `train.distributed`.)
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge import LABELS
+from edge.heads import Heads, Outputs, focused, neighbourhood, output_names, outputs, pooled
 from edge.reading import Logistic, Reading, answer, heat_evidence
 from train import metrics
 from train.data import Dataset, heatmap_target
@@ -73,69 +77,11 @@ class Options:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class Heads:
-    """The learnt heads, as weights on the raw trunk features (standardisation folded in)."""
-
-    cell_w: tuple[np.ndarray, ...]  # one (C,) per scale, or (2C,) with a context: on `neighbourhood` features
-    cell_b: tuple[float, ...]
-    classes_w: np.ndarray  # (2C x scales, 7) on `pooled` features
-    classes_b: np.ndarray  # (7,)
-    malignant_w: np.ndarray  # (2C x scales,), or (3C x scales,) with the focused block
-    malignant_b: float
-    focus: float = 0.0  # Options.focus the malignancy head was fitted with
-    context: int = 0  # Options.context the cell heads were fitted with
-
-
 def breast_cells(images: np.ndarray, grid: int) -> np.ndarray:
     """(n, grid, grid) bool: cells whose pixels are mostly breast (prepare() leaves background near 0)."""
     n, size = images.shape[0], images.shape[1]
     step = size // grid
     return images.reshape(n, grid, step, grid, step).mean((2, 4)) > 8
-
-
-def neighbourhood(features: np.ndarray, k: int) -> np.ndarray:
-    """(n, g, g, 2C): each cell's features, then the mean features of its k x k neighbourhood (k = 0:
-    the features alone). The mean is over the cells inside the grid only, as
-    AveragePooling2D(k, strides=1, padding="same") and the TFLite AVERAGE_POOL_2D compute it."""
-    if not k:
-        return features
-    r = k // 2
-    total, count = features, np.ones(features.shape[1:3], features.dtype)
-    for axis in (1, 2):  # a box sum is separable: rows, then columns
-        total, count = _box_sum(total, r, axis), _box_sum(count, r, axis - 1)
-    return np.concatenate([features, total / count[None, :, :, None]], axis=-1)
-
-
-def _box_sum(x: np.ndarray, r: int, axis: int) -> np.ndarray:
-    """Sum of each index's 2r + 1 neighbours along `axis`, those outside the array left out."""
-    x = np.moveaxis(x, axis, 0)
-    out = x.copy()
-    for shift in range(1, r + 1):
-        out[shift:] += x[:-shift]
-        out[:-shift] += x[shift:]
-    return np.moveaxis(out, 0, axis)
-
-
-def pooled(scales: list[np.ndarray], cell_w=(), cell_b=(), focus: float = 0.0, context: int = 0) -> np.ndarray:
-    """[global average, global max(, focused)] of each scan's cell features at each scale, as the network pools them."""
-    parts = []
-    for k, f in enumerate(scales):
-        parts += [f.mean((1, 2)), f.max((1, 2))]
-        if focus:
-            parts.append(focused(f, cell_w[k], cell_b[k], focus, context))
-    return np.concatenate(parts, axis=1)
-
-
-def focused(features: np.ndarray, w: np.ndarray, b: float, focus: float, context: int = 0) -> np.ndarray:
-    """(n, C): each scan's cell features averaged with softmax(focus x cell logit) weights (the
-    logit of the cell head, which reads the neighbourhood too with a context; the averaged
-    features stay the cell's own)."""
-    flat = features.reshape(len(features), -1, features.shape[-1])
-    z = (neighbourhood(features, context).reshape(len(features), flat.shape[1], -1) @ w + b) * focus
-    weights = np.exp(z - z.max(1, keepdims=True))
-    weights /= weights.sum(1, keepdims=True)
-    return np.einsum("nc,ncd->nd", weights, flat)
 
 
 def _logistic(x: np.ndarray, y: np.ndarray, c: float, weight: np.ndarray | None = None, balanced: bool = True):
@@ -147,8 +93,8 @@ def _logistic(x: np.ndarray, y: np.ndarray, c: float, weight: np.ndarray | None 
     mean, scale = x.mean(0), x.std(0) + 1e-3
     fit = LogisticRegression(C=c, class_weight="balanced" if balanced else None, max_iter=500)
     fit.fit((x - mean) / scale, y, sample_weight=weight)
-    coef = fit.coef_ / scale  # (k, d)
-    bias = fit.intercept_ - coef @ mean
+    coef = fit.coef_ / scale.astype(np.float64)  # (k, d), float64 as the heads travel (edge.heads.Heads.to_json)
+    bias = fit.intercept_ - coef @ mean.astype(np.float64)
     return coef, bias, fit.classes_
 
 
@@ -224,44 +170,6 @@ def fit_heads(scales: list[np.ndarray], data: Dataset, index: np.ndarray, option
         rate = float(np.clip(malignant.mean(), 0.01, 0.99))
         malignant_w, malignant_b = np.zeros(focus_pool.shape[1]), float(np.log(rate / (1 - rate)))
     return Heads(cell_w, cell_b, classes_w, classes_b, malignant_w, malignant_b, options.focus, options.context)
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """The network's four outputs for a set of scans, computed in numpy from cached features."""
-
-    classes: np.ndarray  # (n, 7) P(class | abnormal)
-    abnormal: np.ndarray  # (n,) the hottest cell
-    malignant: np.ndarray  # (n,) P(malignant | abnormal)
-    heatmap: np.ndarray  # (n, g, g)
-
-
-def outputs(scales: list[np.ndarray], heads: Heads) -> Outputs:
-    """What `build_model(heads)` computes, in float64 numpy (checked against Keras in the tests).
-
-    The heat-map is the mean of the scales' cell probabilities, each coarser grid repeated onto
-    the finest one (a lesion is found by whichever scale sees it best)."""
-    grid = scales[0].shape[1]
-    heat = np.mean(
-        [_upsample(_sigmoid(neighbourhood(f, heads.context) @ w + b), grid // f.shape[1])
-         for f, w, b in zip(scales, heads.cell_w, heads.cell_b)], axis=0
-    )
-    pool = pooled(scales)
-    logits = pool @ heads.classes_w + heads.classes_b
-    logits -= logits.max(1, keepdims=True)
-    classes = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    malignant = _sigmoid(
-        pooled(scales, heads.cell_w, heads.cell_b, heads.focus, heads.context) @ heads.malignant_w + heads.malignant_b
-    )
-    return Outputs(classes, heat.reshape(len(heat), -1).max(1), malignant, heat)
-
-
-def _upsample(heat: np.ndarray, factor: int) -> np.ndarray:
-    return np.repeat(np.repeat(heat, factor, axis=1), factor, axis=2) if factor > 1 else heat
-
-
-def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))
 
 
 def evidence(out: Outputs) -> np.ndarray:
@@ -363,8 +271,27 @@ def final_reading(scales: list[np.ndarray], data: Dataset, folds: np.ndarray, op
     return fit_heads(scales, data, everyone, options), reading, threshold
 
 
+def build_network(size: int, factors: tuple[int, ...], batch_size: int | None = 1, tuned=None):
+    """The shipped network: the trunk at each scale f, reading the input average-pooled f x f (as
+    `scale_images` does), its cell features the outputs `cells0`, `cells1`, ... (`edge.heads`)."""
+    import keras
+    from keras import layers
+
+    from train import trunk
+
+    inputs = keras.Input(shape=(size, size, 1), batch_size=batch_size, name="scan")
+    outputs = []
+    for name, f in zip(output_names(len(factors)), factors):
+        x = inputs if f == 1 else layers.AveragePooling2D(f, name=f"pool{f}")(inputs)
+        scale_in, cells = trunk.build(size // f, batch_size=batch_size, tuned=tuned)
+        cells = keras.Model(scale_in, cells, name=f"trunk{f}")(x)
+        outputs.append(layers.Identity(name=name)(cells))
+    return keras.Model(inputs, outputs, name="mias_edge_trunk")
+
+
 def build_model(size: int, heads: Heads, factors: tuple[int, ...], batch_size: int | None = 1, tuned=None):
-    """The trunk at each scale and the heads as one Keras network with the device's four outputs.
+    """The trunk at each scale and the heads as one Keras network with four outputs (classes,
+    abnormal, malignant, heatmap): what `train.distributed` trains by gradient.
 
     Scale f reads the input average-pooled f x f (`scale_images` does the same in training), with
     its own copy of the trunk (`tuned`: `train.distil`'s weights); its cell probabilities are repeated onto the finest grid and the

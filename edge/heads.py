@@ -1,0 +1,158 @@
+"""The reader's heads in numpy: the int8 trunk's cell features -> heat-map, kind and malignancy.
+
+Why here and not in the int8 graph: the heads are logistic regressions fitted on the int8
+trunk's features (`train.reader`), and their weights are large and cancel (the neighbourhood
+mean of a cell is close to the cell itself). Rounded to int8 they moved a cell's logit by 0.4 to
+0.8 and P(malignant | abnormal) by 0.25 on average, so the board answered other than the
+cross-validation measured. In float on the board they cost well under a millisecond, and the
+board computes exactly what was cross-validated: the same function on the same int8 features.
+
+A model with heads has one output per scale: `cells0` (the finest grid), `cells1`, ..., each
+(1, g, g, C) dequantized cell features; the heads come with the manifest (`Heads.to_json`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+def output_names(scales: int) -> tuple[str, ...]:
+    """The names of a model's feature outputs, finest scale first."""
+    return tuple(f"cells{k}" for k in range(scales))
+
+
+@dataclass(frozen=True)
+class Heads:
+    """The learnt heads, as weights on the raw trunk features (standardisation folded in)."""
+
+    cell_w: tuple[np.ndarray, ...]  # one (C,) per scale, or (2C,) with a context: on `neighbourhood` features
+    cell_b: tuple[float, ...]
+    classes_w: np.ndarray  # (2C x scales, 7) on `pooled` features
+    classes_b: np.ndarray  # (7,)
+    malignant_w: np.ndarray  # (2C x scales,), or (3C x scales,) with the focused block
+    malignant_b: float
+    focus: float = 0.0  # sharpness of the focused pooling the malignancy head reads (0: none)
+    context: int = 0  # the cell heads read each cell's context x context neighbourhood too (0: none)
+
+    @property
+    def channels(self) -> int:
+        """C, the trunk's feature channels the heads read."""
+        return len(self.cell_w[0]) // (2 if self.context else 1)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "context": self.context,
+            "focus": self.focus,
+            "cell": [{"weights": _floats(w), "bias": float(b)} for w, b in zip(self.cell_w, self.cell_b)],
+            "classes": {"weights": [_floats(row) for row in self.classes_w], "bias": _floats(self.classes_b)},
+            "malignant": {"weights": _floats(self.malignant_w), "bias": float(self.malignant_b)},
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any], labels: int) -> "Heads":
+        """The heads of a manifest; ValueError (or KeyError, TypeError) when they do not fit together."""
+        context, focus = int(raw["context"]), float(raw["focus"])
+        cell_w = tuple(np.asarray(c["weights"], np.float64) for c in raw["cell"])
+        cell_b = tuple(float(c["bias"]) for c in raw["cell"])
+        classes_w = np.asarray(raw["classes"]["weights"], np.float64)
+        classes_b = np.asarray(raw["classes"]["bias"], np.float64)
+        malignant_w = np.asarray(raw["malignant"]["weights"], np.float64)
+        heads = cls(cell_w, cell_b, classes_w, classes_b, malignant_w, float(raw["malignant"]["bias"]), focus, context)
+        if not cell_w or any(w.ndim != 1 or w.shape != cell_w[0].shape for w in cell_w):
+            raise ValueError("the cell heads must be one weight vector per scale, all of one length")
+        c, scales = heads.channels, len(cell_w)
+        if classes_w.shape != (2 * c * scales, labels) or classes_b.shape != (labels,):
+            raise ValueError(f"classes head of shape {classes_w.shape} does not fit {scales} scales of {c} channels "
+                             f"and {labels} labels")
+        if malignant_w.shape != ((3 if focus else 2) * c * scales,):
+            raise ValueError(f"malignancy head of shape {malignant_w.shape} does not fit the classes head")
+        if context and (context < 3 or context % 2 == 0):
+            raise ValueError(f"context must be 0 or an odd neighbourhood side of at least 3, got {context}")
+        return heads
+
+
+def _floats(values: np.ndarray) -> list[float]:
+    return [float(v) for v in np.asarray(values).reshape(-1)]
+
+
+def neighbourhood(features: np.ndarray, k: int) -> np.ndarray:
+    """(n, g, g, 2C): each cell's features, then the mean features of its k x k neighbourhood (k = 0:
+    the features alone), over the cells inside the grid only."""
+    if not k:
+        return features
+    r = k // 2
+    total, count = features, np.ones(features.shape[1:3], features.dtype)
+    for axis in (1, 2):  # a box sum is separable: rows, then columns
+        total, count = _box_sum(total, r, axis), _box_sum(count, r, axis - 1)
+    return np.concatenate([features, total / count[None, :, :, None]], axis=-1)
+
+
+def _box_sum(x: np.ndarray, r: int, axis: int) -> np.ndarray:
+    """Sum of each index's 2r + 1 neighbours along `axis`, those outside the array left out."""
+    x = np.moveaxis(x, axis, 0)
+    out = x.copy()
+    for shift in range(1, r + 1):
+        out[shift:] += x[:-shift]
+        out[:-shift] += x[shift:]
+    return np.moveaxis(out, 0, axis)
+
+
+def pooled(scales: list[np.ndarray], cell_w=(), cell_b=(), focus: float = 0.0, context: int = 0) -> np.ndarray:
+    """[global average, global max(, focused)] of each scan's cell features at each scale."""
+    parts = []
+    for k, f in enumerate(scales):
+        parts += [f.mean((1, 2)), f.max((1, 2))]
+        if focus:
+            parts.append(focused(f, cell_w[k], cell_b[k], focus, context))
+    return np.concatenate(parts, axis=1)
+
+
+def focused(features: np.ndarray, w: np.ndarray, b: float, focus: float, context: int = 0) -> np.ndarray:
+    """(n, C): each scan's cell features averaged with softmax(focus x cell logit) weights (the
+    logit of the cell head, which reads the neighbourhood too with a context; the averaged
+    features stay the cell's own)."""
+    flat = features.reshape(len(features), -1, features.shape[-1])
+    z = (neighbourhood(features, context).reshape(len(features), flat.shape[1], -1) @ w + b) * focus
+    weights = np.exp(z - z.max(1, keepdims=True))
+    weights /= weights.sum(1, keepdims=True)
+    return np.einsum("nc,ncd->nd", weights, flat)
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What the heads make of the cell features of a set of scans."""
+
+    classes: np.ndarray  # (n, 7) P(class | abnormal)
+    abnormal: np.ndarray  # (n,) the hottest cell
+    malignant: np.ndarray  # (n,) P(malignant | abnormal)
+    heatmap: np.ndarray  # (n, g, g)
+
+
+def outputs(scales: list[np.ndarray], heads: Heads) -> Outputs:
+    """The heads on cell features (n, g, g, C) at each scale, finest first, in float64.
+
+    The heat-map is the mean of the scales' cell probabilities, each coarser grid repeated onto
+    the finest one (a lesion is found by whichever scale sees it best)."""
+    grid = scales[0].shape[1]
+    heat = np.mean(
+        [_upsample(_sigmoid(neighbourhood(f, heads.context) @ w + b), grid // f.shape[1])
+         for f, w, b in zip(scales, heads.cell_w, heads.cell_b)], axis=0
+    )
+    logits = pooled(scales) @ heads.classes_w + heads.classes_b
+    logits -= logits.max(1, keepdims=True)
+    classes = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    malignant = _sigmoid(
+        pooled(scales, heads.cell_w, heads.cell_b, heads.focus, heads.context) @ heads.malignant_w + heads.malignant_b
+    )
+    return Outputs(classes, heat.reshape(len(heat), -1).max(1), malignant, heat)
+
+
+def _upsample(heat: np.ndarray, factor: int) -> np.ndarray:
+    return np.repeat(np.repeat(heat, factor, axis=1), factor, axis=2) if factor > 1 else heat
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))

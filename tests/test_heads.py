@@ -1,0 +1,129 @@
+"""The heads beside the int8 trunk (edge.heads): the board computes exactly what was cross-validated."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge import LABELS
+from edge.errors import EdgeError
+
+
+@pytest.fixture(scope="module")
+def small(records):
+    """24 real scans at 64 px, heads fitted on the int8 trunk's features of the first 18 (as edge-train fits them)."""
+    from train import reader, trunk
+    from train.data import load_dataset
+
+    dataset = load_dataset(records[:24], 64)
+    features = trunk.int8_features(dataset.images, (1, 2))
+    heads = reader.fit_heads(features, dataset, np.arange(18), reader.Options(context=3))
+    return dataset, features, heads
+
+
+@pytest.fixture(scope="module")
+def model_dir(small, tmp_path_factory):
+    """The trunk network converted as edge-convert converts it, the heads and a reading stage in its manifest."""
+    from convert import quantize
+    from train import reader
+
+    dataset, features, heads = small
+    network = reader.build_network(64, (1, 2))
+    content = quantize.quantize(network, quantize.representative_images(dataset.images))
+    names = reader.output_names(2)
+    ev = reader.evidence(reader.outputs(features, heads))
+    reading = reader.fit_reading(ev, reader.partners(dataset), dataset.abnormal.astype(int), np.arange(18))
+    manifest = quantize.build_manifest(
+        content, outputs=quantize.output_positions(network, content, dataset.images[:4], names),
+        triage_threshold=0.5, target_sensitivity=0.9, reading=reading.to_json(), heads=heads.to_json(),
+        info={"note": "heads fitted on 18 scans at 64 px: a test model"})
+    folder = tmp_path_factory.mktemp("heads_model")
+    quantize.write_model_folder(folder, content, manifest)
+    return folder
+
+
+def test_the_network_outputs_the_cell_features_of_each_scale(small):
+    from train import reader, trunk
+    from train.cv import check_network
+
+    dataset, _, _ = small
+    network = reader.build_network(64, (1, 2))
+    assert [tuple(o.shape) for o in network.outputs] == [(1, 4, 4, trunk.CHANNELS), (1, 2, 2, trunk.CHANNELS)]
+    assert network.output_names == ["cells0", "cells1"]
+    floats = [trunk.features(reader.scale_images(dataset.images, f)) for f in (1, 2)]
+    assert check_network(network, dataset, floats) < 1e-4
+
+
+def test_the_board_computes_the_cross_validated_heads_on_the_int8_features(small, model_dir):
+    """Classifier (builtin kernels, as the boards run) == edge.heads on train.trunk.int8_features, scan by scan."""
+    from edge.classifier import Classifier
+    from train import reader
+
+    dataset, features, heads = small
+    expected = reader.outputs(features, heads)
+    classifier = Classifier(model_dir / "model.tflite", kernels="builtin")
+    for i in range(len(dataset.images)):
+        prepared = classifier.prepare(dataset.records[i].pixels())
+        assert np.array_equal(prepared.image, dataset.images[i])
+        own = classifier.evidence(classifier.run(prepared.image), prepared)
+        assert np.allclose(own.heatmap, expected.heatmap[i], atol=1e-9)
+        assert np.allclose(own.classes, expected.classes[i], atol=1e-9)
+        assert own.malignant_if_abnormal == pytest.approx(expected.malignant[i], abs=1e-9)
+
+
+def test_edge_classify_answers_with_the_heads(model_dir, records):
+    from classify_support import KEYS, json_lines, run_classify
+
+    result = run_classify(records[4].path, records[5].path, "--model", model_dir / "model.tflite", "--json")
+    assert result.returncode == 0, result.stderr
+    answers = json_lines(result.stdout)
+    assert len(answers) == 2 and all(KEYS <= set(a) for a in answers)
+    for answer in answers:
+        assert sum(answer["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+        assert answer["malignant"] <= answer["abnormal"] and answer["contralateral"]
+
+
+def test_heads_round_trip_and_refuse_what_does_not_fit(small):
+    from edge.heads import Heads, outputs
+
+    _, features, heads = small
+    again = Heads.from_json(json.loads(json.dumps(heads.to_json())), len(LABELS))
+    assert np.array_equal(outputs(features, again).heatmap, outputs(features, heads).heatmap)
+    raw = heads.to_json()
+    for broken, words in (
+        ({**raw, "cell": raw["cell"][:1]}, "classes head"),
+        ({**raw, "context": 0}, "classes head"),  # the cell weights then read 256 channels
+        ({**raw, "cell": [raw["cell"][0], {**raw["cell"][1], "weights": raw["cell"][1]["weights"][:8]}]}, "one weight vector"),
+        ({**raw, "focus": 2.0}, "malignancy head"),
+        ({**raw, "context": 4}, "odd"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            Heads.from_json(broken, len(LABELS))
+
+
+def test_a_manifest_whose_heads_do_not_fit_its_model_is_refused(model_dir, tmp_path):
+    import shutil
+
+    from edge.classifier import Classifier
+
+    for name in ("model.tflite", "model.json"):
+        shutil.copy(model_dir / name, tmp_path / name)
+    raw = json.loads((model_dir / "model.json").read_text())
+    raw["outputs"] = {"classes": 0, "abnormal": 1, "malignant": 2, "heatmap": 3}
+    (tmp_path / "model.json").write_text(json.dumps(raw))
+    with pytest.raises(EdgeError, match="outputs must be cells0, cells1"):
+        Classifier(tmp_path / "model.tflite")
+    raw = json.loads((model_dir / "model.json").read_text())
+    raw["heads"]["classes"]["bias"] = raw["heads"]["classes"]["bias"][:6]
+    (tmp_path / "model.json").write_text(json.dumps(raw))
+    with pytest.raises(EdgeError, match="heads are invalid"):
+        Classifier(tmp_path / "model.tflite")
+    raw = json.loads((model_dir / "model.json").read_text())
+    raw["heads"]["cell"] = [{**c, "weights": c["weights"][:20]} for c in raw["heads"]["cell"]]  # 10 channels and their mean
+    raw["heads"]["malignant"]["weights"] = raw["heads"]["malignant"]["weights"][:40]
+    raw["heads"]["classes"]["weights"] = raw["heads"]["classes"]["weights"][:40]
+    (tmp_path / "model.json").write_text(json.dumps(raw))
+    with pytest.raises(EdgeError, match=r"output cells0 has shape \(1, 4, 4, 128\), expected \(1, g, g, 10\)"):
+        Classifier(tmp_path / "model.tflite")
