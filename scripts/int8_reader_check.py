@@ -5,9 +5,11 @@
 `edge-convert`'s gate compares the int8 model with the float Keras network; for a model whose
 heads were fitted on the int8 trunk's features (`train.cv.board_features`) the reference that
 matters is those heads on those features. This refits the shipped heads exactly as `edge-train`
-did (deterministic), reads every development scan alone through the board's `Classifier` and
-through the heads, and prints how often the label agrees and how far P(abnormal) moves; first,
-how far int8 moves the trunk's features (the figure the README and reports/cv quote as about 40%).
+did (deterministic), reads every development scan alone through the board's `Classifier`
+(builtin kernels, as the desktop and Coral configs run it) and through the heads, and prints how
+often the label agrees and how far P(abnormal) moves; first, how far int8 moves the trunk's
+features from the float network's. With the heads beside the int8 trunk (`edge.heads`) the two
+agree exactly; with heads inside the int8 graph they did not.
 """
 
 from __future__ import annotations

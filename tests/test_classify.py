@@ -182,10 +182,6 @@ def test_a_manifest_that_disagrees_with_the_model_shape_is_refused(model_file, t
         Classifier(folder / "model.tflite")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known regression of model 128b0a532096: a copy one or two grey levels away moves P(abnormal) of mdb005 "
-    "from 0.391 to 0.489, because the int8 cell head with its neighbourhood has logit steps of about 0.16 "
-    "(README, Known problems); strict: once the cell head is quantized finely again this must pass"))
 def test_16_bit_png_and_rgb_jpeg_give_the_class_of_the_pgm(classifier, scans, tmp_path):
     for pgm in scans:
         scan = read_scan(pgm)

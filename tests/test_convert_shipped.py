@@ -9,7 +9,8 @@ import numpy as np
 
 from convert.edgetpu import check_readiness
 from edge import LABELS
-from edge.manifest import OUTPUT_NAMES, load_manifest, read_verified_model
+from edge.heads import Heads, output_names
+from edge.manifest import expected_outputs, load_manifest, read_verified_model
 from edge.runtime import make_interpreter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +29,9 @@ def test_shipped_model_matches_manifest_and_report():
     assert report["fidelity"]["auc_drop"] <= thresholds["max_auc_drop"]
     if thresholds["min_agreement"] < 0.97 or thresholds["max_auc_drop"] > 0.02:
         assert len(report["context"].get("note", "")) > 40, "a relaxed fidelity bound must say why (--note)"
-    assert manifest.labels == LABELS and set(manifest.outputs) == set(OUTPUT_NAMES)
+    assert manifest.labels == LABELS and set(manifest.outputs) == set(expected_outputs(manifest.heads))
+    assert manifest.heads is not None, "the shipped model runs its heads in float beside the int8 trunk"
+    assert manifest.heads == json.loads((REPO / "models" / "training.json").read_text())["heads"]
     assert 0 < manifest.triage_threshold < 1 and manifest.target_sensitivity == 0.9
     info = manifest.info
     for key in ("data", "metrics", "quantization", "versions", "fidelity", "edgetpu_readiness", "source"):
@@ -46,10 +49,11 @@ def test_shipped_model_is_int8_static_and_fits_its_manifest():
     assert list(inp["shape_signature"]) == [1, size, size, 1] and inp["dtype"] == np.uint8
     assert inp["quantization"] == (1.0, 0)
     outputs = interpreter.get_output_details()
-    assert list(outputs[manifest.outputs["classes"]]["shape"]) == [1, len(LABELS)]
-    assert list(outputs[manifest.outputs["abnormal"]]["shape"]) == [1, 1]
-    assert list(outputs[manifest.outputs["malignant"]]["shape"]) == [1, 1]
-    assert len(outputs[manifest.outputs["heatmap"]]["shape"]) == 3
+    heads = Heads.from_json(manifest.heads, len(LABELS))
+    grids = [size // 16, size // 32]  # the trunk's stride 16 at scales 1 and 2
+    for name, grid in zip(output_names(2), grids):
+        assert list(outputs[manifest.outputs[name]]["shape"]) == [1, grid, grid, heads.channels], name
+        assert outputs[manifest.outputs[name]]["dtype"] == np.uint8
     readiness = check_readiness(content)
     assert readiness.to_dict()["problems"] == manifest.info["edgetpu_readiness"]["problems"]
     assert readiness.input_types == ("UINT8",) and set(readiness.output_types) == {"UINT8"}

@@ -210,11 +210,11 @@ def run(
             + (f" distilled for int8 ({config.distil_epochs} epochs)" if config.distil_epochs else ", frozen")
             + " at scales "
             + ", ".join(f"{config.size // f}" for f in config.factors)
-            + "; lesion-cell, class and malignancy heads run in float beside the int8 network"
+            + "; lesion-cell, class and malignancy heads"
             + (f" (the cell head reading each cell's {config.options.context}x{config.options.context} neighbourhood too)"
                if config.options.context else "")
             + (" fitted on the trunk's int8 features" if config.int8 else "")
-            + "; two-breast reading stage",
+            + ", run in float beside the int8 network; two-breast reading stage",
             "config": config.to_json(),
             "network_vs_cached_features_max_difference": difference,
             "command": command,

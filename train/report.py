@@ -326,8 +326,10 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         "",
         f"- {record.get('model', '?')} (`train/trunk.py`, `train/reader.py`). Input "
         f"{training.get('input_size', '?')}x{training.get('input_size', '?')}x1 (uint8 grey levels of "
-        "`edge.preprocess.prepare`), batch 1; only int8 TFLite builtins the Edge TPU maps (depthwise and 1x1 "
-        "convolutions, ReLU6, average pooling, up-sampling, global pooling, multiply, dense, softmax/sigmoid).",
+        "`edge.preprocess.prepare`), batch 1. The int8 network is the trunk alone, only int8 TFLite builtins the "
+        "Edge TPU maps (convolutions, depthwise convolutions, ReLU6, average pooling); its outputs are the cell "
+        "features of each scale, and the heads run in float beside it (`edge/heads.py`, weights in the manifest), so "
+        "the board computes exactly what was cross-validated.",
         "- The trunk is ImageNet MobileNet v1 (alpha 0.25, Apache-2.0 weights in `train/weights/`), distilled for "
         "int8 (`train/distil.py`: trained with int8-rounded weights and activations to reproduce the float ImageNet "
         "trunk's own features, from the scans' pixels only, never their labels), then frozen. Learnt on "
