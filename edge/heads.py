@@ -2,10 +2,11 @@
 
 Why here and not in the int8 graph: the heads are logistic regressions fitted on the int8
 trunk's features (`train.reader`), and their weights are large and cancel (the neighbourhood
-mean of a cell is close to the cell itself). Rounded to int8 they moved a cell's logit by 0.4 to
-0.8 and P(malignant | abnormal) by 0.25 on average, so the board answered other than the
-cross-validation measured. In float on the board they cost well under a millisecond, and the
-board computes exactly what was cross-validated: the same function on the same int8 features.
+mean of a cell is close to the cell itself). Rounded to int8 inside the graph they gave the
+cross-validated label on only 69% of the development scans and moved P(malignant | abnormal) by
+0.2 on average (reports/experiments/heads_beside.md). In float on the board they cost about 2 ms
+of numpy a scan, and the board computes exactly what was cross-validated: the same function on
+the same int8 features.
 
 A model with heads has one output per scale: `cells0` (the finest grid), `cells1`, ..., each
 (1, g, g, C) dequantized cell features; the heads come with the manifest (`Heads.to_json`).

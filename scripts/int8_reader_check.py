@@ -1,6 +1,6 @@
 """The shipped int8 model against the computation that was cross-validated: its heads on the int8 trunk's features.
 
-    python scripts/int8_reader_check.py ../shared/mias
+    python scripts/int8_reader_check.py ../shared/mias [MODEL.tflite]   # default: the shipped model
 
 `edge-convert`'s gate compares the int8 model with the float Keras network; for a model whose
 heads were fitted on the int8 trunk's features (`train.cv.board_features`) the reference that
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 
-def main(data: str) -> None:
+def main(data: str, model: str | None = None) -> None:
     from edge.classifier import Classifier
     from edge.reading import answer, heat_evidence
     from train import distil, mias, reader
@@ -39,19 +39,24 @@ def main(data: str) -> None:
               f"channel from the float network's, {distil.drift(board, teacher):.0%} from the float ImageNet trunk's")
     heads, _, _ = reader.final_reading(features, dataset, patient_folds(records, k=config.folds, seed=config.seed), config.options)
     expected = reader.outputs(features, heads)
-    classifier = Classifier()
+    classifier = Classifier(model)
     threshold = classifier.manifest.triage_threshold
-    agree, moved = 0, []
+    agree, moved, malignant, heat = 0, [], [], []
     for i in range(len(records)):
         prepared = classifier.prepare(records[i].pixels())
-        board = classifier.answer(classifier.evidence(classifier.run(prepared.image), prepared))
+        evidence = classifier.evidence(classifier.run(prepared.image), prepared)
+        board = classifier.answer(evidence)
         p = classifier.reading.p_abnormal(heat_evidence(expected.heatmap[i]))
         heads_answer = answer(p, expected.classes[i], expected.malignant[i], threshold)
         agree += board.label == heads_answer.label
         moved.append(abs(board.abnormal - heads_answer.abnormal))
+        malignant.append(abs(evidence.malignant_if_abnormal - expected.malignant[i]))
+        heat.append(np.abs(evidence.heatmap - expected.heatmap[i]).max())
     print(f"label agreement {agree / len(records):.3f} ({len(records)} scans, each read alone); "
-          f"|dP(abnormal)| mean {np.mean(moved):.4f}, max {np.max(moved):.4f}")
+          f"|dP(abnormal)| mean {np.mean(moved):.4f}, max {np.max(moved):.4f}; "
+          f"|dP(malignant | abnormal)| mean {np.mean(malignant):.4f}; largest heat-map cell difference, "
+          f"mean over scans {np.mean(heat):.4f}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])
