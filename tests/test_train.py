@@ -77,6 +77,27 @@ def test_neighbourhood_is_keras_average_pooling_same():
         reader.Options(context=4)
 
 
+def test_the_kind_head_is_chosen_inside_the_training_scans(small):
+    """Pooling and strength of the kind head come from an inner patient-grouped CV of the abnormal
+    training scans; weights land on the chosen pooled columns only; too few women: the plain head."""
+    from train import reader, trunk
+
+    dataset, scales, _, _ = small
+    pool = reader.pooled(scales)
+    abnormal = np.array([i for i in range(24) if dataset.records[i].abnormal])
+    kinds, patients = dataset.class_index[abnormal], [dataset.records[i].patient for i in abnormal]
+    assert len(set(patients)) >= 2 and len(np.unique(kinds)) >= 2
+    columns, c = reader._kind_choice(pool[abnormal], kinds, patients, trunk.CHANNELS, reader.Options())
+    average = (np.arange(pool.shape[1]) // trunk.CHANNELS) % 2 == 0
+    assert c in reader.KIND_C and (columns.all() or np.array_equal(columns, average))
+    heads = reader.fit_heads(scales, dataset, np.arange(24), reader.Options())
+    assert (heads.classes_w[~columns] == 0).all() and (heads.classes_w[columns] != 0).any()
+    plain = reader.fit_heads(scales, dataset, np.arange(24), reader.Options(kind_search=False))
+    assert not np.array_equal(plain.classes_w, heads.classes_w) or (columns.all() and c == reader.Options().image_c)
+    alone, c_alone = reader._kind_choice(pool[abnormal], kinds, [patients[0]] * len(patients), trunk.CHANNELS, reader.Options())
+    assert alone.all() and c_alone == reader.Options().image_c  # one woman cannot be split: the plain head
+
+
 @pytest.mark.parametrize("context, focus", [(0, 2.0), (3, 0.0), (3, 2.0)])
 def test_the_network_computes_what_was_cross_validated(small, context, focus):
     """The Keras network with the heads inside (what edge-train --strategy trains) gives the numpy heads' outputs."""

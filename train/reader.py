@@ -52,6 +52,15 @@ finding. On the distilled trunk's int8 features: AUC abnormal 0.723 alone, 0.762
 0.753 with 5 x 5 (reports/experiments/ablation)."""
 
 
+KIND_POOLS = ("average and max", "average")
+KIND_C = (0.005, 0.01, 0.02, 0.05, 0.1)
+"""The kind head's pooled features (each scale's global average and maximum, or the average alone)
+and L2 strength, chosen inside the training folds by an inner patient-grouped cross-validation of
+its balanced accuracy on the abnormal training scans: a 6-class fit on about 70 scans and 512
+features overfits. Nested on the development split, balanced accuracy 0.245 -> 0.28 and macro-F1
+0.202 -> 0.22 (reports/experiments/ablation)."""
+
+
 @dataclass(frozen=True)
 class Options:
     """The reader's choices; which were compared on the CV folds: reports/experiments/ablation/ablation.md."""
@@ -65,6 +74,7 @@ class Options:
     focus: float = FOCUS  # sharpness of the hottest-cell pooling the malignancy head reads (0: none)
     context: int = CONTEXT  # odd k >= 3: the cell head also reads the mean features of each cell's k x k neighbourhood (0: none)
     paired: bool = True  # read each scan beside the other breast
+    kind_search: bool = True  # choose the kind head's pooling and strength inside the training folds (KIND_C); off: both poolings at image_c
     seed: int = 0
 
     def __post_init__(self):
@@ -155,7 +165,11 @@ def fit_heads(scales: list[np.ndarray], data: Dataset, index: np.ndarray, option
     pool, focus_pool = pooled(scales), pooled(scales, cell_w, cell_b, options.focus, options.context)
     abnormal = np.array([i for i in index if data.records[i].abnormal])
     kinds = data.class_index[abnormal]
-    coef, bias, seen = _logistic(pool[abnormal], kinds, options.image_c)
+    columns, c = np.ones(pool.shape[1], bool), options.image_c
+    if options.kind_search:
+        columns, c = _kind_choice(pool[abnormal], kinds, [data.records[i].patient for i in abnormal], scales[0].shape[-1], options)
+    coef, bias, seen = _logistic(pool[abnormal][:, columns], kinds, c)
+    coef = _spread(coef, columns)
     classes_w = np.zeros((pool.shape[1], len(LABELS)))
     classes_b = np.full(len(LABELS), NORM_BIAS)
     if len(seen) == 2:  # sklearn gives one row for two classes
@@ -170,6 +184,39 @@ def fit_heads(scales: list[np.ndarray], data: Dataset, index: np.ndarray, option
         rate = float(np.clip(malignant.mean(), 0.01, 0.99))
         malignant_w, malignant_b = np.zeros(focus_pool.shape[1]), float(np.log(rate / (1 - rate)))
     return Heads(cell_w, cell_b, classes_w, classes_b, malignant_w, malignant_b, options.focus, options.context)
+
+
+def _spread(coef: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Weights fitted on `columns` of the pooled features, as weights on all of them (zeros elsewhere)."""
+    full = np.zeros((len(coef), len(columns)))
+    full[:, columns] = coef
+    return full
+
+
+def _kind_choice(pool: np.ndarray, kinds: np.ndarray, patients: list, channels: int, options: Options):
+    """(pooled columns, C) of the kind head: the KIND_POOLS x KIND_C candidate with the best balanced
+    accuracy in an inner patient-grouped cross-validation of these abnormal scans; with too few of
+    them to split, both poolings at options.image_c."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    average = (np.arange(pool.shape[1]) // channels) % 2 == 0  # pooled: [average, max] per scale
+    default = np.ones(pool.shape[1], bool), options.image_c
+    splits = min(4, len(set(patients)))
+    if splits < 2 or len(np.unique(kinds)) < 2:
+        return default
+    folds = list(StratifiedGroupKFold(splits, shuffle=True, random_state=options.seed).split(pool, kinds, patients))
+    best, best_score = default, -1.0
+    for columns in (np.ones(pool.shape[1], bool), average):
+        for c in KIND_C:
+            predicted = np.full(len(kinds), -1)
+            for train, test in folds:
+                coef, bias, seen = _logistic(pool[train][:, columns], kinds[train], c)
+                scores = pool[test][:, columns] @ coef.T + bias
+                predicted[test] = seen[scores.argmax(1)] if len(seen) > 2 else seen[(scores[:, 0] > 0).astype(int)]
+            score = float(np.mean([np.mean(predicted[kinds == k] == k) for k in np.unique(kinds)]))
+            if score > best_score:
+                best, best_score = (columns, c), score
+    return best
 
 
 def evidence(out: Outputs) -> np.ndarray:

@@ -505,11 +505,13 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
                   + (f"; the same reader on the float frozen trunk's features, {_fmt(compared[FLOAT_ROW]['auc_abnormal'])}: "
                      "what a lossless int8 trunk would reach" if FLOAT_ROW in compared else "")
                   + ". Chosen on these folds: the input size, the scales, reading beside the other breast, the cell "
-                  "head's neighbourhood (none, 3x3 or 5x5), the focused pooling of the malignancy head (off) and, in "
+                  "head's neighbourhood (none, 3x3 or 5x5), the focused pooling of the malignancy head (off), the kind "
+                  "head's candidate poolings and strengths and, in "
                   "probes, the cell head's regularisation and the trunk's tap (a handful of candidates each, so the "
                   "shipped figures are slightly optimistic). The distillation's length was set by its drift on a "
                   "fold it did not see (`studies/distil_probe.py`), with no labels. Fitted inside training folds: "
-                  "everything else."]
+                  "everything else, including which of its candidates the kind head takes (an inner patient-grouped "
+                  "cross-validation of the abnormal training scans)."]
     lines += [
         "",
         f"![confusion matrix]({folder}/confusion.png) ![ROC]({folder}/roc.png)",
