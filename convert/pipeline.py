@@ -158,6 +158,8 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
     calibration = quantize.representative_images(images, options.calibration, options.seed)
     with progress("quantizing to int8", 1) as step:
         content = quantize.quantize(quantizable, calibration)
+        if training.heads is not None:  # inside the file too: its sha256 names the heads the board runs
+            content = quantize.embed_heads(content, training.heads)
         step(1)
     positions = quantize.output_positions(quantizable, content, images[:8], names)
     manifest = quantize.build_manifest(content, outputs=positions, triage_threshold=training.triage.threshold,

@@ -29,6 +29,7 @@ from edge import LABELS
 from edge.classifier import Quantization
 from edge.errors import EdgeError
 from edge.fileio import atomic_write_bytes, sha256_bytes
+from edge.heads import METADATA, canonical
 from edge.manifest import OUTPUT_NAMES, Manifest, expected_outputs, manifest_path_for, save_manifest
 from edge.preprocess import prepare
 from edge.runtime import make_interpreter
@@ -128,6 +129,24 @@ def interpreter_outputs(interpreter: Any, image: np.ndarray) -> list[np.ndarray]
     interpreter.set_tensor(detail["index"], np.asarray(image, dtype=np.uint8)[None, :, :, None])
     interpreter.invoke()
     return [Quantization.of(d).dequantize(interpreter.get_tensor(d["index"])) for d in interpreter.get_output_details()]
+
+
+def embed_heads(content: bytes, heads: dict[str, Any]) -> bytes:
+    """The int8 model with `heads` inside as TFLite metadata (`edge.heads.canonical`): its sha256 then
+    covers the heads the board runs beside it, and the board refuses a manifest whose heads differ."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    if any(entry.name in (METADATA, METADATA.encode()) for entry in model.metadata or []):
+        raise EdgeError("the model already holds heads")
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(canonical(heads), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = METADATA, len(model.buffers) - 1
+    model.metadata = [*(model.metadata or []), entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def run_keras(model: Any, image: np.ndarray) -> list[np.ndarray]:

@@ -9,15 +9,27 @@ of numpy a scan, and the board computes exactly what was cross-validated: the sa
 the same int8 features.
 
 A model with heads has one output per scale: `cells0` (the finest grid), `cells1`, ..., each
-(1, g, g, C) dequantized cell features; the heads come with the manifest (`Heads.to_json`).
+(1, g, g, C) dequantized cell features; the heads come with the manifest (`Heads.to_json`), and
+the same heads lie inside the model file as TFLite metadata (`canonical`), so the model's sha256
+covers them: new heads are a new model, and a manifest whose heads were edited is refused.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+
+METADATA = "mias_edge_heads"
+"""Name of the TFLite metadata entry that holds the heads inside the model file."""
+
+
+def canonical(raw: dict[str, Any]) -> bytes:
+    """The heads' JSON as the model file holds it: one spelling for one set of heads."""
+    return json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
 
 
 def output_names(scales: int) -> tuple[str, ...]:

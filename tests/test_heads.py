@@ -31,7 +31,7 @@ def model_dir(small, tmp_path_factory):
 
     dataset, features, heads = small
     network = reader.build_network(64, (1, 2))
-    content = quantize.quantize(network, quantize.representative_images(dataset.images))
+    content = quantize.embed_heads(quantize.quantize(network, quantize.representative_images(dataset.images)), heads.to_json())
     names = reader.output_names(2)
     ev = reader.evidence(reader.outputs(features, heads))
     reading = reader.fit_reading(ev, reader.partners(dataset), dataset.abnormal.astype(int), np.arange(18))
@@ -103,11 +103,34 @@ def test_heads_round_trip_and_refuse_what_does_not_fit(small):
             Heads.from_json(broken, len(LABELS))
 
 
-def test_a_manifest_whose_heads_do_not_fit_its_model_is_refused(model_dir, tmp_path):
+def test_the_model_file_holds_its_heads_and_refuses_edited_ones(model_dir, tmp_path):
+    """The heads ride inside the .tflite (its sha256 covers them): a manifest with other heads is refused."""
     import shutil
 
+    from convert import quantize
+    from edge.classifier import Classifier
+    from edge.heads import canonical
+
+    content = (model_dir / "model.tflite").read_bytes()
+    raw = json.loads((model_dir / "model.json").read_text())
+    assert canonical(raw["heads"]) in content
+    with pytest.raises(EdgeError, match="already holds heads"):
+        quantize.embed_heads(content, raw["heads"])
+    for name in ("model.tflite", "model.json"):
+        shutil.copy(model_dir / name, tmp_path / name)
+    raw["heads"]["cell"][0]["bias"] += 0.5  # a quieter heat-map, the sha256 of the model unchanged
+    (tmp_path / "model.json").write_text(json.dumps(raw))
+    with pytest.raises(EdgeError, match="heads in its manifest are not the ones inside the model"):
+        Classifier(tmp_path / "model.tflite")
+
+
+def test_a_manifest_whose_heads_do_not_fit_its_model_is_refused(model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from edge import classifier as classifier_module
     from edge.classifier import Classifier
 
+    monkeypatch.setattr(classifier_module, "canonical", lambda raw: b"")  # past the file check: the shapes' own checks
     for name in ("model.tflite", "model.json"):
         shutil.copy(model_dir / name, tmp_path / name)
     raw = json.loads((model_dir / "model.json").read_text())
