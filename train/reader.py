@@ -197,14 +197,18 @@ def _kind_choice(pool: np.ndarray, kinds: np.ndarray, patients: list, channels: 
     """(pooled columns, C) of the kind head: the KIND_POOLS x KIND_C candidate with the best balanced
     accuracy in an inner patient-grouped cross-validation of these abnormal scans; with too few of
     them to split, both poolings at options.image_c."""
+    import warnings
+
     from sklearn.model_selection import StratifiedGroupKFold
 
     average = (np.arange(pool.shape[1]) // channels) % 2 == 0  # pooled: [average, max] per scale
     default = np.ones(pool.shape[1], bool), options.image_c
-    splits = min(4, len(set(patients)))
+    splits = min(4, len(set(patients)), int(np.unique(kinds, return_counts=True)[1].max()))
     if splits < 2 or len(np.unique(kinds)) < 2:
         return default
-    folds = list(StratifiedGroupKFold(splits, shuffle=True, random_state=options.seed).split(pool, kinds, patients))
+    with warnings.catch_warnings():  # a kind with fewer scans than folds: expected with ~70 abnormal scans
+        warnings.simplefilter("ignore", UserWarning)
+        folds = list(StratifiedGroupKFold(splits, shuffle=True, random_state=options.seed).split(pool, kinds, patients))
     best, best_score = default, -1.0
     for columns in (np.ones(pool.shape[1], bool), average):
         for c in KIND_C:
