@@ -135,7 +135,7 @@ def markdown(rows: dict, seconds: float) -> str:
         "evidence). 95% CIs resample women. Baselines: AUC 0.5; balanced accuracy 0.143 and macro-F1 0.112 (NORM "
         "for every scan); specificity at the threshold 0 (refer all). The last column is the paired bootstrap of the "
         "normal-vs-abnormal AUC difference against the small CNN shipped first, the column before it against the "
-        "frozen-trunk model shipped before this one, on the same scans.",
+        "frozen-trunk model shipped earlier, on the same scans.",
         "",
         "| row | AUC abnormal | AUC malignant | bal. acc. | macro-F1 | spec. at thr. | Brier | AUC vs shipped before | AUC vs small CNN |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -499,7 +499,7 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
                   f"{_fmt(compared[previous]['auc_abnormal'])}"
                   + (f"; shipped, {_fmt(compared[shipped]['auc_abnormal'])}, a paired difference of "
                      f"{_fmt(compared[shipped]['auc_abnormal_minus_previous'])}" if shipped else "")
-                  + (f"; the model shipped before it (frozen trunk, int8), {_fmt(compared[BEFORE_ROW]['auc_abnormal'])}, "
+                  + (f"; the frozen-trunk model shipped earlier (int8), {_fmt(compared[BEFORE_ROW]['auc_abnormal'])}, "
                      f"the shipped one's paired gain over it {_fmt(compared[shipped]['auc_abnormal_minus_before'])}"
                      if BEFORE_ROW in compared and shipped and "auc_abnormal_minus_before" in compared[shipped] else "")
                   + (f"; the same reader on the float frozen trunk's features, {_fmt(compared[FLOAT_ROW]['auc_abnormal'])}: "
