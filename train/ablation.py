@@ -174,7 +174,9 @@ def markdown(rows: dict, seconds: float) -> str:
         "as shipped: the global average alone against average and maximum, at L2 strengths C 0.005 to 0.3 (the "
         "average alone at C 0.01-0.02 read the kinds best, balanced accuracy about 0.31); from that probe came "
         "the candidates the shipped kind head chooses among inside each training fold (`train.reader.KIND_C`), "
-        "so its row is nested in the choice of candidate but not in the making of the candidate list. Also probed on these folds, not shipped: the cells compared with the same place in the other "
+        "so its row is nested in the choice of candidate but not in the making of the candidate list "
+        "(`python studies/kind_probe.py ../shared/mias`; the malignancy head's strength, which looked better "
+        "there at C 0.005-0.01, was left as it was). Also probed on these folds, not shipped: the cells compared with the same place in the other "
         "breast, and an image-level abnormality head on pooled features, added to the reading stage (no gain over "
         "the heat-map evidence). The other regularisation strengths, the cell sampling counts and the reading "
         "stage's form were fixed beforehand and never tuned.",

@@ -335,8 +335,10 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         "trunk's own features, from the scans' pixels only, never their labels), then frozen. Learnt on "
         "the training folds, by regularised logistic regression on its int8 cell features: a lesion-cell head (the "
         "heat-map: is this 16x16-pixel cell inside an annotated lesion circle, from the cell's features and its 3x3 "
-        "neighbourhood's mean), P(kind of finding | abnormal) and "
-        "P(malignant | abnormal) from pooled features of the abnormal scans (whole-breast average and maximum), and the reading stage "
+        "neighbourhood's mean), P(kind of finding | abnormal) from pooled features of the abnormal scans (whole-breast "
+        "average and maximum, or the average alone, and the L2 strength: chosen inside each training fold by an inner "
+        "patient-grouped cross-validation among candidates set after a probe on these folds), "
+        "P(malignant | abnormal) from the whole-breast average and maximum, and the reading stage "
         "(`edge/reading.py`): P(abnormal) from the hottest cells of the scan and of the other breast of the same woman.",
         "- One probability model: P(NORM) = 1 - P(abnormal); P(malignant) = P(abnormal) x P(malignant | abnormal); the "
         "label is NORM exactly when the triage is routine. A scan without its partner is read alone by the same "
