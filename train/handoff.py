@@ -2,7 +2,7 @@
 
 One owner for the train -> convert contract: `write` is the only code that writes the file and
 `read` the only code that reads it, with one clear error per problem. What the converter needs
-is typed (input size, labels, outputs, triage, the reading stage); the rest (metrics, data,
+is typed (input size, labels, outputs, triage, the reading stage, the heads); the rest (metrics, data,
 configuration, timings) is carried into the model's manifest as a record of where it came from.
 """
 
