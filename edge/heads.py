@@ -154,12 +154,13 @@ def outputs(scales: list[np.ndarray], heads: Heads) -> Outputs:
         [_upsample(_sigmoid(neighbourhood(f, heads.context) @ w + b), grid // f.shape[1])
          for f, w, b in zip(scales, heads.cell_w, heads.cell_b)], axis=0
     )
-    logits = pooled(scales) @ heads.classes_w + heads.classes_b
+    pool = pooled(scales)
+    logits = pool @ heads.classes_w + heads.classes_b
     logits -= logits.max(1, keepdims=True)
     classes = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    malignant = _sigmoid(
-        pooled(scales, heads.cell_w, heads.cell_b, heads.focus, heads.context) @ heads.malignant_w + heads.malignant_b
-    )
+    if heads.focus:  # the malignancy head also reads the focused block
+        pool = pooled(scales, heads.cell_w, heads.cell_b, heads.focus, heads.context)
+    malignant = _sigmoid(pool @ heads.malignant_w + heads.malignant_b)
     return Outputs(classes, heat.reshape(len(heat), -1).max(1), malignant, heat)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeError
+from edge.heads import output_names
 from edge.fileio import atomic_write_text, read_json_object, sha256_bytes
 
 FORMAT = 1
@@ -117,8 +118,6 @@ def expected_outputs(heads: dict[str, Any] | None) -> tuple[str, ...]:
     """The output names of a model: its cell features at each scale when heads come with it, else the four answers."""
     if heads is None:
         return OUTPUT_NAMES
-    from edge.heads import output_names
-
     cells = heads.get("cell") if isinstance(heads, dict) else None
     return output_names(len(cells) if isinstance(cells, list) else 0)
 

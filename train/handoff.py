@@ -16,8 +16,8 @@ from typing import Any
 from edge import LABELS
 from edge.errors import EdgeError
 from edge.fileio import atomic_write_text, read_json_object
-from edge.heads import Heads, output_names
-from edge.manifest import OUTPUT_NAMES
+from edge.heads import Heads
+from edge.manifest import OUTPUT_NAMES, expected_outputs
 
 FILE = "training.json"
 
@@ -70,7 +70,7 @@ def read(path: str | Path) -> Handoff:
     if labels != LABELS:
         raise EdgeError(f"{path}: labels {list(labels)} are not the MIAS order {list(LABELS)}")
     heads = raw.get("heads")
-    expected = output_names(len(heads.get("cell") or ())) if isinstance(heads, dict) else OUTPUT_NAMES
+    expected = expected_outputs(heads if isinstance(heads, dict) else None)
     outputs = tuple(raw.get("outputs") or OUTPUT_NAMES)
     if outputs != expected:
         raise EdgeError(f"{path}: outputs {list(outputs)} are not {list(expected)}")

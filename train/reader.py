@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge import LABELS
-from edge.heads import Heads, Outputs, focused, neighbourhood, output_names, outputs, pooled
+from edge.heads import Heads, Outputs, neighbourhood, output_names, outputs, pooled
 from edge.reading import Logistic, Reading, answer, heat_evidence
 from train import metrics
 from train.data import Dataset, heatmap_target
@@ -52,13 +52,12 @@ finding. On the distilled trunk's int8 features: AUC abnormal 0.723 alone, 0.762
 0.753 with 5 x 5 (reports/experiments/ablation)."""
 
 
-KIND_POOLS = ("average and max", "average")
 KIND_C = (0.005, 0.01, 0.02, 0.05, 0.1)
-"""The kind head's pooled features (each scale's global average and maximum, or the average alone)
-and L2 strength, chosen inside the training folds by an inner patient-grouped cross-validation of
-its balanced accuracy on the abnormal training scans: a 6-class fit on about 70 scans and 512
-features overfits. Nested on the development split, balanced accuracy 0.245 -> 0.28 and macro-F1
-0.202 -> 0.22 (reports/experiments/ablation)."""
+"""The kind head's L2 strengths to choose among, with its pooled features (each scale's global
+average and maximum, or the average alone), inside the training folds by an inner patient-grouped
+cross-validation of its balanced accuracy on the abnormal training scans: a 6-class fit on about
+70 scans and 512 features overfits. Out of fold, balanced accuracy 0.245 -> 0.294 and macro-F1
+0.202 -> 0.230 (reports/experiments/ablation); the candidates came from `studies/kind_probe.py`."""
 
 
 @dataclass(frozen=True)
@@ -194,7 +193,7 @@ def _spread(coef: np.ndarray, columns: np.ndarray) -> np.ndarray:
 
 
 def _kind_choice(pool: np.ndarray, kinds: np.ndarray, patients: list, channels: int, options: Options):
-    """(pooled columns, C) of the kind head: the KIND_POOLS x KIND_C candidate with the best balanced
+    """(pooled columns, C) of the kind head: the pooling x KIND_C candidate with the best balanced
     accuracy in an inner patient-grouped cross-validation of these abnormal scans; with too few of
     them to split, both poolings at options.image_c."""
     import warnings
@@ -212,12 +211,12 @@ def _kind_choice(pool: np.ndarray, kinds: np.ndarray, patients: list, channels: 
     best, best_score = default, -1.0
     for columns in (np.ones(pool.shape[1], bool), average):
         for c in KIND_C:
-            predicted = np.full(len(kinds), -1)
+            predicted = np.zeros(len(kinds), int)
             for train, test in folds:
                 coef, bias, seen = _logistic(pool[train][:, columns], kinds[train], c)
                 scores = pool[test][:, columns] @ coef.T + bias
                 predicted[test] = seen[scores.argmax(1)] if len(seen) > 2 else seen[(scores[:, 0] > 0).astype(int)]
-            score = float(np.mean([np.mean(predicted[kinds == k] == k) for k in np.unique(kinds)]))
+            score = metrics.balanced_accuracy(kinds, predicted)
             if score > best_score:
                 best, best_score = (columns, c), score
     return best
