@@ -68,10 +68,11 @@ def test_two_workers_on_localhost_train_the_same_weights_and_the_result_converts
     final = tmp_path / "worker0" / "final"
     assert not (tmp_path / "worker1").exists()  # only the chief writes
     model = keras.models.load_model(final / "model.keras", compile=False)
-    assert weights_digest(model) == digests[0]  # the model written is the one both trained
-    assert tuple(model.inputs[0].shape) == (1, 64, 64, 1)
-    assert np.abs(model.get_layer("cell_head1").get_weights()[0]).max() > 0  # the heads moved from zero
     training = handoff.read(final / "training.json")
+    assert weights_digest(model, training.heads) == digests[0]  # the network and heads written are those both trained
+    assert tuple(model.inputs[0].shape) == (1, 64, 64, 1)
+    assert model.output_names == ["cells0", "cells1"] and training.outputs == ("cells0", "cells1")
+    assert np.abs(training.heads["cell"][0]["weights"]).max() > 0  # the heads moved from zero, and ship beside the trunk
     assert training.record["workers"] == 2 and training.record["replicas"] == 2 and training.reading is not None
     assert 0 <= training.triage.threshold <= 1 and "held-out" in training.metrics["what"]
 

@@ -56,6 +56,23 @@ def test_the_network_outputs_the_cell_features_of_each_scale(small):
     assert check_network(network, dataset, floats) < 1e-4
 
 
+def test_a_network_with_its_heads_inside_splits_into_the_same_function(small):
+    """split_model (how edge-train --strategy ships): the trunk network and edge.heads compute what build_model computes."""
+    from train import reader
+
+    dataset, _, heads = small
+    inside = reader.build_model(64, heads, (1, 2))
+    trunks, split = reader.split_model(inside, 64, (1, 2))
+    assert split.context == heads.context == 3
+    for got, want in zip(split.cell_w + (split.classes_w, split.malignant_w), heads.cell_w + (heads.classes_w, heads.malignant_w)):
+        assert np.allclose(got, want, atol=1e-6)
+    images = dataset.images[:3, :, :, None].astype(np.float32)
+    classes, abnormal, malignant, heatmap = inside.predict(images, batch_size=1, verbose=0)
+    out = reader.outputs(trunks.predict(images, batch_size=1, verbose=0), split)
+    assert np.allclose(out.classes, classes, atol=1e-5) and np.allclose(out.heatmap, heatmap, atol=1e-5)
+    assert np.allclose(out.malignant, malignant[:, 0], atol=1e-5) and np.allclose(out.abnormal, abnormal[:, 0], atol=1e-5)
+
+
 def test_the_board_computes_the_cross_validated_heads_on_the_int8_features(small, model_dir):
     """Classifier (builtin kernels, as the boards run) == edge.heads on train.trunk.int8_features, scan by scan."""
     from edge.classifier import Classifier

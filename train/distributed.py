@@ -15,9 +15,10 @@ thousands of scans on GPUs or several machines. What runs under the strategy:
 - the losses: per cell, lesion circle vs not (a scan's positive and negative cells weigh alike;
   a finding without a location is never used at cell level), the hottest cell vs abnormal, and
   for findings the kind and the malignancy.
-Then, on the chief only, the cheap part: the reading stage and the triage threshold are fitted on
-held-out women (fold 0 of `patient_folds`) and the same network is written at batch 1 with its
-`training.json`, so `edge-convert` turns it into the same kind of int8 model.
+Then the network is split as the default path ships it (`reader.split_model`): the trunks alone at
+batch 1 as the int8 network, the heads as `edge.heads.Heads` in its `training.json`, run in float
+beside it on the board. On the chief only, the cheap part: the reading stage and the triage
+threshold are fitted on held-out women (fold 0 of `patient_folds`), read through those same heads.
 
 Unlike the default path, the heads are fitted on the float trunk's features: the int8 model's
 features differ (see `train.trunk.int8_features`), so its fidelity gate is expected to show it.
@@ -37,6 +38,7 @@ import numpy as np
 
 from edge import LABELS
 from edge.errors import EdgeError
+from edge.heads import canonical, outputs
 from edge.reading import Logistic, Reading, answer
 from train import handoff, metrics, reader, records as training_records, trunk
 from train.data import heatmap_target, load_dataset, prepare_record
@@ -263,15 +265,17 @@ def wait_for_each_other(strategy) -> None:
         raise EdgeError(f"the cluster broke up before the chief wrote the model ({_op_error(exc)})") from None
 
 
-def weights_digest(model) -> str:
-    """sha256 of every weight, in order: the same on every worker of a synchronous run."""
+def weights_digest(network, heads: dict) -> str:
+    """sha256 of the shipped network's weights, in order, and of its heads (`Heads.to_json`): the
+    same on every worker of a synchronous run."""
     digest = hashlib.sha256()
-    for weights in model.get_weights():
+    for weights in network.get_weights():
         digest.update(np.ascontiguousarray(weights, np.float32).tobytes())
+    digest.update(canonical(heads))
     return digest.hexdigest()
 
 
-def held_out_reading(model, records: list[ScanRecord], settings: Settings):
+def held_out_reading(network, heads: reader.Heads, records: list[ScanRecord], settings: Settings):
     """(reading stage, threshold, headline figures) from the held-out women's heat-maps.
 
     The reading stage is cross-fitted on two patient-grouped halves of the held-out women
@@ -280,9 +284,9 @@ def held_out_reading(model, records: list[ScanRecord], settings: Settings):
     from train.cv import HEADLINE
 
     data = load_dataset(records, settings.size)
-    predicted = model.predict(data.images[:, :, :, None].astype(np.float32), batch_size=1, verbose=0)
-    classes, malignant, heat = predicted[0], predicted[2][:, 0], predicted[3]
-    ev = reader.evidence(reader.Outputs(classes, predicted[1][:, 0], malignant, heat))
+    features = network.predict(data.images[:, :, :, None].astype(np.float32), batch_size=1, verbose=0)
+    out = outputs(list(features) if isinstance(features, (list, tuple)) else [features], heads)  # as the board runs them
+    classes, malignant, ev = out.classes, out.malignant, reader.evidence(out)
     y = data.abnormal.astype(int)
     if y.min() == y.max():
         raise EdgeError("the held-out women's scans are all of one kind (normal or abnormal): more scans or fewer --folds")
@@ -325,21 +329,24 @@ def run(data_dir: Path, out: Path, settings: Settings, strategy_name: str, limit
     log(f"{me.name} of {me.workers}: {strategy_name} strategy, {strategy.num_replicas_in_sync} replicas in sync; "
         f"training on {len(training)} scans, {len(held)} held out")
     model, seconds = train_network(strategy, me.workers, records, training, settings, log)
-    digest = weights_digest(model)
+    final = network(settings, batch_size=1)
+    final.set_weights(model.get_weights())
+    trunks, heads = reader.split_model(final, settings.size, settings.factors)
+    digest = weights_digest(trunks, heads.to_json())
     log(f"{me.name} of {me.workers}: weights sha256 {digest}")
     if not me.chief:
         wait_for_each_other(strategy)
         return None
-    final = network(settings, batch_size=1)
-    final.set_weights(model.get_weights())
     held_records = [records[i] for i in held]
-    reading, threshold, figures = held_out_reading(final, held_records, settings)
+    reading, threshold, figures = held_out_reading(trunks, heads, held_records, settings)
     steady = seconds[len(seconds) // 2 :]  # the second half: pipeline cache filled, step traced
     result = handoff.Handoff(
         input_size=settings.size,
         triage=handoff.Triage(threshold, metrics.TARGET_SENSITIVITY,
                               f"P(abnormal) of the {len(held)} held-out scans (fold 0 of {settings.folds}, patient-grouped)"),
         reading=reading.to_json(),
+        heads=heads.to_json(),
+        outputs=reader.output_names(len(settings.factors)),
         metrics={
             "what": f"the {len(held)} held-out scans (fold 0 of {settings.folds}, patient-grouped), each read by a "
             "reading stage fitted on the other half of the held-out women; one split, not cross-validation; "
@@ -351,7 +358,8 @@ def run(data_dir: Path, out: Path, settings: Settings, strategy_name: str, limit
         record={
             "model": "ImageNet MobileNet v1 0.25 trunk at scales " + ", ".join(f"{settings.size // f}" for f in settings.factors)
             + (f" (last {settings.fine_tune} blocks trained)" if settings.fine_tune else " (frozen)")
-            + "; lesion-cell, class and malignancy heads trained by AdamW on the float trunk's features"
+            + "; lesion-cell, class and malignancy heads trained by AdamW on the float trunk's features, run in float "
+            "beside the int8 network"
             + f" under tf.distribute ({strategy_name}); two-breast reading stage",
             "settings": settings.to_json(),
             "strategy": strategy_name,
@@ -364,7 +372,7 @@ def run(data_dir: Path, out: Path, settings: Settings, strategy_name: str, limit
             "train_seconds": round(time.time() - started, 1),
         },
     )
-    handoff.write(out / "final", final, result)
+    handoff.write(out / "final", trunks, result)
     if me.workers > 1:
         wait_for_each_other(strategy)
     log(f"done in {time.time() - started:.0f} s: {out / 'final' / 'model.keras'}")

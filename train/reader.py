@@ -17,7 +17,7 @@ What ships is the trunk alone as the int8 network (`build_network`: one output o
 per scale) and the heads beside it in the manifest, run in float by `edge.heads` on the board:
 the same function on the same int8 features as here, so the board computes exactly what was
 cross-validated. (`build_model` puts the heads in the graph as layers, for the gradient-trained
-path of `train.distributed`.)
+path of `train.distributed`, which ships them split the same way: `split_model`.)
 """
 
 from __future__ import annotations
@@ -386,6 +386,34 @@ def build_model(size: int, heads: Heads, factors: tuple[int, ...], batch_size: i
     classes_layer.set_weights([heads.classes_w.astype(np.float32), heads.classes_b.astype(np.float32)])
     malignant_layer.set_weights([(heads.malignant_w * rows).reshape(-1, 1).astype(np.float32), np.array([heads.malignant_b], np.float32)])
     return keras.Model(inputs, [classes, hottest, malignant, heatmap], name="mias_edge_reader")
+
+
+def split_model(model, size: int, factors: tuple[int, ...]):
+    """(network, Heads) of a `build_model` network: its trunks as `build_network`, its heads as
+    `edge.heads.Heads`, what ships (heads inside the int8 graph round their large, cancelling
+    weights to int8; beside it they run in float, `edge.heads`)."""
+    names = {layer.name for layer in model.layers}
+    if any(name.startswith("focused") for name in names):
+        raise ValueError("a network with a focused block cannot be split: its sharpness is folded into its weights")
+    cell_w, cell_b = [], []
+    for f in factors:
+        if f"cell_head{f}_own" in names:
+            own, bias = model.get_layer(f"cell_head{f}_own").get_weights()
+            around = model.get_layer(f"cell_head{f}_around").get_weights()[0]
+            cell_w.append(np.concatenate([own.reshape(-1), around.reshape(-1)]).astype(np.float64))
+        else:
+            kernel, bias = model.get_layer(f"cell_head{f}").get_weights()
+            cell_w.append(kernel.reshape(-1).astype(np.float64))
+        cell_b.append(float(bias[0]))
+    context = model.get_layer(f"around{factors[0]}").pool_size[0] if f"around{factors[0]}" in names else 0
+    classes_w, classes_b = model.get_layer("classes").get_weights()
+    malignant_w, malignant_b = model.get_layer("malignant").get_weights()
+    heads = Heads(tuple(cell_w), tuple(cell_b), classes_w.astype(np.float64), classes_b.astype(np.float64),
+                  malignant_w[:, 0].astype(np.float64), float(malignant_b[0]), 0.0, context)
+    network = build_network(size, factors)
+    for f in factors:
+        network.get_layer(f"trunk{f}").set_weights(model.get_layer(f"trunk{f}").get_weights())
+    return network, heads
 
 
 def _cell_logit(cells, around, w: np.ndarray, b: float, name: str):
