@@ -163,7 +163,7 @@ def compare(
 def compare_kernels(default: Sequence[Result], builtin: Sequence[Result], threshold: float,
                     step: float = 1.0 / 256) -> dict[str, Any]:
     """The same int8 model's Results under LiteRT's default XNNPACK kernels and under TFLite's builtin
-    int8 kernels (what tflite-runtime 2.14 runs): how far apart two boards' answers can be.
+    int8 kernels (what the device configs ask for): how far rounding alone moves the answers.
     `threshold` is the manifest's triage threshold the Results were triaged at (for the record)."""
     largest, abnormal_diffs, top_same, triage_same = 0.0, [], 0, 0
     for a, b in zip(default, builtin, strict=True):
@@ -247,8 +247,9 @@ def report_markdown(fid: Fidelity, context: dict[str, Any], readiness_text: str)
             "",
             "## The same int8 model under two kernel sets",
             "",
-            "LiteRT (`ai-edge-litert`, used above) hands int8 ops to its XNNPACK delegate by default;",
-            "tflite-runtime 2.14 runs TFLite's builtin int8 kernels. They round differently:",
+            "Above: TFLite's builtin int8 kernels, what the heads were fitted on and what the desktop and Coral",
+            "configs ask for (the Pis' reference kernels differ from them on a few scans: reports/boards/README.md).",
+            "LiteRT hands int8 ops to its XNNPACK delegate by default, which rounds otherwise; XNNPACK against builtin:",
             "",
             "| figure | value |",
             "| --- | --- |",
@@ -257,11 +258,11 @@ def report_markdown(fid: Fidelity, context: dict[str, Any], readiness_text: str)
             f"| top-1 agreement | {num(kernels['top1_agreement'])} |",
             f"| same triage at threshold {kernels['triage_threshold']:.3f} | {num(kernels['triage_agreement'])} |",
         ]
-        other = kernels.get("builtin_vs_float")
+        other = kernels.get("xnnpack_vs_float")
         if other:
             lines += [
                 "",
-                "Float vs int8 under the builtin kernels (a board with tflite-runtime 2.14), same thresholds: "
+                "Float vs int8 under XNNPACK (LiteRT run without a device config), same thresholds: "
                 f"top-1 agreement {num(other['top1_agreement'])}, max / mean abs. difference of P(abnormal) "
                 f"{num(other['abnormal_abs_diff_max'], 4)} / {num(other['abnormal_abs_diff_mean'], 4)}, "
                 f"AUC int8 {num(other['auc_int8'])} (drop {num(other['auc_drop'])}): "
