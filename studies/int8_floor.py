@@ -1,6 +1,6 @@
 """How much the shipped model's answers move under rounding alone: the floor under `edge-convert`'s agreement bound.
 
-    python studies/int8_floor.py ../shared/mias        # about 2 minutes on the 2-core machine
+    python studies/int8_floor.py ../shared/mias        # about 30 seconds on the 2-core machine
 
 The same int8 file is run on every development scan with TFLite's builtin int8 kernels (what the
 heads were fitted on) and with LiteRT's XNNPACK kernels, which round some intermediate values one
@@ -9,8 +9,8 @@ fidelity gate reads it. Printed for each pair: how often the label agrees (and h
 changes are triage flips), how far the trunk's global-average features move (median over channels,
 as a share of their spread across scans: a shift common to all scans and the scatter around it),
 and how far the kind head's logits move against their top-2 margin. Two int8 kernel sets of one
-file disagree about as often as float and int8 do: the rounding of a 0.25-wide MobileNet's 11
-blocks, not the float reference, sets the floor.
+file disagree on about one scan in six, float and int8 on one in four: the rounding of a 0.25-wide
+MobileNet's 11 blocks, not the float reference, sets the floor.
 """
 
 from __future__ import annotations
