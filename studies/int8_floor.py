@@ -15,7 +15,6 @@ MobileNet's 11 blocks, not the float reference, sets the floor.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -27,24 +26,26 @@ def main(data_dir: str) -> None:
 
     from edge import LABELS
     from edge.classifier import Quantization
-    from edge.heads import Heads, outputs, pooled
+    from edge.heads import Heads, output_names, outputs, pooled
+    from edge.manifest import load_manifest
     from edge.reading import Reading, answer
     from edge.runtime import make_interpreter
     from train import mias, reader
     from train.data import load_dataset
 
     folder = Path(__file__).resolve().parents[1]
-    manifest = json.loads((folder / "edge/models/model.json").read_text())
+    manifest = load_manifest(folder / "edge/models/model.json")
     content = (folder / "edge/models/model.tflite").read_bytes()
-    heads = Heads.from_json(manifest["heads"], len(LABELS))
-    reading, threshold = Reading.from_json(manifest["reading"]), manifest["triage_threshold"]
+    heads = Heads.from_json(manifest.heads, len(LABELS))
+    reading, threshold = Reading.from_json(manifest.reading), manifest.triage_threshold
     records = mias.load(Path(data_dir))
-    images = load_dataset(records, manifest["input_size"]).images
+    images = load_dataset(records, manifest.input_size).images
 
     def int8(kernels: str) -> list[np.ndarray]:
         interpreter = make_interpreter(content, threads=2, kernels=kernels)
         index = interpreter.get_input_details()[0]["index"]
-        details = sorted(interpreter.get_output_details(), key=lambda d: -d["shape"][1])  # finest first
+        every = interpreter.get_output_details()
+        details = [every[manifest.outputs[name]] for name in output_names(len(heads.cell_w))]  # finest first
         out = [np.zeros((len(images), *d["shape"][1:]), np.float32) for d in details]
         for i, image in enumerate(images):
             interpreter.set_tensor(index, image[None, :, :, None])
