@@ -78,6 +78,26 @@ def _folded(size: int) -> list[_Conv]:
     raise RuntimeError(f"the trunk has no layer {trunk.TAP}")
 
 
+WEIGHT_LEVELS = 127
+"""The converter's int8 weights: per output channel, symmetric, 127 levels a side of zero."""
+
+
+def _channel_axes(depthwise: bool) -> tuple[int, int, int]:
+    """The axes a kernel's output channel spans, as Keras lays out (depthwise) convolution kernels."""
+    return (0, 1, 3) if depthwise else (0, 1, 2)
+
+
+def on_int8_grid(kernel: np.ndarray, depthwise: bool) -> np.ndarray:
+    """`kernel` rounded as the converter rounds it (`WEIGHT_LEVELS`), so that converting it loses nothing.
+
+    Why: the quantized pass of the distillation runs with these weights, and so does the int8
+    model. Left unrounded, the float network differs from the int8 one in its weights as well as
+    in its rounded activations, which moves the float reference away from the board for nothing."""
+    peak = np.abs(kernel).max(axis=_channel_axes(depthwise), keepdims=True)
+    step = np.where(peak > 0, peak / WEIGHT_LEVELS, 1.0)
+    return (np.round(kernel / step) * step).astype(np.float32)
+
+
 def _forward(convs: list[_Conv], x, quantized: bool):
     """The trunk on grey levels x (n, s, s, 1); `quantized`: weights and activations on the int8 grid."""
     import tensorflow as tf
@@ -97,10 +117,9 @@ def _forward(convs: list[_Conv], x, quantized: bool):
             (top, bottom), (left, right) = conv.pad
             x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
         kernel = conv.kernel
-        if quantized:  # per output channel, symmetric, 127 levels a side
-            axes = (0, 1, 3) if conv.depthwise else (0, 1, 2)
-            peak = tf.stop_gradient(tf.reduce_max(tf.abs(kernel), axis=axes, keepdims=True))
-            step = tf.where(peak > 0, peak / 127.0, 1.0)
+        if quantized:
+            peak = tf.stop_gradient(tf.reduce_max(tf.abs(kernel), axis=_channel_axes(conv.depthwise), keepdims=True))
+            step = tf.where(peak > 0, peak / WEIGHT_LEVELS, 1.0)
             kernel = straight_through(kernel, tf.round(kernel / step) * step)
         if conv.depthwise:
             x = tf.nn.depthwise_conv2d(x, kernel, (1, *conv.strides, 1), conv.padding)
@@ -115,7 +134,7 @@ def _forward(convs: list[_Conv], x, quantized: bool):
 def distil(images: list[np.ndarray], teacher: list[np.ndarray], epochs: int = EPOCHS, seed: int = 0,
            progress=None) -> Tuned:
     """Tuned weights from scans at each scale (`images[k]`: (n, s, s) grey levels) and the float
-    ImageNet trunk's features of them (`teacher[k]`)."""
+    ImageNet trunk's features of them (`teacher[k]`); the kernels on the converter's int8 grid."""
     import keras
     import tensorflow as tf
 
@@ -140,7 +159,7 @@ def distil(images: list[np.ndarray], teacher: list[np.ndarray], epochs: int = EP
             for start in range(0, len(x), BATCH):
                 rows = order[start:start + BATCH]
                 step(tf.constant(x[rows, :, :, None], tf.float32), tf.constant(target[rows]), inverse)
-    return {conv.name: (conv.kernel.numpy(), conv.bias.numpy()) for conv in convs}
+    return {conv.name: (on_int8_grid(conv.kernel.numpy(), conv.depthwise), conv.bias.numpy()) for conv in convs}
 
 
 def drift(features: np.ndarray, reference: np.ndarray) -> float:
