@@ -155,6 +155,8 @@ def main() -> None:
     model = args.model or default_model_path()
     manifest = load_manifest(manifest_path_for(model))
     scans = sorted(args.scans.glob("*.pgm"))[: args.batch]
+    if not scans:
+        sys.exit(f"error: no .pgm scans in {args.scans} (PNG copies: python ../shared/mias/restore_pgm.py DIR first)")
     script = [sys.executable, "-c", "from edge.classify_cli import main; main()"]
     load_before = os.getloadavg()
     cold, cold_cpu = cold_start(script, scans[0], model, args.cold_runs)
