@@ -1,6 +1,6 @@
 """How much the shipped model's answers move under rounding alone: the floor under `edge-convert`'s agreement bound.
 
-    python studies/int8_floor.py ../shared/mias        # about 2 minutes on the 2-core machine
+    python studies/int8_floor.py ../shared/mias        # about 3 minutes on the 2-core machine
 
 The same int8 file is run on every development scan with TFLite's builtin int8 kernels (what the
 heads were fitted on) and with LiteRT's XNNPACK kernels, which round some intermediate values one
