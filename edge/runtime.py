@@ -61,17 +61,21 @@ def runtime_version(choice: str = "auto") -> str:
 
 
 def make_interpreter(
-    model_content: bytes, threads: int = 2, delegate: str = "", runtime: str = "auto", kernels: str = "builtin"
+    model_content: bytes, threads: int = 2, delegate: str = "", runtime: str = "auto", kernels: str = "builtin",
+    preserve_all_tensors: bool = False,
 ) -> Any:
     """An allocated interpreter for `model_content`, with an optional delegate library (Edge TPU).
 
     `kernels`: "builtin" (TFLite's optimized builtin kernels without the default XNNPACK delegate:
     the same outputs in both runtimes on x86), "reference" (the portable reference kernels) or
-    "default" (the runtime's own choice)."""
+    "default" (the runtime's own choice). `preserve_all_tensors`: every intermediate tensor can be
+    read after `invoke` (the converter's bias correction needs them; slower, more memory)."""
     if kernels not in KERNELS:
         raise EdgeError(f"unknown kernels {kernels!r}; use {', '.join(KERNELS)}")
     module, distribution = _import_runtime(runtime)
     options = {"experimental_op_resolver_type": _resolver(module, distribution, kernels)} if kernels in RESOLVERS else {}
+    if preserve_all_tensors:
+        options["experimental_preserve_all_tensors"] = True
     delegates = [_load_delegate(module.load_delegate, delegate)] if delegate else []
     try:
         interpreter = module.Interpreter(

@@ -76,13 +76,13 @@ def build_mobilenet_int8(data: str | Path, size: int = REFERENCE_SIZE) -> bytes:
 def float_tflite(keras_path: str | Path) -> bytes:
     """Our trained Keras model as a float32 TFLite model: the same graph, no quantization."""
     import keras
-    import tensorflow as tf
+
+    from convert.quantize import float_tflite as convert
 
     keras_path = Path(keras_path)
     if not keras_path.is_file():
         raise EdgeError(f"{keras_path}: Keras model not found")
-    model = keras.saving.load_model(keras_path, compile=False)
-    return bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    return convert(keras.saving.load_model(keras_path, compile=False))
 
 
 app = make_app(__doc__.split("\n\n")[0])
