@@ -18,14 +18,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from board_features import int8_features
 
 
 def main(data_dir: str) -> None:
     from convert.quantize import quantize, representative_images
-    from edge.classifier import Quantization
     from edge.heads import outputs
     from edge.reading import answer
-    from edge.runtime import make_interpreter
     from train import cv, metrics, reader, records
     from train.data import load_dataset
     from train.splits import patient_folds
@@ -38,15 +37,7 @@ def main(data_dir: str) -> None:
     network = reader.build_network(config.size, config.factors, tuned=features.tuned)
 
     content = quantize(network, representative_images(dataset.images), correct_bias=True)
-    interpreter = make_interpreter(content)
-    index = interpreter.get_input_details()[0]["index"]
-    details = sorted(interpreter.get_output_details(), key=lambda d: -int(np.prod(d["shape"])))  # finest first
-    corrected = [np.zeros((len(dataset.images), *d["shape"][1:]), np.float32) for d in details]
-    for i, image in enumerate(dataset.images):
-        interpreter.set_tensor(index, image[None, :, :, None])
-        interpreter.invoke()
-        for k, d in enumerate(details):
-            corrected[k][i] = Quantization.of(d).dequantize(interpreter.get_tensor(d["index"]))[0]
+    corrected = int8_features(content, dataset.images)
 
     tables = {}
     for name, scales in (("as shipped", features.board), ("biases corrected", corrected)):

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from board_features import int8_features
 
 
 def folded_trunk(size: int, tuned):
@@ -51,11 +52,9 @@ def main(data_dir: str) -> None:
 
     from convert.quantize import quantize, representative_images
     from edge import LABELS
-    from edge.classifier import Quantization
     from edge.heads import Heads, outputs
     from edge.manifest import load_manifest
     from edge.reading import Reading, answer
-    from edge.runtime import make_interpreter
     from train import distil, mias, reader
     from train.data import load_dataset
 
@@ -74,18 +73,6 @@ def main(data_dir: str) -> None:
         scales.append(keras.Model(trunk.inputs[0], trunk.outputs[0], name=f"trunk{f}")(x))
     networks = {"shipped": reader.build_network(manifest.input_size, (1, 2), tuned=tuned), "folded": keras.Model(scan, scales)}
 
-    def int8(content: bytes) -> list[np.ndarray]:
-        interpreter = make_interpreter(content)
-        index = interpreter.get_input_details()[0]["index"]
-        details = sorted(interpreter.get_output_details(), key=lambda d: -int(np.prod(d["shape"])))  # finest first
-        out = [np.zeros((len(images), *d["shape"][1:]), np.float32) for d in details]
-        for i, image in enumerate(images):
-            interpreter.set_tensor(index, image[None, :, :, None])
-            interpreter.invoke()
-            for k, d in enumerate(details):
-                out[k][i] = Quantization.of(d).dequantize(interpreter.get_tensor(d["index"]))[0]
-        return out
-
     def read(features: list[np.ndarray]) -> list:
         out = outputs(features, heads)
         evidence = reader.evidence(out)
@@ -94,7 +81,7 @@ def main(data_dir: str) -> None:
     floats = {}
     for name, network in networks.items():
         floats[name] = [np.asarray(f) for f in network.predict(images[..., None].astype(np.float32), batch_size=4, verbose=0)]
-        quantized = int8(quantize(network, representative_images(images)))
+        quantized = int8_features(quantize(network, representative_images(images)), images)
         a, b = read(floats[name]), read(quantized)
         print(f"{name}: int8 drift from its float network {[round(distil.drift(q, f), 3) for q, f in zip(quantized, floats[name])]}, "
               f"label agreement {np.mean([x.label == y.label for x, y in zip(a, b)]):.3f} "

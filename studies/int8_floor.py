@@ -29,17 +29,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from board_features import int8_features
 
 
 def main(data_dir: str) -> None:
     import keras
 
     from edge import LABELS
-    from edge.classifier import Quantization
     from edge.heads import Heads, output_names, outputs, pooled
     from edge.manifest import load_manifest
     from edge.reading import Reading, answer
-    from edge.runtime import make_interpreter
     from train import mias, reader
     from train.data import load_dataset
 
@@ -51,18 +50,10 @@ def main(data_dir: str) -> None:
     records = mias.load(Path(data_dir))
     images = load_dataset(records, manifest.input_size).images
 
+    positions = [manifest.outputs[name] for name in output_names(len(heads.cell_w))]  # finest first
+
     def int8(kernels: str, images: np.ndarray = images) -> list[np.ndarray]:
-        interpreter = make_interpreter(content, threads=2, kernels=kernels)
-        index = interpreter.get_input_details()[0]["index"]
-        every = interpreter.get_output_details()
-        details = [every[manifest.outputs[name]] for name in output_names(len(heads.cell_w))]  # finest first
-        out = [np.zeros((len(images), *d["shape"][1:]), np.float32) for d in details]
-        for i, image in enumerate(images):
-            interpreter.set_tensor(index, image[None, :, :, None])
-            interpreter.invoke()
-            for k, d in enumerate(details):
-                out[k][i] = Quantization.of(d).dequantize(interpreter.get_tensor(d["index"]))[0]
-        return out
+        return int8_features(content, images, kernels, positions)
 
     network = keras.models.load_model(folder / "models/final.keras", compile=False)
 
