@@ -78,31 +78,6 @@ def representative_images(images: np.ndarray, count: int = 300, seed: int = 0) -
     return np.stack(chosen)
 
 
-BIAS_CORRECTION_IMAGES = 64
-"""Calibration images the bias correction measures on (each of the trunk's 23 convolution depths
-runs the int8 model over them once: about a minute for the shipped network on the 2-core machine)."""
-
-
-def quantize(model: Any, images: Sequence[np.ndarray] | np.ndarray, correct_bias: bool = False) -> bytes:
-    """Full-int8 TFLite bytes of a Keras `model`, calibrated on prepared uint8 `images` (N, S, S).
-
-    Post-training quantization with the default optimizations, int8 builtin ops only (a float
-    op would make the conversion fail rather than slip through), uint8 input and outputs.
-    The batch dimension is whatever the model's `keras.Input` fixed; the readiness check
-    refuses anything but 1. `correct_bias`: the convolutions' biases then corrected against the
-    float model on the first `BIAS_CORRECTION_IMAGES` images (`convert.bias`; not what ships:
-    `studies/bias_correction.py`).
-    """
-    if len(images) == 0:
-        raise EdgeError("no representative images: the quantizer needs real prepared scans")
-    content = _int8(model, images)
-    if not correct_bias:
-        return content
-    from convert.bias import correct_biases
-
-    return correct_biases(content, float_tflite(model), np.asarray(images[:BIAS_CORRECTION_IMAGES]))
-
-
 def float_tflite(model: Any) -> bytes:
     """A Keras `model` as float32 TFLite: the same graph, nothing quantized."""
     import tensorflow as tf
@@ -111,10 +86,19 @@ def float_tflite(model: Any) -> bytes:
         return bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
 
 
-def _int8(model: Any, images: Sequence[np.ndarray] | np.ndarray) -> bytes:
-    """The post-training int8 conversion itself (see `quantize`)."""
+def quantize(model: Any, images: Sequence[np.ndarray] | np.ndarray) -> bytes:
+    """Full-int8 TFLite bytes of a Keras `model`, calibrated on prepared uint8 `images` (N, S, S).
+
+    Post-training quantization with the default optimizations, int8 builtin ops only (a float
+    op would make the conversion fail rather than slip through), uint8 input and outputs.
+    The batch dimension is whatever the model's `keras.Input` fixed; the readiness check
+    refuses anything but 1.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
+
+    if len(images) == 0:
+        raise EdgeError("no representative images: the quantizer needs real prepared scans")
 
     def representative_dataset():
         for image in images:

@@ -4,7 +4,7 @@
 
 The shipped network (`reader.build_network` with the shipped distilled trunk) is converted as
 `edge-train` converts it for the heads' features, once as it ships and once with its
-convolutions' biases corrected against the float network (`quantize(..., correct_bias=True)`).
+convolutions' biases corrected against the float network (`convert.bias.correct_biases`).
 On each set of int8 features the nested cross-validation of `edge-train` is run on the same folds
 (out-of-fold figures, and the paired bootstrap of the AUC differences over women), and the final
 heads are fitted as `edge-train` fits them; then the gate's figure: how often the float network
@@ -22,7 +22,8 @@ from board_features import int8_features
 
 
 def main(data_dir: str) -> None:
-    from convert.quantize import quantize, representative_images
+    from convert.bias import correct_biases
+    from convert.quantize import float_tflite, quantize, representative_images
     from edge.heads import outputs
     from edge.reading import answer
     from train import cv, metrics, reader, records
@@ -36,7 +37,8 @@ def main(data_dir: str) -> None:
     features = cv.trunk_features(dataset, config, cv.default_cache(), log=lambda *_: None)
     network = reader.build_network(config.size, config.factors, tuned=features.tuned)
 
-    content = quantize(network, representative_images(dataset.images), correct_bias=True)
+    calibration = representative_images(dataset.images)
+    content = correct_biases(quantize(network, calibration), float_tflite(network), calibration)
     corrected = int8_features(content, dataset.images)
 
     tables = {}

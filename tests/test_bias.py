@@ -47,11 +47,11 @@ def _mean_error(content: bytes, model, images: np.ndarray) -> float:
 
 def test_bias_correction_moves_only_biases_and_brings_int8_nearer_float(trunk_and_scans):
     from convert.bias import correct_biases
-    from convert.quantize import _int8, float_tflite
+    from convert.quantize import float_tflite, quantize
     from edge.runtime import make_interpreter
 
     model, calibration, others = trunk_and_scans
-    plain = _int8(model, calibration)
+    plain = quantize(model, calibration)
     corrected = correct_biases(plain, float_tflite(model), calibration)
 
     def constants(content):
@@ -69,11 +69,11 @@ def test_bias_correction_refuses_a_float_model_of_another_network(trunk_and_scan
     import keras
 
     from convert.bias import correct_biases
-    from convert.quantize import _int8, float_tflite
+    from convert.quantize import float_tflite, quantize
     from edge.errors import EdgeError
     from train import trunk
 
     model, calibration, _ = trunk_and_scans
     inputs, cells = trunk.build(128, batch_size=1)
     with pytest.raises(EdgeError, match="bias correction"):
-        correct_biases(_int8(model, calibration), float_tflite(keras.Model(inputs, cells)), calibration)
+        correct_biases(quantize(model, calibration), float_tflite(keras.Model(inputs, cells)), calibration)
