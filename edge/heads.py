@@ -41,7 +41,7 @@ def output_names(scales: int) -> tuple[str, ...]:
 class Heads:
     """The learnt heads, as weights on the raw trunk features (standardisation folded in)."""
 
-    cell_w: tuple[np.ndarray, ...]  # one (C,) per scale, or (2C,) with a context: on `neighbourhood` features
+    cell_w: tuple[np.ndarray, ...]  # one (C,) per scale, or (2C,) with a context: on `neighbourhood` features (on the hidden units with `cell_hidden`)
     cell_b: tuple[float, ...]
     classes_w: np.ndarray  # (2C x scales, 7) on `pooled` features
     classes_b: np.ndarray  # (7,)
@@ -49,17 +49,29 @@ class Heads:
     malignant_b: float
     focus: float = 0.0  # sharpness of the focused pooling the malignancy head reads (0: none)
     context: int = 0  # the cell heads read each cell's context x context neighbourhood too (0: none)
+    cell_hidden: tuple[tuple[np.ndarray, np.ndarray], ...] = ()  # per scale (W (d, h), b (h,)): a ReLU layer under cell_w (none: linear)
 
     @property
     def channels(self) -> int:
         """C, the trunk's feature channels the heads read."""
-        return len(self.cell_w[0]) // (2 if self.context else 1)
+        inputs = self.cell_hidden[0][0].shape[0] if self.cell_hidden else len(self.cell_w[0])
+        return inputs // (2 if self.context else 1)
+
+    def cell_logits(self, features: np.ndarray, scale: int) -> np.ndarray:
+        """The cell head's logit of every cell (n, g, g) from the cell features (n, g, g, C) of one scale."""
+        x = neighbourhood(features, self.context)
+        if self.cell_hidden:
+            w, b = self.cell_hidden[scale]
+            x = np.maximum(x @ w + b, 0.0)
+        return x @ self.cell_w[scale] + self.cell_b[scale]
 
     def to_json(self) -> dict[str, Any]:
         return {
             "context": self.context,
             "focus": self.focus,
             "cell": [{"weights": _floats(w), "bias": float(b)} for w, b in zip(self.cell_w, self.cell_b)],
+            **({"cell_hidden": [{"weights": [_floats(row) for row in w], "bias": _floats(b)} for w, b in self.cell_hidden]}
+               if self.cell_hidden else {}),
             "classes": {"weights": [_floats(row) for row in self.classes_w], "bias": _floats(self.classes_b)},
             "malignant": {"weights": _floats(self.malignant_w), "bias": float(self.malignant_b)},
         }
@@ -73,9 +85,14 @@ class Heads:
         classes_w = np.asarray(raw["classes"]["weights"], np.float64)
         classes_b = np.asarray(raw["classes"]["bias"], np.float64)
         malignant_w = np.asarray(raw["malignant"]["weights"], np.float64)
-        heads = cls(cell_w, cell_b, classes_w, classes_b, malignant_w, float(raw["malignant"]["bias"]), focus, context)
+        hidden = tuple((np.asarray(h["weights"], np.float64), np.asarray(h["bias"], np.float64)) for h in raw.get("cell_hidden", ()))
+        heads = cls(cell_w, cell_b, classes_w, classes_b, malignant_w, float(raw["malignant"]["bias"]), focus, context, hidden)
         if not cell_w or any(w.ndim != 1 or w.shape != cell_w[0].shape for w in cell_w):
             raise ValueError("the cell heads must be one weight vector per scale, all of one length")
+        if hidden and (len(hidden) != len(cell_w) or any(w.ndim != 2 or w.shape != hidden[0][0].shape or b.shape != (w.shape[1],)
+                                                         or w.shape[1] != len(cell_w[0]) for w, b in hidden)):
+            raise ValueError("the cell heads' hidden layers must be one (inputs, units) matrix and bias per scale, "
+                             "as many units as the cell weights")
         c, scales = heads.channels, len(cell_w)
         if classes_w.shape != (2 * c * scales, labels) or classes_b.shape != (labels,):
             raise ValueError(f"classes head of shape {classes_w.shape} does not fit {scales} scales of {c} channels "
@@ -113,22 +130,23 @@ def _box_sum(x: np.ndarray, r: int, axis: int) -> np.ndarray:
     return np.moveaxis(out, 0, axis)
 
 
-def pooled(scales: list[np.ndarray], cell_w=(), cell_b=(), focus: float = 0.0, context: int = 0) -> np.ndarray:
-    """[global average, global max(, focused)] of each scan's cell features at each scale."""
+def pooled(scales: list[np.ndarray], heads: "Heads | None" = None) -> np.ndarray:
+    """[global average, global max(, focused by `heads`' cell head when they have a focus)] of each
+    scan's cell features at each scale."""
     parts = []
     for k, f in enumerate(scales):
         parts += [f.mean((1, 2)), f.max((1, 2))]
-        if focus:
-            parts.append(focused(f, cell_w[k], cell_b[k], focus, context))
+        if heads is not None and heads.focus:
+            parts.append(focused(f, heads.cell_logits(f, k), heads.focus))
     return np.concatenate(parts, axis=1)
 
 
-def focused(features: np.ndarray, w: np.ndarray, b: float, focus: float, context: int = 0) -> np.ndarray:
+def focused(features: np.ndarray, logits: np.ndarray, focus: float) -> np.ndarray:
     """(n, C): each scan's cell features averaged with softmax(focus x cell logit) weights (the
-    logit of the cell head, which reads the neighbourhood too with a context; the averaged
+    logits of the cell head, which reads the neighbourhood too with a context; the averaged
     features stay the cell's own)."""
     flat = features.reshape(len(features), -1, features.shape[-1])
-    z = (neighbourhood(features, context).reshape(len(features), flat.shape[1], -1) @ w + b) * focus
+    z = logits.reshape(len(features), -1) * focus
     weights = np.exp(z - z.max(1, keepdims=True))
     weights /= weights.sum(1, keepdims=True)
     return np.einsum("nc,ncd->nd", weights, flat)
@@ -150,16 +168,13 @@ def outputs(scales: list[np.ndarray], heads: Heads) -> Outputs:
     The heat-map is the mean of the scales' cell probabilities, each coarser grid repeated onto
     the finest one (a lesion is found by whichever scale sees it best)."""
     grid = scales[0].shape[1]
-    heat = np.mean(
-        [_upsample(_sigmoid(neighbourhood(f, heads.context) @ w + b), grid // f.shape[1])
-         for f, w, b in zip(scales, heads.cell_w, heads.cell_b)], axis=0
-    )
+    heat = np.mean([_upsample(_sigmoid(heads.cell_logits(f, k)), grid // f.shape[1]) for k, f in enumerate(scales)], axis=0)
     pool = pooled(scales)
     logits = pool @ heads.classes_w + heads.classes_b
     logits -= logits.max(1, keepdims=True)
     classes = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     if heads.focus:  # the malignancy head also reads the focused block
-        pool = pooled(scales, heads.cell_w, heads.cell_b, heads.focus, heads.context)
+        pool = pooled(scales, heads)
     malignant = _sigmoid(pool @ heads.malignant_w + heads.malignant_b)
     return Outputs(classes, heat.reshape(len(heat), -1).max(1), malignant, heat)
 

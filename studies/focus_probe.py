@@ -19,31 +19,31 @@ from pathlib import Path
 import numpy as np
 
 
-def top_cells(scales, cell_w, cell_b, k: int = 5) -> np.ndarray:
+def top_cells(scales, heads, k: int = 5) -> np.ndarray:
     parts = []
-    for f, w, b in zip(scales, cell_w, cell_b):
+    for scale, f in enumerate(scales):
         flat = f.reshape(len(f), -1, f.shape[-1])
-        hottest = np.argsort(flat @ w + b, axis=1)[:, -k:]
+        hottest = np.argsort(heads.cell_logits(f, scale).reshape(len(f), -1), axis=1)[:, -k:]
         parts += [f.mean((1, 2)), f.max((1, 2)), np.take_along_axis(flat, hottest[..., None], 1).mean(1)]
     return np.concatenate(parts, axis=1)
 
 
 def both_heads(pool_of):
-    """fit_heads / outputs whose kind and malignancy heads both read `pool_of(scales, cell_w, cell_b)`."""
+    """fit_heads / outputs whose kind and malignancy heads both read `pool_of(scales, heads)`."""
     from train import reader
 
     fit, out, plain = reader.fit_heads, reader.outputs, reader.pooled
 
     def fit_heads(scales, data, index, options):
         cells = fit(scales, data, index, dataclasses.replace(options, focus=0.0))
-        reader.pooled = lambda *_: pool_of(scales, cells.cell_w, cells.cell_b)
+        reader.pooled = lambda *_: pool_of(scales, cells)
         try:
             return fit(scales, data, index, dataclasses.replace(options, focus=0.0))
         finally:
             reader.pooled = plain
 
     def outputs(scales, heads):
-        reader.pooled = lambda *_: pool_of(scales, heads.cell_w, heads.cell_b)
+        reader.pooled = lambda *_: pool_of(scales, heads)
         try:
             return out(scales, heads)
         finally:
@@ -58,13 +58,13 @@ def main(data: str) -> None:
     from train.data import load_dataset
     from train.splits import patient_folds
 
-    config = Config()
+    config = Config(distil_epochs=0, options=dataclasses.replace(Config().options, context=0, cell_hidden=0))  # as it was run
     records = mias.load(Path(data))
     dataset = load_dataset(records, config.size)
     folds = patient_folds(records, k=config.folds, seed=config.seed)
     scales = board_features(dataset, config, [], default_cache(), log=lambda *_: None)
     variants = {f"focus {t:g}": (dataclasses.replace(config.options, focus=t), None) for t in (0.0, 1.0, 2.0, 5.0, 10.0)}
-    variants["kinds too 2"] = (config.options, lambda s, w, b: reader.pooled(s, w, b, 2.0))
+    variants["kinds too 2"] = (config.options, lambda s, heads: reader.pooled(s, dataclasses.replace(heads, focus=2.0)))
     variants["top-5 cells"] = (config.options, top_cells)
     for name, (options, pool_of) in variants.items():
         saved = reader.fit_heads, reader.outputs

@@ -12,6 +12,8 @@ head chooses among the candidates this printed inside each training fold instead
 
 from __future__ import annotations
 
+import dataclasses
+
 import sys
 from pathlib import Path
 
@@ -26,7 +28,7 @@ def main(data_dir: str) -> None:
     from train.data import load_dataset
     from train.splits import patient_folds
 
-    config = Config()
+    config = Config(options=dataclasses.replace(Config().options, cell_hidden=0))  # the linear cell head it was run with
     records = mias.load(Path(data_dir))
     data = load_dataset(records, config.size)
     folds = patient_folds(records, k=config.folds, seed=config.seed)
@@ -36,8 +38,8 @@ def main(data_dir: str) -> None:
 
     def top_cells(heads, k=5):
         parts = []
-        for f, w, b in zip(scales, heads.cell_w, heads.cell_b):
-            z = reader.neighbourhood(f, heads.context).reshape(len(f), -1, w.shape[0]) @ w + b
+        for scale, f in enumerate(scales):
+            z = heads.cell_logits(f, scale).reshape(len(f), -1)
             hottest = np.argsort(z, 1)[:, -k:]
             parts.append(np.take_along_axis(f.reshape(len(f), -1, f.shape[-1]), hottest[..., None], 1).mean(1))
         return np.concatenate(parts, 1)

@@ -60,7 +60,8 @@ def test_a_network_with_its_heads_inside_splits_into_the_same_function(small):
     """split_model (how edge-train --strategy ships): the trunk network and edge.heads compute what build_model computes."""
     from train import reader
 
-    dataset, _, heads = small
+    dataset, features, _ = small
+    heads = reader.fit_heads(features, dataset, np.arange(18), reader.Options(context=3, cell_hidden=0))  # the graph's heads are linear
     inside = reader.build_model(64, heads, (1, 2))
     trunks, split = reader.split_model(inside, 64, (1, 2))
     assert split.context == heads.context == 3
@@ -106,15 +107,20 @@ def test_heads_round_trip_and_refuse_what_does_not_fit(small):
     from edge.heads import Heads, outputs
 
     _, features, heads = small
+    assert heads.cell_hidden, "the shipped cell head has a hidden layer"
     again = Heads.from_json(json.loads(json.dumps(heads.to_json())), len(LABELS))
     assert np.array_equal(outputs(features, again).heatmap, outputs(features, heads).heatmap)
     raw = heads.to_json()
     for broken, words in (
-        ({**raw, "cell": raw["cell"][:1]}, "classes head"),
+        ({**raw, "cell": raw["cell"][:1]}, "hidden layers"),  # one scale's cell head missing
+        ({**{k: v for k, v in raw.items() if k != "cell_hidden"}, "cell": raw["cell"][:1]}, "classes head"),
         ({**raw, "context": 0}, "classes head"),  # the cell weights then read 256 channels
         ({**raw, "cell": [raw["cell"][0], {**raw["cell"][1], "weights": raw["cell"][1]["weights"][:8]}]}, "one weight vector"),
+        ({**raw, "cell": [{**c, "weights": c["weights"][:8]} for c in raw["cell"]]}, "hidden layers"),
         ({**raw, "focus": 2.0}, "malignancy head"),
         ({**raw, "context": 4}, "odd"),
+        ({**raw, "cell_hidden": raw["cell_hidden"][:1]}, "hidden layers"),
+        ({**raw, "cell_hidden": [{**h, "bias": h["bias"][:3]} for h in raw["cell_hidden"]]}, "hidden layers"),
     ):
         with pytest.raises(ValueError, match=words):
             Heads.from_json(broken, len(LABELS))
@@ -161,7 +167,7 @@ def test_a_manifest_whose_heads_do_not_fit_its_model_is_refused(model_dir, tmp_p
     with pytest.raises(EdgeError, match="heads are invalid"):
         Classifier(tmp_path / "model.tflite")
     raw = json.loads((model_dir / "model.json").read_text())
-    raw["heads"]["cell"] = [{**c, "weights": c["weights"][:20]} for c in raw["heads"]["cell"]]  # 10 channels and their mean
+    raw["heads"]["cell_hidden"] = [{**h, "weights": h["weights"][:20]} for h in raw["heads"]["cell_hidden"]]  # 10 channels and their mean
     raw["heads"]["malignant"]["weights"] = raw["heads"]["malignant"]["weights"][:40]
     raw["heads"]["classes"]["weights"] = raw["heads"]["classes"]["weights"][:40]
     (tmp_path / "model.json").write_text(json.dumps(raw))

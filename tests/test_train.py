@@ -104,7 +104,7 @@ def test_the_network_computes_what_was_cross_validated(small, context, focus):
     from train import reader, trunk
 
     dataset, scales, _, _ = small
-    heads = reader.fit_heads(scales, dataset, np.arange(24), reader.Options(context=context, focus=focus))
+    heads = reader.fit_heads(scales, dataset, np.arange(24), reader.Options(context=context, focus=focus, cell_hidden=0))
     assert heads.context == context and heads.cell_w[0].shape == ((2 if context else 1) * trunk.CHANNELS,)
     blocks = 3 if focus else 2  # average, max (, focused: the cells' own features, not the neighbourhood's)
     assert heads.malignant_w.shape == (blocks * 2 * trunk.CHANNELS,)
@@ -123,6 +123,34 @@ def test_the_network_computes_what_was_cross_validated(small, context, focus):
     assert np.allclose(out.classes.sum(1), 1) and (out.classes[:, LABELS.index("NORM")] < 1e-9).all()
 
 
+def test_the_cell_head_has_a_hidden_layer_that_runs_in_numpy(small):
+    """The shipped cell head is a one-hidden-layer network (standardisation folded in): its heat-map is
+    the sklearn fit's own probabilities, the focused pooling reads its logits, and the graph path
+    (linear heads only) refuses it with a clear error."""
+    from sklearn.neural_network import MLPClassifier
+
+    from train import reader
+
+    dataset, scales, _, _ = small
+    options = reader.Options(focus=2.0)
+    heads = reader.fit_heads(scales, dataset, np.arange(24), options)
+    assert len(heads.cell_hidden) == 2 and heads.cell_hidden[0][0].shape == (2 * heads.channels, reader.CELL_HIDDEN)
+    assert heads.malignant_w.shape == (3 * 2 * heads.channels,)  # average, max, focused: the channel count survives
+    x, y, w = reader._cell_table(reader.neighbourhood(scales[0], 3), dataset, np.arange(24),
+                                 reader.breast_cells(dataset.images, 4), options, np.random.default_rng(0))
+    mean, scale = x.mean(0), x.std(0) + 1e-3
+    fit = MLPClassifier((options.cell_hidden,), alpha=options.cell_alpha, max_iter=60, early_stopping=True,
+                        n_iter_no_change=5, random_state=0)
+    fit.fit((x - mean) / scale, y, sample_weight=np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean())) * w)
+    wanted = fit.predict_proba((reader.neighbourhood(scales[0], 3).reshape(-1, x.shape[1]) - mean) / scale)[:, 1]
+    got = 1 / (1 + np.exp(-heads.cell_logits(scales[0], 0)))
+    assert np.allclose(got.reshape(-1), wanted, atol=1e-6)
+    linear = reader.fit_heads(scales, dataset, np.arange(24), reader.Options(cell_hidden=0))
+    assert linear.cell_hidden == () and not np.allclose(linear.cell_logits(scales[0], 0), heads.cell_logits(scales[0], 0))
+    with pytest.raises(ValueError, match="cell_hidden=0"):
+        reader.build_model(64, heads, (1, 2))
+
+
 def test_the_network_with_a_context_converts_for_the_edge_tpu_and_classifies(small, records, tmp_path):
     """int8 conversion of the network whose cell head reads the 3x3 neighbourhood: every op an Edge TPU
     builtin, and edge-classify answers a real scan with it."""
@@ -132,7 +160,7 @@ def test_the_network_with_a_context_converts_for_the_edge_tpu_and_classifies(sma
     from train import reader
 
     dataset, scales, _, _ = small
-    heads = reader.fit_heads(scales, dataset, np.arange(24), reader.Options(context=3))
+    heads = reader.fit_heads(scales, dataset, np.arange(24), reader.Options(context=3, cell_hidden=0))
     model, _ = rewrite.split_concatenated_heads(reader.build_model(64, heads, (1, 2)))
     content = quantize.quantize(model, dataset.images[:8])
     readiness = check_readiness(content)
@@ -248,6 +276,7 @@ def test_edge_train_end_to_end(mias_dir, records, tmp_path):
     (["--scales", "2,1"], "--scales must be increasing"),
     (["--size", "80"], "must be a multiple of 32"),
     (["--context", "4"], "--context must be 0 or an odd neighbourhood side of at least 3, got 4"),
+    (["--cell-hidden", "-1"], "--cell-hidden must be 0 or more, got -1"),
 ])
 def test_edge_train_refuses_bad_options(mias_dir, tmp_path, args, words):
     from commands import run

@@ -36,15 +36,18 @@ class Row:
     distil_epochs: int = 0  # the trunk distilled for int8 first (`train.distil`)
 
 
-PLAIN = reader.Options(kind_search=False)  # the kind head as shipped before: both poolings at image_c
+LINEAR = reader.Options(cell_hidden=0)  # the cell head as a logistic regression, as shipped before
+PLAIN = replace(LINEAR, kind_search=False)  # the kind head as shipped before: both poolings at image_c
 FROZEN = replace(PLAIN, context=0, focus=2.0)  # the reader shipped before the distilled trunk
-BEFORE = "frozen trunk 512 + 256, int8 (shipped before: focused malignancy pooling)"
+FROZEN_INT8 = "frozen trunk 512 + 256, int8 (shipped before: focused malignancy pooling)"
+BEFORE = "distilled trunk, int8, 3x3, linear cell head (shipped before: 97ab464667fc)"
+"""The paired column's reference: the model shipped before the cell head had its hidden layer."""
 FLOAT = "frozen trunk 512 + 256, cell head with its 3x3 neighbourhood"
 """The shipped reader on the float frozen trunk's features: what a lossless int8 trunk would reach."""
 D = distil.EPOCHS
 KIND_BEFORE = "distilled trunk, int8, 3x3, kind head on both poolings at C 0.05 (shipped before: 128b0a532096, 5b14ed33bdce)"
-SHIPPED = ("trunk 512 + 256 distilled for int8, cell head with its 3x3 neighbourhood, beside the other breast, int8, "
-           "kind head's pooling and strength chosen inside the training folds (shipped)")
+SHIPPED = ("trunk 512 + 256 distilled for int8, cell head with its 3x3 neighbourhood and 64 hidden units (L2 10), beside "
+           "the other breast, int8, kind head's pooling and strength chosen inside the training folds (shipped)")
 ROWS = (
     Row("frozen trunk 256, scan alone", 256, (1,), replace(FROZEN, paired=False)),
     Row("frozen trunk 256, beside the other breast", 256, (1,), FROZEN),
@@ -54,13 +57,18 @@ ROWS = (
     Row("frozen trunk 512 + 256 + hard negatives (10 per normal breast, weight 3)", 512, (1, 2), replace(FROZEN, hard_negatives=10)),
     Row("frozen trunk 512 + 256 + 128, beside the other breast", 512, (1, 2, 4), FROZEN),
     Row(FLOAT, 512, (1, 2), replace(FROZEN, focus=0.0, context=3)),
-    Row(BEFORE, 512, (1, 2), FROZEN, int8=True),
+    Row(FROZEN_INT8, 512, (1, 2), FROZEN, int8=True),
     Row("frozen trunk 512 + 256, int8, cell head with its 3x3 neighbourhood", 512, (1, 2), replace(FROZEN, focus=0.0, context=3), int8=True),
     Row("distilled trunk, int8, the cell alone (no neighbourhood)", 512, (1, 2), replace(PLAIN, context=0), True, D),
     Row("distilled trunk, int8, cell head with its 5x5 neighbourhood", 512, (1, 2), replace(PLAIN, context=5), True, D),
     Row("distilled trunk, int8, 3x3, with the focused malignancy pooling (sharpness 2)", 512, (1, 2), replace(PLAIN, focus=2.0), True, D),
     Row("distilled trunk, int8, 3x3, scan alone", 512, (1, 2), replace(PLAIN, paired=False), True, D),
     Row(KIND_BEFORE, 512, (1, 2), PLAIN, True, D),
+    Row(BEFORE, 512, (1, 2), LINEAR, True, D),
+    Row("distilled trunk, int8, 3x3, cell head with 16 hidden units (L2 3)", 512, (1, 2),
+        reader.Options(cell_hidden=16, cell_alpha=3.0), True, D),
+    Row("frozen trunk 1024 + 512 + 256, cell head with its 3x3 neighbourhood", 1024, (1, 2, 4), replace(FROZEN, focus=0.0, context=3)),
+    Row("frozen trunk 1024 + 512, cell head with its 3x3 neighbourhood", 1024, (1, 2), replace(FROZEN, focus=0.0, context=3)),
     Row(SHIPPED, 512, (1, 2), reader.Options(), True, D),
 )
 KEYS = ("auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1", "specificity_at_threshold")
@@ -68,7 +76,7 @@ KEYS = ("auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1", "speci
 
 def run_rows(data_dir: Path, out: Path, cache: Path, rows=ROWS, log=print) -> dict[str, Path]:
     """Cross-validate each reader row; returns row name -> its predictions.csv."""
-    from train.cv import Config, evaluate, trunk_features
+    from train.cv import Config, evaluate, trunk_features, write_images
     from train.data import load_dataset
 
     records = mias.load(data_dir)
@@ -85,6 +93,7 @@ def run_rows(data_dir: Path, out: Path, cache: Path, rows=ROWS, log=print) -> di
         folder = out / _slug(row.name)
         folder.mkdir(parents=True, exist_ok=True)
         metrics.write_table(folder / "predictions.csv", table)
+        write_images(folder / "images.csv", dataset, heatmaps)
         if row.name == SHIPPED:  # the calibration row: the hottest cell itself as P(abnormal)
             raw = metrics.Table(*(getattr(table, f) for f in ("id", "patient", "fold", "true_class", "severity", "probs")),
                                 heatmaps.reshape(len(heatmaps), -1).max(1), table.malignant)  # thresholds cross-fitted
@@ -101,7 +110,9 @@ def _slug(name: str) -> str:
 
 
 def summarise(paths: dict[str, Path], previous: Path = PREVIOUS) -> dict:
-    """Figures, CIs, Brier score and the paired AUC difference against the previous model, per row."""
+    """Figures, CIs, Brier score, the pointing game and the paired AUC difference against the previous model, per row."""
+    from train.report import pointing_game, read_images
+
     base = metrics.read_table(previous)
     before = metrics.read_table(paths[BEFORE]) if BEFORE in paths else None
     rows = {}
@@ -113,6 +124,7 @@ def summarise(paths: dict[str, Path], previous: Path = PREVIOUS) -> dict:
             "predictions": str(path),
             **{key: document["headline"][key] for key in KEYS},
             "brier_abnormal": metrics.brier(table.y_abnormal, table.abnormal),
+            "pointing_game": pointing_game(images) if (images := read_images(Path(path).parent / "images.csv")) else None,
             "auc_abnormal_minus_previous": metrics.paired_auc_difference(table.y_abnormal, table.abnormal, base.abnormal, table.patient),
         }
         if before is not None:
@@ -126,6 +138,10 @@ def markdown(rows: dict, seconds: float) -> str:
         low, high = entry["ci95"]
         return f"{entry['value']:.3f} ({low:.3f}–{high:.3f})"
 
+    def game(row):
+        found = row.get("pointing_game")
+        return f"{found['hits']}/{found['n_images']}" if found else ""
+
     lines = [
         "# Ablation: what the shipped reader is made of",
         "",
@@ -137,12 +153,12 @@ def markdown(rows: dict, seconds: float) -> str:
         "normal-vs-abnormal AUC difference against the small CNN shipped first, the column before it against the "
         "frozen-trunk model shipped earlier, on the same scans.",
         "",
-        "| row | AUC abnormal | AUC malignant | bal. acc. | macro-F1 | spec. at thr. | Brier | AUC vs shipped before | AUC vs small CNN |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| row | AUC abnormal | AUC malignant | bal. acc. | macro-F1 | spec. at thr. | Brier | pointing game | AUC vs shipped before | AUC vs small CNN |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, row in rows.items():
         lines.append(
-            f"| {name} | " + " | ".join(fmt(row[k]) for k in KEYS) + f" | {row['brier_abnormal']:.3f} | "
+            f"| {name} | " + " | ".join(fmt(row[k]) for k in KEYS) + f" | {row['brier_abnormal']:.3f} | {game(row)} | "
             + (fmt(row["auc_abnormal_minus_before"]) if "auc_abnormal_minus_before" in row else "")
             + f" | {fmt(row['auc_abnormal_minus_previous'])} |"
         )

@@ -131,17 +131,22 @@ def heatmap_peaks(dataset: Dataset, heatmaps: np.ndarray) -> list[dict]:
     return rows
 
 
+def write_images(path: Path, dataset: Dataset, heatmaps: np.ndarray) -> None:
+    """images.csv: `heatmap_peaks` of every scan (what the pointing game is counted from)."""
+    peaks = heatmap_peaks(dataset, heatmaps)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(peaks[0]))
+        writer.writeheader()
+        writer.writerows(peaks)
+
+
 def write_cv_report(directory: Path, dataset: Dataset, table: metrics.Table, heatmaps: np.ndarray) -> dict:
     """predictions.csv, images.csv, overlays, then the report built from them."""
     from train import report
 
     directory.mkdir(parents=True, exist_ok=True)
     metrics.write_table(directory / "predictions.csv", table)
-    peaks = heatmap_peaks(dataset, heatmaps)
-    with open(directory / "images.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(peaks[0]))
-        writer.writeheader()
-        writer.writerows(peaks)
+    write_images(directory / "images.csv", dataset, heatmaps)
     report.overlays(directory / "overlays", dataset, table, heatmaps)
     return report.build(directory)
 
