@@ -1,7 +1,8 @@
 """The reader's heads in numpy: the int8 trunk's cell features -> heat-map, kind and malignancy.
 
-Why here and not in the int8 graph: the heads are logistic regressions fitted on the int8
-trunk's features (`train.reader`), and their weights are large and cancel (the neighbourhood
+Why here and not in the int8 graph: the heads are fitted on the int8 trunk's features
+(`train.reader`: logistic regressions, and a cell head with one hidden layer), and their weights
+are large and cancel (the neighbourhood
 mean of a cell is close to the cell itself). Rounded to int8 inside the graph they gave the
 cross-validated label on only 69% of the development scans and moved P(malignant | abnormal) by
 0.2 on average (reports/experiments/heads_beside.md). In float on the board they cost about 2 ms

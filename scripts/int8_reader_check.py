@@ -37,7 +37,8 @@ def main(data: str, model: str | None = None) -> None:
     for f, board, exact, teacher in zip(config.factors, features, trunk.float, imagenet):
         print(f"scale 1/{f}: int8 trunk features move by a median {distil.drift(board, exact):.0%} of their spread per "
               f"channel from the float network's, {distil.drift(board, teacher):.0%} from the float ImageNet trunk's")
-    heads, _, _ = reader.final_reading(features, dataset, patient_folds(records, k=config.folds, seed=config.seed), config.options)
+    folds = patient_folds(records, k=config.folds, seed=config.seed)
+    heads, _, _ = reader.final_reading(features, dataset, folds, config.options, trunk.twins)
     expected = reader.outputs(features, heads)
     classifier = Classifier(model)
     threshold = classifier.manifest.triage_threshold

@@ -151,6 +151,25 @@ def test_the_cell_head_has_a_hidden_layer_that_runs_in_numpy(small):
         reader.build_model(64, heads, (1, 2))
 
 
+def test_the_kind_head_learns_from_the_float_twins_too(small):
+    """With the float network's features as a second view, only the kind head changes (the cell and
+    malignancy heads read the board's features alone); without the option, or without twins, nothing does."""
+    from train import reader
+    from train.cv import Features
+
+    dataset, scales, _, _ = small
+    twins = [f + np.random.default_rng(k).normal(0, f.std() / 4, f.shape).astype(f.dtype) for k, f in enumerate(scales)]
+    options = reader.Options(cell_hidden=0, kind_search=False, kind_twins=True)
+    alone = reader.fit_heads(scales, dataset, np.arange(24), options)
+    both = reader.fit_heads(scales, dataset, np.arange(24), options, twins)
+    assert not np.allclose(both.classes_w, alone.classes_w)
+    assert all(np.array_equal(a, b) for a, b in zip(both.cell_w, alone.cell_w))
+    assert np.array_equal(both.malignant_w, alone.malignant_w)
+    off = reader.fit_heads(scales, dataset, np.arange(24), reader.Options(cell_hidden=0, kind_search=False), twins)  # off as shipped
+    assert np.array_equal(off.classes_w, alone.classes_w)
+    assert Features(None, scales, scales).twins is None and Features(None, twins, scales).twins is twins
+
+
 def test_the_network_with_a_context_converts_for_the_edge_tpu_and_classifies(small, records, tmp_path):
     """int8 conversion of the network whose cell head reads the 3x3 neighbourhood: every op an Edge TPU
     builtin, and edge-classify answers a real scan with it."""

@@ -83,6 +83,11 @@ class Features:
     float: list[np.ndarray]  # the float network's, finest scale first
     board: list[np.ndarray]  # what the heads are fitted and read on (`board_features`)
 
+    @property
+    def twins(self) -> list[np.ndarray] | None:
+        """The float network's features as a second view of the board's (`reader.KIND_TWINS`); None when they are the same."""
+        return None if self.board is self.float else self.float
+
 
 def trunk_features(dataset: Dataset, config: Config, cache: Path | None, progress=None, log=print) -> Features:
     """Distil the trunk for int8 (config.distil_epochs, cached), then compute its float and board features."""
@@ -97,9 +102,10 @@ def trunk_features(dataset: Dataset, config: Config, cache: Path | None, progres
     return Features(tuned, floats, board_features(dataset, config, floats, cache, log, tuned))
 
 
-def evaluate(dataset: Dataset, scales: list[np.ndarray], folds: np.ndarray, options: reader.Options, progress=None):
-    """(predictions table, out-of-fold heat-maps) of the nested cross-validation."""
-    result = reader.cross_validate(scales, dataset, folds, options, progress)
+def evaluate(dataset: Dataset, scales: list[np.ndarray], folds: np.ndarray, options: reader.Options, progress=None,
+             twins: list[np.ndarray] | None = None):
+    """(predictions table, out-of-fold heat-maps) of the nested cross-validation (`twins`: `Features.twins`)."""
+    result = reader.cross_validate(scales, dataset, folds, options, progress, twins)
     partner = reader.partners(dataset)
     contralateral = [
         dataset.records[p].id if options.paired and p >= 0 else "" for p in partner
@@ -182,13 +188,13 @@ def run(
     scales, board = trunk_out.float, trunk_out.board
 
     t0 = time.time()
-    table, heatmaps = evaluate(dataset, board, folds, config.options, progress)
+    table, heatmaps = evaluate(dataset, board, folds, config.options, progress, trunk_out.twins)
     cv_dir = reports or out / "cv"
     document = write_cv_report(cv_dir, dataset, table, heatmaps)
     log("out of fold: " + ", ".join(f"{k} {document['headline'][k]['value']:.3f}" for k in HEADLINE[:4]) + f" ({time.time() - t0:.0f} s)")
 
     t0 = time.time()
-    heads, reading, threshold = reader.final_reading(board, dataset, folds, config.options)
+    heads, reading, threshold = reader.final_reading(board, dataset, folds, config.options, trunk_out.twins)
     model = reader.build_network(config.size, config.factors, tuned=trunk_out.tuned)
     difference = check_network(model, dataset, scales)
     if difference > 1e-3:

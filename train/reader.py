@@ -56,9 +56,18 @@ finding. On the distilled trunk's int8 features: AUC abnormal 0.723 alone, 0.762
 CELL_HIDDEN, CELL_ALPHA = 64, 10.0
 """The cell head is a network with one hidden layer of 64 ReLU units (L2 10 on standardised features),
 not a logistic regression: whether a cell is a lesion is not one direction in the trunk's features.
-On the distilled trunk's int8 features (reports/experiments/ablation): AUC abnormal 0.764 -> 0.783,
-specificity at the threshold 0.371 -> 0.419, pointing game 36 -> 39 of 88. It runs in numpy beside
+On the distilled trunk's int8 features (reports/experiments/ablation): AUC abnormal 0.764 -> 0.782,
+specificity at the threshold 0.371 -> 0.425, pointing game 36 -> 40 of 88. It runs in numpy beside
 the int8 network (`edge.heads.Heads.cell_logits`), about 2 x 10^7 multiply-adds a scan."""
+
+KIND_TWINS = False
+"""Off in the shipped reader. On, the kind head learns each abnormal training scan twice: from the
+int8 trunk's features (what the board reads) and from the float network's (the same weights,
+activations not rounded), so it puts less weight where rounding moves the pooled features. Out
+of fold it changed the kinds' balanced accuracy only within noise (0.309 -> 0.295) and raised the
+float-vs-int8 label agreement of the final heads from 0.818 to 0.888 (reports/experiments/ablation,
+`python studies/cell_head_probe.py`). The board computes the cross-validated int8 answers either
+way; only `edge-convert`'s float reference would come closer, and not to its 0.97 bound."""
 
 KIND_C = (0.005, 0.01, 0.02, 0.05, 0.1)
 """The kind head's L2 strengths to choose among, with its pooled features (each scale's global
@@ -84,6 +93,7 @@ class Options:
     context: int = CONTEXT  # odd k >= 3: the cell head also reads the mean features of each cell's k x k neighbourhood (0: none)
     paired: bool = True  # read each scan beside the other breast
     kind_search: bool = True  # choose the kind head's pooling and strength inside the training folds (KIND_C); off: both poolings at image_c
+    kind_twins: bool = KIND_TWINS  # the kind head also learns from the float network's features of the same scans (`KIND_TWINS`)
     seed: int = 0
 
     def __post_init__(self):
@@ -197,8 +207,10 @@ def _cell_scores(head, x: np.ndarray) -> np.ndarray:
     return x @ w + b
 
 
-def fit_heads(scales: list[np.ndarray], data: Dataset, index: np.ndarray, options: Options) -> Heads:
-    """All heads from the training scans `index` only (`scales`: cell features, finest first)."""
+def fit_heads(scales: list[np.ndarray], data: Dataset, index: np.ndarray, options: Options,
+              twins: list[np.ndarray] | None = None) -> Heads:
+    """All heads from the training scans `index` only (`scales`: cell features, finest first; `twins`:
+    the float network's features of the same scans, a second view for the kind head, `KIND_TWINS`)."""
     rng = np.random.default_rng(options.seed)
     cells = [_cell_head(neighbourhood(f, options.context), data, index, options, rng) for f in scales]
     cell_w, cell_b = tuple(c[1] for c in cells), tuple(c[2] for c in cells)
@@ -206,11 +218,13 @@ def fit_heads(scales: list[np.ndarray], data: Dataset, index: np.ndarray, option
     cell_heads = Heads(cell_w, cell_b, np.zeros(0), np.zeros(0), np.zeros(0), 0.0, options.focus, options.context, hidden)
     pool, focus_pool = pooled(scales), pooled(scales, cell_heads)
     abnormal = np.array([i for i in index if data.records[i].abnormal])
-    kinds = data.class_index[abnormal]
+    x, kinds, women = pool[abnormal], data.class_index[abnormal], [data.records[i].patient for i in abnormal]
+    if twins is not None and options.kind_twins:
+        x, kinds, women = np.concatenate([x, pooled(twins)[abnormal]]), np.tile(kinds, 2), women * 2
     columns, c = np.ones(pool.shape[1], bool), options.image_c
     if options.kind_search:
-        columns, c = _kind_choice(pool[abnormal], kinds, [data.records[i].patient for i in abnormal], scales[0].shape[-1], options)
-    coef, bias, seen = _logistic(pool[abnormal][:, columns], kinds, c)
+        columns, c = _kind_choice(x, kinds, women, scales[0].shape[-1], options)
+    coef, bias, seen = _logistic(x[:, columns], kinds, c)
     coef = _spread(coef, columns)
     classes_w = np.zeros((pool.shape[1], len(LABELS)))
     classes_b = np.full(len(LABELS), NORM_BIAS)
@@ -311,9 +325,11 @@ def _take(scales: list[np.ndarray], rows: np.ndarray) -> list[np.ndarray]:
     return [f[rows] for f in scales]
 
 
-def cross_validate(scales: list[np.ndarray], data: Dataset, folds: np.ndarray, options: Options, progress=None) -> FoldResult:
+def cross_validate(scales: list[np.ndarray], data: Dataset, folds: np.ndarray, options: Options, progress=None,
+                   twins: list[np.ndarray] | None = None) -> FoldResult:
     """Nested, patient-grouped: for each test fold, heads fitted on the other folds; the reading
-    stage and the triage threshold fitted on the inner out-of-fold evidence of those folds."""
+    stage and the triage threshold fitted on the inner out-of-fold evidence of those folds
+    (`twins`: the float network's features, for `fit_heads`)."""
     n = len(data.records)
     y = data.abnormal.astype(int)
     partner = partners(data)
@@ -328,12 +344,12 @@ def cross_validate(scales: list[np.ndarray], data: Dataset, folds: np.ndarray, o
         for j in sorted(set(folds[training].tolist())):
             inner_train = np.flatnonzero((folds != k) & (folds != j))
             held = np.flatnonzero(folds == j)
-            inner_ev[held] = evidence(outputs(_take(scales, held), fit_heads(scales, data, inner_train, options)))
+            inner_ev[held] = evidence(outputs(_take(scales, held), fit_heads(scales, data, inner_train, options, twins)))
         reading = fit_reading(inner_ev, partner, y, training)
         inner_p = read(reading, inner_ev, partner, training, options.paired)
         threshold_k = metrics.threshold_for_sensitivity(y[training], inner_p)
         test = np.flatnonzero(folds == k)
-        out = outputs(_take(scales, test), fit_heads(scales, data, training, options))
+        out = outputs(_take(scales, test), fit_heads(scales, data, training, options, twins))
         ev = np.zeros((n, 2))
         ev[test] = evidence(out)
         p = read(reading, ev, partner, test, options.paired)
@@ -347,7 +363,8 @@ def cross_validate(scales: list[np.ndarray], data: Dataset, folds: np.ndarray, o
     return FoldResult(probs, abnormal, malignant, heatmaps, threshold, readings)
 
 
-def final_reading(scales: list[np.ndarray], data: Dataset, folds: np.ndarray, options: Options) -> tuple[Heads, Reading, float]:
+def final_reading(scales: list[np.ndarray], data: Dataset, folds: np.ndarray, options: Options,
+                  twins: list[np.ndarray] | None = None) -> tuple[Heads, Reading, float]:
     """The shipped heads (all scans), reading stage and threshold (fitted on 5-fold out-of-fold evidence)."""
     n = len(data.records)
     y = data.abnormal.astype(int)
@@ -355,13 +372,13 @@ def final_reading(scales: list[np.ndarray], data: Dataset, folds: np.ndarray, op
     ev = np.zeros((n, 2))
     for k in sorted(set(folds.tolist())):
         test = np.flatnonzero(folds == k)
-        ev[test] = evidence(outputs(_take(scales, test), fit_heads(scales, data, np.flatnonzero(folds != k), options)))
+        ev[test] = evidence(outputs(_take(scales, test), fit_heads(scales, data, np.flatnonzero(folds != k), options, twins)))
     everyone = np.arange(n)
     reading = fit_reading(ev, partner, y, everyone)
     if not options.paired:  # the partner weighs nothing: every scan is read alone
         reading = Reading(reading.single, Logistic((*reading.single.weights, 0.0, 0.0), reading.single.bias))
     threshold = metrics.threshold_for_sensitivity(y, read(reading, ev, partner, everyone, options.paired))
-    return fit_heads(scales, data, everyone, options), reading, threshold
+    return fit_heads(scales, data, everyone, options, twins), reading, threshold
 
 
 def build_network(size: int, factors: tuple[int, ...], batch_size: int | None = 1, tuned=None):
