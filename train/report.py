@@ -128,6 +128,27 @@ def target_rows(document: dict) -> list[str]:
     return rows
 
 
+def missed_targets(document: dict) -> list[str]:
+    """A paragraph naming the targets not reached and the levers left (empty when every target is met)."""
+    missed = [_NAMES[key] for key, (wanted, _) in TARGETS.items()
+              if not (document["headline"][key]["value"] is not None and document["headline"][key]["value"] >= wanted)]
+    game = document.get("pointing_game")
+    if game and not game["hit_rate"] >= 0.5:
+        missed.append("the pointing game")
+    if not missed:
+        return []
+    return [
+        "Not reached: " + ", ".join(missed) + "; nor the int8 gate's default agreement bound (see *Converting for "
+        "the board*). The levers left, in the order we would try them: more women (a centre's own scans through "
+        "`labels.csv`: 91 abnormal scans teach six kinds of finding poorly); a full-resolution stage for "
+        "calcifications, whose clusters are one or two pixels at this input size (their heat-map peaks fall in the "
+        "circle least often of all kinds, `reports/cv/images.csv`); a wider pretrained trunk (only MobileNet v1 "
+        "0.25's ImageNet weights are at hand; reading the full 1024-pixel scan with it did not help, "
+        "`reports/experiments/ablation`).",
+        "",
+    ]
+
+
 def referral_sentence(document: dict) -> str:
     sens = document["headline"]["sensitivity_at_threshold"]
     spec = document["headline"]["specificity_at_threshold"]
@@ -369,6 +390,7 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         "",
         *target_rows(document),
         "",
+        *missed_targets(document),
         referral_sentence(document),
         "",
     ]
@@ -483,6 +505,7 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
         "",
         *target_rows(document),
         "",
+        *missed_targets(document),
         referral_sentence(document) + " "
         "Triage threshold: " + f"{training['triage']['threshold']:.3f} on P(abnormal) (refer at or above), chosen for "
         "90% sensitivity on the pooled out-of-fold scores; in the cross-validation each test fold got the threshold "
