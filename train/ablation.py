@@ -43,7 +43,7 @@ FROZEN_INT8 = "frozen trunk 512 + 256, int8 (shipped before: focused malignancy 
 BEFORE = "distilled trunk, int8, 3x3, linear cell head (shipped before: 97ab464667fc)"
 """The paired column's reference: the model shipped before the cell head had its hidden layer."""
 FLOAT = "frozen trunk 512 + 256, cell head with its 3x3 neighbourhood"
-"""The shipped reader on the float frozen trunk's features: what a lossless int8 trunk would reach."""
+"""The reader with a linear cell head on the float frozen trunk's features: what a lossless int8 trunk would give it."""
 D = distil.EPOCHS
 KIND_BEFORE = "distilled trunk, int8, 3x3, kind head on both poolings at C 0.05 (shipped before: 128b0a532096, 5b14ed33bdce)"
 SHIPPED = ("trunk 512 + 256 distilled for int8, cell head with its 3x3 neighbourhood and 64 hidden units (L2 10), beside "
