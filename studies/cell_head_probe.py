@@ -1,6 +1,6 @@
 """The cell head's form (a logistic regression, or one hidden ReLU layer of a few sizes and L2 strengths), and the kind head's twins.
 
-    python studies/cell_head_probe.py ../shared/mias        # about 40 minutes on the 2-core machine
+    python studies/cell_head_probe.py ../shared/mias > reports/experiments/cell_head.txt   # about 40 minutes on the 2-core machine
 
 The probe behind `train.reader.CELL_HIDDEN`. Each setting is the shipped reader with only the cell
 head changed, a full nested cross-validation on the distilled trunk's int8 features and the same
