@@ -60,11 +60,8 @@ class Heads:
 
     def cell_logits(self, features: np.ndarray, scale: int) -> np.ndarray:
         """The cell head's logit of every cell (n, g, g) from the cell features (n, g, g, C) of one scale."""
-        x = neighbourhood(features, self.context)
-        if self.cell_hidden:
-            w, b = self.cell_hidden[scale]
-            x = np.maximum(x @ w + b, 0.0)
-        return x @ self.cell_w[scale] + self.cell_b[scale]
+        hidden = self.cell_hidden[scale] if self.cell_hidden else None
+        return cell_head(neighbourhood(features, self.context), hidden, self.cell_w[scale], self.cell_b[scale])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -103,6 +100,13 @@ class Heads:
         if context and (context < 3 or context % 2 == 0):
             raise ValueError(f"context must be 0 or an odd neighbourhood side of at least 3, got {context}")
         return heads
+
+
+def cell_head(x: np.ndarray, hidden: tuple[np.ndarray, np.ndarray] | None, w: np.ndarray, b: float) -> np.ndarray:
+    """The cell head's logits on (..., d) cell features: w . x + b, through a ReLU layer (W, c) first if any."""
+    if hidden is not None:
+        x = np.maximum(x @ hidden[0] + hidden[1], 0.0)
+    return x @ w + b
 
 
 def _floats(values: np.ndarray) -> list[float]:

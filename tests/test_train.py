@@ -147,6 +147,8 @@ def test_the_cell_head_has_a_hidden_layer_that_runs_in_numpy(small):
     assert np.allclose(got.reshape(-1), wanted, atol=1e-6)
     linear = reader.fit_heads(scales, dataset, np.arange(24), reader.Options(cell_hidden=0))
     assert linear.cell_hidden == () and not np.allclose(linear.cell_logits(scales[0], 0), heads.cell_logits(scales[0], 0))
+    hard = reader.fit_heads(scales, dataset, np.arange(24), reader.Options(hard_negatives=2))  # refit on its own hottest cells
+    assert hard.cell_hidden and not np.allclose(hard.cell_logits(scales[0], 0), reader.fit_heads(scales, dataset, np.arange(24), reader.Options()).cell_logits(scales[0], 0))
     with pytest.raises(ValueError, match="cell_hidden=0"):
         reader.build_model(64, heads, (1, 2))
 

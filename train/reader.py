@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edge import LABELS
-from edge.heads import Heads, Outputs, neighbourhood, output_names, outputs, pooled
+from edge.heads import Heads, Outputs, cell_head, neighbourhood, output_names, outputs, pooled
 from edge.reading import Logistic, Reading, answer, heat_evidence
 from train import metrics
 from train.data import Dataset, heatmap_target
@@ -173,7 +173,7 @@ def _cell_head(features: np.ndarray, data: Dataset, index: np.ndarray, options: 
         for i in index:
             if not data.records[i].abnormal:
                 cells = features[i].reshape(-1, features.shape[-1])
-                hard.append(cells[np.argsort(_cell_scores(head, cells))[-options.hard_negatives :]])
+                hard.append(cells[np.argsort(cell_head(cells, *head))[-options.hard_negatives :]])
         x, y, w = _cell_table(features, data, index, breast, options, rng, [(np.concatenate(hard), 3.0)])
         head = _cell_fit(x, y, w, options)
     return head
@@ -206,14 +206,6 @@ def _cell_fit(x: np.ndarray, y: np.ndarray, weight: np.ndarray, options: Options
     (w1, w2), (b1, b2) = fit.coefs_, fit.intercepts_
     hidden = (w1 / scale[:, None], b1 - (mean / scale) @ w1)
     return hidden, w2[:, 0].astype(np.float64), float(b2[0])
-
-
-def _cell_scores(head, x: np.ndarray) -> np.ndarray:
-    """The logits of a `_cell_fit` head on rows of raw features."""
-    hidden, w, b = head
-    if hidden is not None:
-        x = np.maximum(x @ hidden[0] + hidden[1], 0.0)
-    return x @ w + b
 
 
 def fit_heads(scales: list[np.ndarray], data: Dataset, index: np.ndarray, options: Options,
