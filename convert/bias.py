@@ -8,9 +8,10 @@ convolution's output is compared with the same network's in float TFLite on the 
 images, and its bias moved so that the means agree where the float output is not clipped by its
 activation, shallowest convolutions first (each one measured with those before it corrected).
 
-Not what ships (nothing in `edge-train` or `edge-convert` calls it): on the shipped network, with the heads
-refitted on the same folds, it raises float-vs-int8 label agreement from 0.798 to 0.895 and moves
-the out-of-fold figures only within their noise (`python studies/bias_correction.py ../shared/mias`).
+Not what ships (nothing in `edge-train` or `edge-convert` calls it): on the network shipped before
+the cell head had its hidden layer (97ab464667fc), with the heads refitted on the same folds, it raised
+float-vs-int8 label agreement from 0.798 to 0.895 and moved the out-of-fold figures only within
+their noise (`python studies/bias_correction.py ../shared/mias`).
 """
 
 from __future__ import annotations

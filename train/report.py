@@ -111,30 +111,32 @@ TARGETS = {  # figure: (wanted, the least acceptable)
 """The project's targets for the out-of-fold figures (issue 10)."""
 
 
-def target_rows(document: dict) -> list[str]:
-    """One line per target: the figure with its CI, the target and its floor, and which was reached."""
-    rows = ["| target | out-of-fold (95% CI) | wanted (at least) | reached |", "| --- | --- | --- | --- |"]
+def _targets(document: dict) -> list[tuple[str, str, str, str]]:
+    """(target, figure, wanted, reached) of every target; reached is yes, floor only or **no**."""
+    found = []
     for key, (wanted, floor) in TARGETS.items():
         entry = document["headline"][key]
         value = entry["value"]
         known = value is not None and np.isfinite(value)
         reached = "yes" if known and value >= wanted else "floor only" if known and value >= floor else "**no**"
-        rows.append(f"| {_NAMES[key]} | {_fmt(entry)} | >= {wanted:.2f} (>= {floor:.2f}) | {reached} |")
+        found.append((_NAMES[key], _fmt(entry), f">= {wanted:.2f} (>= {floor:.2f})", reached))
     game = document.get("pointing_game")
     if game:
         rate = game["hit_rate"]
-        rows.append(f"| pointing game (heat-map peak in the circle) | {_num(rate)} | >= 0.50 | "
-                    f"{'yes' if np.isfinite(rate) and rate >= 0.5 else '**no**'} |")
-    return rows
+        found.append(("pointing game (heat-map peak in the circle)", _num(rate), ">= 0.50",
+                      "yes" if np.isfinite(rate) and rate >= 0.5 else "**no**"))
+    return found
+
+
+def target_rows(document: dict) -> list[str]:
+    """One line per target: the figure with its CI, the target and its floor, and which was reached."""
+    rows = ["| target | out-of-fold (95% CI) | wanted (at least) | reached |", "| --- | --- | --- | --- |"]
+    return rows + [f"| {name} | {figure} | {wanted} | {reached} |" for name, figure, wanted, reached in _targets(document)]
 
 
 def missed_targets(document: dict) -> list[str]:
     """A paragraph naming the targets not reached and the levers left (empty when every target is met)."""
-    missed = [_NAMES[key] for key, (wanted, _) in TARGETS.items()
-              if not (document["headline"][key]["value"] is not None and document["headline"][key]["value"] >= wanted)]
-    game = document.get("pointing_game")
-    if game and not game["hit_rate"] >= 0.5:
-        missed.append("the pointing game")
+    missed = [name for name, _, _, reached in _targets(document) if reached != "yes"]
     if not missed:
         return []
     return [
