@@ -30,7 +30,7 @@ import numpy as np
 
 from edge import LABELS
 from edge.errors import EdgeError
-from edge.heads import Heads, canonical, outputs as head_outputs
+from edge.heads import Heads, held_in, outputs as head_outputs
 from edge.manifest import Manifest, expected_outputs, load_manifest, manifest_path_for, read_verified_model, verify_model_bytes
 from edge.preprocess import Geometry, Prepared, prepare
 from edge.reading import Reading, answer as reading_answer, heat_evidence
@@ -153,7 +153,7 @@ class Classifier:
         self.sha256 = manifest.sha256
         self.threads, self.delegate, self.runtime, self.kernels = threads, delegate, runtime, kernels
         content = read_verified_model(manifest, self.model_path) if content is None else verify_model_bytes(manifest, content, self.model_path)
-        if manifest.heads is not None and canonical(manifest.heads) not in content:
+        if manifest.heads is not None and not held_in(content, manifest.heads):
             raise EdgeError(f"{self.model_path}: the heads in its manifest are not the ones inside the model "
                             "(edited, or paired with the wrong manifest): refused")
         try:

@@ -16,8 +16,10 @@ import os
 import sys
 from pathlib import Path
 
-from edge.cli_common import EXIT_OK, EXIT_SETUP, EXIT_SOME_FAILED
+from edge.cli_common import EXIT_OK, EXIT_SETUP, EXIT_SOME_FAILED, one_blas_thread
 from edge.errors import EdgeError
+
+one_blas_thread()  # before anything imports numpy
 
 DESCRIPTION = (
     "Classify mammogram scans offline: MIAS class, P(abnormal), P(malignant), triage (refer / routine), "

@@ -13,8 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge.cli_common import at_least, finish
+from edge.cli_common import at_least, finish, one_blas_thread
 from edge.errors import EdgeError
+
+one_blas_thread()  # before anything imports numpy
 
 DESCRIPTION = (
     "Time the model on this board: model load, first inference, bare invoke, end to end per scan, "

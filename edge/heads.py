@@ -5,9 +5,9 @@ Why here and not in the int8 graph: the heads are fitted on the int8 trunk's fea
 are large and cancel (the neighbourhood
 mean of a cell is close to the cell itself). Rounded to int8 inside the graph they gave the
 cross-validated label on only 69% of the development scans and moved P(malignant | abnormal) by
-0.2 on average (reports/experiments/heads_beside.md). In float on the board they cost about 2 ms
-of numpy a scan, and the board computes exactly what was cross-validated: the same function on
-the same int8 features.
+0.2 on average (reports/experiments/heads_beside.md). In float on the board they cost about 7 ms
+of numpy a scan (`edge-bench`'s postprocess on the 2-core x86 machine), and the board computes
+exactly what was cross-validated: the same function on the same int8 features.
 
 A model with heads has one output per scale: `cells0` (the finest grid), `cells1`, ..., each
 (1, g, g, C) dequantized cell features; the heads come with the manifest (`Heads.to_json`), and
@@ -31,6 +31,20 @@ METADATA = "mias_edge_heads"
 def canonical(raw: dict[str, Any]) -> bytes:
     """The heads' JSON as the model file holds it: one spelling for one set of heads."""
     return json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()
+
+
+def held_in(content: bytes, raw: dict[str, Any]) -> bool:
+    """Whether the model bytes `content` hold these heads as their metadata (`canonical`). The model's
+    copy is found and parsed, not the manifest's spelt out again: a fifth of the time at load."""
+    start = content.find(b'{"cell":')  # canonical JSON sorts its keys: "cell" comes first
+    while start >= 0:
+        try:
+            if json.JSONDecoder().raw_decode(content[start:].decode("latin-1"))[0] == raw:
+                return True
+        except ValueError:  # those bytes were not the heads' JSON
+            pass
+        start = content.find(b'{"cell":', start + 1)
+    return False
 
 
 def output_names(scales: int) -> tuple[str, ...]:

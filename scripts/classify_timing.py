@@ -31,8 +31,11 @@ import textwrap
 import time
 from pathlib import Path
 
-from edge.fileio import atomic_write_text
-from edge.readme_blocks import markers, replace_marked, rewrite
+from edge.cli_common import one_blas_thread
+
+one_blas_thread()  # as edge-classify does, before anything imports numpy: the batch is timed in this process
+from edge.fileio import atomic_write_text  # noqa: E402
+from edge.readme_blocks import markers, replace_marked, rewrite  # noqa: E402
 
 
 def cold_start(script: list[str], scan: Path, model: Path, runs: int) -> tuple[list[float], list[float]]:

@@ -46,7 +46,8 @@ def main(data_dir: str) -> None:
                          for i in range(len(ev))])
 
     for units, alpha, twins in SETTINGS:
-        options = dataclasses.replace(config.options, cell_hidden=units, cell_alpha=alpha, kind_twins=twins)
+        options = dataclasses.replace(config.options, cell_hidden=units, cell_alpha=alpha, kind_twins=twins,
+                                      cell_seeds=1)  # one network each, as it was run
         table, heatmaps = evaluate(data, features.board, folds, options, twins=features.twins)
         figures = metrics.figures(table, table.threshold)
         hits = [row["hit"] for row in heatmap_peaks(data, heatmaps) if row["hit"] != ""]

@@ -325,7 +325,9 @@ def test_no_network_during_a_run(model_file, scans, tmp_path):
 
 
 def test_only_what_the_options_need_is_imported(model_file, scans):
-    """Cold start: one scan with --json loads no camera, DICOM, SQLite, drawing or TensorFlow code."""
+    """Cold start: one scan with --json loads no camera, DICOM, SQLite, drawing or TensorFlow code, and
+    numpy gets one BLAS thread (`edge.cli_common.one_blas_thread`: a second one took the cores from the invoke)."""
+    import os
     import subprocess
     import sys
 
@@ -340,11 +342,14 @@ def test_only_what_the_options_need_is_imported(model_file, scans):
             assert exit.code == 0, exit.code
         heavy = {{"picamera2", "pydicom", "sqlite3", "tensorflow", "keras", "matplotlib", "PIL.ImageDraw", "edge.overlay"}}
         print("loaded:", sorted(heavy & set(sys.modules)), file=sys.stderr)
+        from threadpoolctl import threadpool_info
+        print("blas threads:", [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"], file=sys.stderr)
         """
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    env = {name: value for name, value in os.environ.items() if name != "OPENBLAS_NUM_THREADS"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
-    assert "loaded: []" in result.stderr
+    assert "loaded: []" in result.stderr and "blas threads: [1]" in result.stderr, result.stderr
 
 
 def test_help_lists_every_option():

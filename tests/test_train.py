@@ -132,7 +132,7 @@ def test_the_cell_head_has_a_hidden_layer_that_runs_in_numpy(small):
     from train import reader
 
     dataset, scales, _, _ = small
-    options = reader.Options(focus=2.0)
+    options = reader.Options(focus=2.0, cell_seeds=1)  # one network, to compare with one sklearn fit
     heads = reader.fit_heads(scales, dataset, np.arange(24), options)
     assert len(heads.cell_hidden) == 2 and heads.cell_hidden[0][0].shape == (2 * heads.channels, reader.CELL_HIDDEN)
     assert heads.malignant_w.shape == (3 * 2 * heads.channels,)  # average, max, focused: the channel count survives
@@ -147,10 +147,26 @@ def test_the_cell_head_has_a_hidden_layer_that_runs_in_numpy(small):
     assert np.allclose(got.reshape(-1), wanted, atol=1e-6)
     linear = reader.fit_heads(scales, dataset, np.arange(24), reader.Options(cell_hidden=0))
     assert linear.cell_hidden == () and not np.allclose(linear.cell_logits(scales[0], 0), heads.cell_logits(scales[0], 0))
-    hard = reader.fit_heads(scales, dataset, np.arange(24), reader.Options(hard_negatives=2))  # refit on its own hottest cells
-    assert hard.cell_hidden and not np.allclose(hard.cell_logits(scales[0], 0), reader.fit_heads(scales, dataset, np.arange(24), reader.Options()).cell_logits(scales[0], 0))
+    hard = reader.fit_heads(scales, dataset, np.arange(24), reader.Options(hard_negatives=2, cell_seeds=1))  # refit on its own hottest cells
+    assert hard.cell_hidden and not np.allclose(hard.cell_logits(scales[0], 0), reader.fit_heads(scales, dataset, np.arange(24), reader.Options(cell_seeds=1)).cell_logits(scales[0], 0))
     with pytest.raises(ValueError, match="cell_hidden=0"):
         reader.build_model(64, heads, (1, 2))
+
+
+def test_cell_heads_from_several_random_starts_are_one_wider_network(small):
+    """`cell_seeds` networks fitted from different starts on the same cells give the mean of their
+    logits, written as one network with their hidden layers side by side (what the board runs)."""
+    from train import reader
+    from edge.heads import cell_head
+
+    dataset, scales, _, _ = small
+    x, y, w = reader._cell_table(reader.neighbourhood(scales[0], 3), dataset, np.arange(24),
+                                 reader.breast_cells(dataset.images, 4), reader.Options(), np.random.default_rng(0))
+    both = reader._cell_fit(x, y, w, reader.Options(cell_seeds=2))
+    first, second = (reader._cell_fit(x, y, w, reader.Options(seed=k, cell_seeds=1)) for k in (0, 1))
+    assert both[0][0].shape == (x.shape[1], 2 * reader.CELL_HIDDEN)
+    assert not np.allclose(cell_head(x, *first), cell_head(x, *second))
+    assert np.allclose(cell_head(x, *both), (cell_head(x, *first) + cell_head(x, *second)) / 2, atol=1e-9)
 
 
 def test_the_kind_head_learns_from_the_float_twins_too(small):
@@ -298,6 +314,7 @@ def test_edge_train_end_to_end(mias_dir, records, tmp_path):
     (["--size", "80"], "must be a multiple of 32"),
     (["--context", "4"], "--context must be 0 or an odd neighbourhood side of at least 3, got 4"),
     (["--cell-hidden", "-1"], "--cell-hidden must be 0 or more, got -1"),
+    (["--cell-seeds", "0"], "--cell-seeds must be 1 or more, got 0"),
 ])
 def test_edge_train_refuses_bad_options(mias_dir, tmp_path, args, words):
     from commands import run

@@ -11,7 +11,7 @@ import typer
 
 from edge.cli_common import fail, friendly_errors, make_app
 from train.distil import EPOCHS as DISTIL_EPOCHS
-from train.reader import CELL_HIDDEN, CONTEXT
+from train.reader import CELL_HIDDEN, CELL_SEEDS, CONTEXT
 
 app = make_app(__doc__)
 
@@ -40,6 +40,7 @@ def train(
     distil_epochs: Annotated[int, typer.Option(help="Epochs of quantization-aware distillation of the trunk, so that its int8 version keeps the float features (0: ImageNet's weights as they are).")] = DISTIL_EPOCHS,
     context: Annotated[int, typer.Option(metavar="K", help="The cell head also reads the mean features of each cell's K x K neighbourhood (odd K of at least 3; 0: the cell alone).")] = CONTEXT,
     cell_hidden: Annotated[int, typer.Option(metavar="UNITS", help="Hidden ReLU units of the cell head, a small network fitted on the cells (0: a logistic regression).")] = CELL_HIDDEN,
+    cell_seeds: Annotated[int, typer.Option(metavar="N", help="Cell-head networks fitted from different random starts, their logits averaged (1: one network).")] = CELL_SEEDS,
     reports: Annotated[Optional[Path], typer.Option(help="Write the cross-validation report here (e.g. reports/cv) instead of OUT/cv.")] = None,
     cache: Annotated[Optional[Path], typer.Option(help="Folder for cached trunk features (default: ~/.cache/mias-edge/trunk).")] = None,
     strategy: Annotated[Optional[Strategy], typer.Option(
@@ -74,7 +75,8 @@ def train(
     gradient = {"--steps": steps, "--batch-size": batch_size, "--learning-rate": learning_rate, "--fine-tune": fine_tune}
     if strategy is not None:
         logistic = {"--hard-negatives": hard_negatives or None, "--context": context if context != CONTEXT else None,
-                    "--cell-hidden": cell_hidden if cell_hidden != CELL_HIDDEN else None, "--reports": reports, "--cache": cache,
+                    "--cell-hidden": cell_hidden if cell_hidden != CELL_HIDDEN else None,
+                    "--cell-seeds": cell_seeds if cell_seeds != CELL_SEEDS else None, "--reports": reports, "--cache": cache,
                     "--distil-epochs": distil_epochs if distil_epochs != DISTIL_EPOCHS else None}
         given = [name for name, value in logistic.items() if value is not None]
         if given:
@@ -92,8 +94,11 @@ def train(
         raise fail(f"--distil-epochs must be 0 or more, got {distil_epochs}")
     if cell_hidden < 0:
         raise fail(f"--cell-hidden must be 0 or more, got {cell_hidden}")
+    if cell_seeds < 1:
+        raise fail(f"--cell-seeds must be 1 or more, got {cell_seeds}")
     try:
-        options = Options(paired=not alone, hard_negatives=hard_negatives, context=context, cell_hidden=cell_hidden, seed=seed)
+        options = Options(paired=not alone, hard_negatives=hard_negatives, context=context, cell_hidden=cell_hidden,
+                          cell_seeds=cell_seeds, seed=seed)
     except ValueError as error:  # the option's own check, named as the flag
         raise fail(f"--{error}") from None
     config = Config(size=size, factors=factors, folds=folds, seed=seed, distil_epochs=distil_epochs, options=options)

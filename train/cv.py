@@ -224,7 +224,9 @@ def run(
             + "; lesion-cell, class and malignancy heads"
             + (f" (the cell head reading each cell's {config.options.context}x{config.options.context} neighbourhood too)"
                if config.options.context else "")
-            + (f", the cell head with a hidden layer of {config.options.cell_hidden} units" if config.options.cell_hidden else "")
+            + (f", the cell head a network with a hidden layer of {config.options.cell_hidden} units"
+               + (f" (the mean of {config.options.cell_seeds} from different random starts)" if config.options.cell_seeds > 1 else "")
+               if config.options.cell_hidden else "")
             + (" fitted on the trunk's int8 features" if config.int8 else "")
             + ", run in float beside the int8 network; two-breast reading stage",
             "config": config.to_json(),

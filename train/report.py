@@ -358,7 +358,8 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         "trunk's own features, from the scans' pixels only, never their labels), then frozen. Learnt on "
         "the training folds, on its int8 cell features: a lesion-cell head (the heat-map: is this 16x16-pixel cell "
         "inside an annotated lesion circle, from the cell's features and its 3x3 neighbourhood's mean; a small network "
-        "with one hidden layer of 64 ReLU units, L2-regularised), and, by regularised logistic regression, P(kind of finding | abnormal) from pooled features of the abnormal scans (whole-breast "
+        "with one hidden layer of 64 ReLU units, L2-regularised; the mean of 5 such networks fitted from different "
+        "random starts, since one network's figures hang on its start), and, by regularised logistic regression, P(kind of finding | abnormal) from pooled features of the abnormal scans (whole-breast "
         "average and maximum, or the average alone, and the L2 strength: chosen inside each training fold by an inner "
         "patient-grouped cross-validation among candidates set after a probe on these folds), "
         "P(malignant | abnormal) from the whole-breast average and maximum, and the reading stage "
@@ -533,7 +534,7 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
                      "what a lossless int8 trunk would reach" if FLOAT_ROW in compared else "")
                   + ". Chosen on these folds: the input size, the scales, reading beside the other breast, the cell "
                   "head's neighbourhood (none, 3x3 or 5x5), its hidden layer (none, or 16, 32, 64 or 128 units at a few L2 "
-                  "strengths), the focused pooling of the malignancy head (off), the kind "
+                  "strengths) and how many such networks it averages (1, 3 or 5, each at several random starts), the focused pooling of the malignancy head (off), the kind "
                   "head's candidate poolings and strengths and, in "
                   "probes, the cell head's regularisation and the trunk's tap (a handful of candidates each, so the "
                   "shipped figures are slightly optimistic). The distillation's length was set by its drift on a "
