@@ -23,16 +23,17 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_SETUP = 0, 1, 2
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141  # 128 + SIGINT, 128 + SIGPIPE, as a shell reports them
 
 
-# --- device commands (argparse) ---------------------------------------------------------------
-
-
 def one_blas_thread() -> None:
-    """Give numpy one BLAS thread in the device commands; called before numpy loads, as the env var asks.
-    The heads' matrix products are small, and a second BLAS thread left spinning after them took the
-    cores from the next scan's int8 invoke: its median rose from 31 to 87 ms in `edge-bench` on the
-    2-core x86 machine, and a cold start cost 450 ms of CPU instead of 300."""
+    """Give numpy one BLAS thread (unless OPENBLAS_NUM_THREADS says otherwise); called before numpy loads,
+    as the variable asks. On the device the heads' matrix products are small, and a second BLAS thread
+    left spinning after them took the cores from the next scan's int8 invoke: its median rose from 31
+    to 87 ms in `edge-bench` on the 2-core x86 machine, and a cold start cost 450 ms of CPU instead of
+    300. In `edge-train` the cell head's fits gave the same heads and predictions with one thread, at
+    65 s a fold instead of 250 s beside another job."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+
+# --- device commands (argparse) ---------------------------------------------------------------
 
 
 def at_least(low: int) -> Callable[[str], int]:

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from pathlib import Path
-
-import numpy as np
 
 SETTINGS = ((0, 0.0, False), (16, 3.0, False), (32, 1.0, False), (32, 10.0, False), (64, 10.0, False), (64, 30.0, False),
             (128, 10.0, False), (64, 10.0, True))
@@ -27,37 +24,14 @@ SETTINGS = ((0, 0.0, False), (16, 3.0, False), (32, 1.0, False), (32, 10.0, Fals
 
 
 def main(data_dir: str) -> None:
-    from edge.reading import answer
-    from train import metrics, mias, reader
-    from train.cv import Config, default_cache, evaluate, heatmap_peaks, trunk_features
-    from train.data import load_dataset
-    from train.splits import patient_folds
+    from reader_probe import score, setup
 
-    config = Config()
-    records = mias.load(Path(data_dir))
-    data = load_dataset(records, config.size)
-    folds = patient_folds(records, k=config.folds, seed=config.seed)
-    features = trunk_features(data, config, default_cache(), log=lambda *_: None)
-
-    def labels(scales, heads, reading, threshold):
-        out = reader.outputs(scales, heads)
-        ev = reader.evidence(out)
-        return np.array([answer(reading.p_abnormal(ev[i]), out.classes[i], out.malignant[i], threshold).label
-                         for i in range(len(ev))])
-
+    config, data, folds, features = setup(data_dir)
     for units, alpha, twins in SETTINGS:
         options = dataclasses.replace(config.options, cell_hidden=units, cell_alpha=alpha, kind_twins=twins,
                                       cell_seeds=1)  # one network each, as it was run
-        table, heatmaps = evaluate(data, features.board, folds, options, twins=features.twins)
-        figures = metrics.figures(table, table.threshold)
-        hits = [row["hit"] for row in heatmap_peaks(data, heatmaps) if row["hit"] != ""]
-        heads, reading, threshold = reader.final_reading(features.board, data, folds, options, features.twins)
-        same = np.mean(labels(features.board, heads, reading, threshold) == labels(features.float, heads, reading, threshold))
         name = (f"{units} units, L2 {alpha:g}" if units else "logistic regression") + (", kind twins" if twins else "")
-        print(f"{name:34s} AUC abnormal {figures['auc_abnormal']:.3f}  AUC malignant {figures['auc_malignant']:.3f}  "
-              f"balanced accuracy {figures['balanced_accuracy']:.3f}  specificity at the threshold "
-              f"{figures['specificity_at_threshold']:.3f}  pointing {sum(hits)}/{len(hits)}  "
-              f"float-vs-int8 label agreement {same:.3f}", flush=True)
+        print(f"{name:34s} {score(data, features.board, features.float, folds, options, features.twins, macro_f1=False)}", flush=True)
 
 
 if __name__ == "__main__":

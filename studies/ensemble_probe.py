@@ -16,43 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from pathlib import Path
-
-import numpy as np
 
 
 def main(data_dir: str, settings: list[str]) -> None:
-    from edge.reading import answer
-    from train import metrics, mias, reader
-    from train.cv import Config, default_cache, evaluate, heatmap_peaks, trunk_features
-    from train.data import load_dataset
-    from train.splits import patient_folds
+    from reader_probe import score, setup
 
-    config = Config()
-    records = mias.load(Path(data_dir))
-    data = load_dataset(records, config.size)
-    folds = patient_folds(records, k=config.folds, seed=config.seed)
-    features = trunk_features(data, config, default_cache(), log=lambda *_: None)
-
-    def labels(scales, heads, reading, threshold):
-        out = reader.outputs(scales, heads)
-        ev = reader.evidence(out)
-        return np.array([answer(reading.p_abnormal(ev[i]), out.classes[i], out.malignant[i], threshold).label
-                         for i in range(len(ev))])
-
+    config, data, folds, features = setup(data_dir)
     for setting in settings:
         parts = dict(p.split("=") for p in setting.split(","))
         options = dataclasses.replace(config.options, seed=int(parts.get("seed", 0)), cell_seeds=int(parts.get("seeds", 1)))
-        board, floats = features.board, features.float
-        table, heatmaps = evaluate(data, board, folds, options)
-        figures = metrics.figures(table, table.threshold)
-        hits = [row["hit"] for row in heatmap_peaks(data, heatmaps) if row["hit"] != ""]
-        heads, reading, threshold = reader.final_reading(board, data, folds, options)
-        same = np.mean(labels(board, heads, reading, threshold) == labels(floats, heads, reading, threshold))
-        print(f"{setting:18s} AUC abnormal {figures['auc_abnormal']:.3f}  AUC malignant {figures['auc_malignant']:.3f}  "
-              f"balanced accuracy {figures['balanced_accuracy']:.3f}  macro-F1 {figures['macro_f1']:.3f}  specificity at the threshold "
-              f"{figures['specificity_at_threshold']:.3f}  pointing {sum(hits)}/{len(hits)}  "
-              f"float-vs-int8 label agreement {same:.3f}", flush=True)
+        print(f"{setting:18s} {score(data, features.board, features.float, folds, options)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from pathlib import Path
-
 import numpy as np
 from PIL import Image, ImageFilter
 
@@ -37,46 +35,23 @@ def spots(image: np.ndarray, cell: int) -> np.ndarray:
 
 
 def main(data_dir: str) -> None:
-    from edge.reading import answer
-    from train import metrics, mias, reader
-    from train.cv import Config, default_cache, evaluate, heatmap_peaks, trunk_features
+    from reader_probe import score, setup
     from train.data import load_dataset
-    from train.splits import patient_folds
 
-    config = Config()
+    config, data, folds, features = setup(data_dir)
     options = dataclasses.replace(config.options, cell_seeds=1)  # one cell-head network, as it was run
-    records = mias.load(Path(data_dir))
-    data = load_dataset(records, config.size)
-    folds = patient_folds(records, k=config.folds, seed=config.seed)
-    features = trunk_features(data, config, default_cache(), log=lambda *_: None)
-    full = load_dataset(records, 2 * config.size)
+    full = load_dataset(data.records, 2 * config.size)
     fine = np.stack([spots(im, 32) for im in full.images]).astype(np.float32)
-    coarse = fine.reshape(len(fine), 16, 2, 16, 2, -1).mean((2, 4))
-    extra = [fine, coarse]
-    scale = [f.std() for f in features.board]
+    extra = [fine, fine.reshape(len(fine), 16, 2, 16, 2, -1).mean((2, 4))]
 
-    def join(scales):
-        return [np.concatenate([f, e * s / e.std()], -1).astype(np.float32) for f, e, s in zip(scales, extra, scale)]
+    spread = [f.std() for f in features.board]
 
-    def labels(scales, heads, reading, threshold):
-        out = reader.outputs(scales, heads)
-        ev = reader.evidence(out)
-        return np.array([answer(reading.p_abnormal(ev[i]), out.classes[i], out.malignant[i], threshold).label
-                         for i in range(len(ev))])
+    def join(scales):  # the measures scaled to the spread of the int8 trunk's features at each scale
+        return [np.concatenate([f, e * s / e.std()], -1).astype(np.float32) for f, e, s in zip(scales, extra, spread)]
 
     for name, board, floats in (("shipped", features.board, features.float),
                                 ("with the spot measures", join(features.board), join(features.float))):
-        table, heatmaps = evaluate(data, board, folds, options)
-        figures = metrics.figures(table, table.threshold)
-        peaks = heatmap_peaks(data, heatmaps)
-        hits = [row["hit"] for row in peaks if row["hit"] != ""]
-        calc = [row["hit"] for row, r in zip(peaks, data.records) if row["hit"] != "" and r.label == "CALC"]
-        heads, reading, threshold = reader.final_reading(board, data, folds, options)
-        same = np.mean(labels(board, heads, reading, threshold) == labels(floats, heads, reading, threshold))
-        print(f"{name:24s} AUC abnormal {figures['auc_abnormal']:.3f}  AUC malignant {figures['auc_malignant']:.3f}  "
-              f"balanced accuracy {figures['balanced_accuracy']:.3f}  macro-F1 {figures['macro_f1']:.3f}  specificity at the threshold "
-              f"{figures['specificity_at_threshold']:.3f}  pointing {sum(hits)}/{len(hits)} (CALC {sum(calc)}/{len(calc)})  "
-              f"float-vs-int8 label agreement {same:.3f}", flush=True)
+        print(f"{name:24s} {score(data, board, floats, folds, options, calc=True)}", flush=True)
 
 
 if __name__ == "__main__":

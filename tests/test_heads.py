@@ -104,13 +104,18 @@ def test_edge_classify_answers_with_the_heads(model_dir, records):
 
 
 def test_heads_round_trip_and_refuse_what_does_not_fit(small):
-    from edge.heads import Heads, outputs
+    from edge.heads import Heads, _matrix, outputs
 
     _, features, heads = small
     assert heads.cell_hidden, "the shipped cell head has a hidden layer"
-    again = Heads.from_json(json.loads(json.dumps(heads.to_json())), len(LABELS))
-    assert np.array_equal(outputs(features, again).heatmap, outputs(features, heads).heatmap)
     raw = heads.to_json()
+    again = Heads.from_json(json.loads(json.dumps(raw)), len(LABELS))
+    assert again.to_json() == raw  # the written form is a fixed point: the model file's heads are the board's
+    assert np.allclose(outputs(features, again).heatmap, outputs(features, heads).heatmap, rtol=0, atol=1e-6)  # float32 hidden weights
+    assert np.array_equal(outputs(features, again).heatmap, outputs(features, Heads.from_json(again.to_json(), len(LABELS))).heatmap)
+    hidden = raw["cell_hidden"][0]["weights"]
+    with_lists = {**raw, "cell_hidden": [{**h, "weights": _matrix(h["weights"]).tolist()} for h in raw["cell_hidden"]]}
+    assert Heads.from_json(with_lists, len(LABELS)).to_json() == raw  # manifests written before the packed form still load
     for broken, words in (
         ({**raw, "cell": raw["cell"][:1]}, "hidden layers"),  # one scale's cell head missing
         ({**{k: v for k, v in raw.items() if k != "cell_hidden"}, "cell": raw["cell"][:1]}, "classes head"),
@@ -121,6 +126,8 @@ def test_heads_round_trip_and_refuse_what_does_not_fit(small):
         ({**raw, "context": 4}, "odd"),
         ({**raw, "cell_hidden": raw["cell_hidden"][:1]}, "hidden layers"),
         ({**raw, "cell_hidden": [{**h, "bias": h["bias"][:3]} for h in raw["cell_hidden"]]}, "hidden layers"),
+        ({**raw, "cell_hidden": [{**h, "weights": {**hidden, "shape": [7, 9]}} for h in raw["cell_hidden"]]}, "packed weights"),
+        ({**raw, "cell_hidden": [{**h, "weights": {**hidden, "float32": "not base64!"}} for h in raw["cell_hidden"]]}, "base64|Invalid"),
     ):
         with pytest.raises(ValueError, match=words):
             Heads.from_json(broken, len(LABELS))
@@ -152,6 +159,7 @@ def test_a_manifest_whose_heads_do_not_fit_its_model_is_refused(model_dir, tmp_p
 
     from edge import classifier as classifier_module
     from edge.classifier import Classifier
+    from edge.heads import _matrix, _packed
 
     monkeypatch.setattr(classifier_module, "held_in", lambda content, raw: True)  # past the file check: the shapes' own checks
     for name in ("model.tflite", "model.json"):
@@ -167,7 +175,7 @@ def test_a_manifest_whose_heads_do_not_fit_its_model_is_refused(model_dir, tmp_p
     with pytest.raises(EdgeError, match="heads are invalid"):
         Classifier(tmp_path / "model.tflite")
     raw = json.loads((model_dir / "model.json").read_text())
-    raw["heads"]["cell_hidden"] = [{**h, "weights": h["weights"][:20]} for h in raw["heads"]["cell_hidden"]]  # 10 channels and their mean
+    raw["heads"]["cell_hidden"] = [{**h, "weights": _packed(_matrix(h["weights"])[:20])} for h in raw["heads"]["cell_hidden"]]  # 10 channels and their mean
     raw["heads"]["malignant"]["weights"] = raw["heads"]["malignant"]["weights"][:40]
     raw["heads"]["classes"]["weights"] = raw["heads"]["classes"]["weights"][:40]
     (tmp_path / "model.json").write_text(json.dumps(raw))

@@ -17,8 +17,6 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
 from train import distil, metrics, mias, reader
 from train.splits import patient_folds
 

@@ -9,7 +9,7 @@ configuration, timings) is carried into the model's manifest as a record of wher
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +88,8 @@ def read(path: str | Path) -> Handoff:
     except (TypeError, ValueError) as exc:
         raise EdgeError(f"{path}: {FILE} has a field of the wrong type ({exc})") from None
     if handoff.heads is not None:
-        try:
-            Heads.from_json(handoff.heads, len(LABELS))
+        try:  # in the form the model file carries (`Heads.to_json`), also for files written before it
+            handoff = replace(handoff, heads=Heads.from_json(handoff.heads, len(LABELS)).to_json())
         except (KeyError, TypeError, ValueError) as exc:
             raise EdgeError(f"{path}: {FILE} has invalid heads ({exc})") from None
     if handoff.reading is not None:

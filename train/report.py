@@ -144,7 +144,8 @@ def missed_targets(document: dict) -> list[str]:
         "the board*). The levers left, in the order we would try them: more women (a centre's own scans through "
         "`labels.csv`: 91 abnormal scans teach six kinds of finding poorly); a full-resolution stage for "
         "calcifications, whose clusters are one or two pixels at this input size (their heat-map peaks fall in the "
-        "circle least often of all kinds, `reports/cv/images.csv`); a wider pretrained trunk (only MobileNet v1 "
+        "circle least often of all kinds, `reports/cv/images.csv`), a learnt one: hand-made small-spot measures at "
+        "1024 pixels beside the trunk's features did not help (`reports/experiments/spots.txt`); a wider pretrained trunk (only MobileNet v1 "
         "0.25's ImageNet weights are at hand; reading the full 1024-pixel scan with it did not help, "
         "`reports/experiments/ablation`).",
         "",
