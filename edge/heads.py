@@ -7,7 +7,8 @@ mean of a cell is close to the cell itself). Rounded to int8 inside the graph th
 cross-validated label on only 69% of the development scans and moved P(malignant | abnormal) by
 0.2 on average (reports/experiments/heads_beside.md). In float on the board they cost about 7 ms
 of numpy a scan (`edge-bench`'s postprocess on the 2-core x86 machine), and the board computes
-exactly what was cross-validated: the same function on the same int8 features.
+what was cross-validated: the same function on the same int8 features (the cell head's hidden
+weights rounded to float32 in the model file, `_packed`).
 
 A model with heads has one output per scale: `cells0` (the finest grid), `cells1`, ..., each
 (1, g, g, C) dequantized cell features; the heads come with the manifest (`Heads.to_json`), and

@@ -1,4 +1,4 @@
-"""The heads beside the int8 trunk (edge.heads): the board computes exactly what was cross-validated."""
+"""The heads beside the int8 trunk (edge.heads): the board computes what was cross-validated."""
 
 from __future__ import annotations
 

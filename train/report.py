@@ -353,7 +353,7 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         "`edge.preprocess.prepare`), batch 1. The int8 network is the trunk alone, only int8 TFLite builtins the "
         "Edge TPU maps (convolutions, depthwise convolutions, ReLU6, average pooling); its outputs are the cell "
         "features of each scale, and the heads run in float beside it (`edge/heads.py`, weights in the manifest), so "
-        "the board computes exactly what was cross-validated.",
+        "the board computes what was cross-validated (the cell head's hidden weights rounded to float32).",
         "- The trunk is ImageNet MobileNet v1 (alpha 0.25, Apache-2.0 weights in `train/weights/`), distilled for "
         "int8 (`train/distil.py`: trained with int8-rounded weights and activations to reproduce the float ImageNet "
         "trunk's own features, from the scans' pixels only, never their labels), then frozen. Learnt on "
