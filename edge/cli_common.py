@@ -27,9 +27,10 @@ def one_blas_thread() -> None:
     """Give numpy one BLAS thread (unless OPENBLAS_NUM_THREADS says otherwise); called before numpy loads,
     as the variable asks. On the device the heads' matrix products are small, and a second BLAS thread
     left spinning after them took the cores from the next scan's int8 invoke: its median rose from 31
-    to 87 ms in `edge-bench` on the 2-core x86 machine, and a cold start cost 450 ms of CPU instead of
-    300. In `edge-train` the cell head's fits gave the same heads and predictions with one thread, at
-    65 s a fold instead of 250 s beside another job."""
+    to 54-87 ms in `edge-bench` on the 2-core x86 machine, and a cold start cost 350-450 ms of CPU
+    instead of 220-300 (`OPENBLAS_NUM_THREADS=2 edge-bench --device x86` shows it again: a set
+    variable wins). In `edge-train` the cell head's fits gave the same heads and predictions with one
+    thread, at 65 s a fold instead of 250 s beside another job."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+
 import numpy as np
 from PIL import Image, ImageFilter
 
@@ -43,7 +44,6 @@ def main(data_dir: str) -> None:
     full = load_dataset(data.records, 2 * config.size)
     fine = np.stack([spots(im, 32) for im in full.images]).astype(np.float32)
     extra = [fine, fine.reshape(len(fine), 16, 2, 16, 2, -1).mean((2, 4))]
-
     spread = [f.std() for f in features.board]
 
     def join(scales):  # the measures scaled to the spread of the int8 trunk's features at each scale

@@ -77,8 +77,8 @@ int8 trunk's features (what the board reads) and from the float network's (the s
 activations not rounded), so it puts less weight where rounding moves the pooled features. With
 one cell-head network, out of fold it changed the kinds' balanced accuracy only within noise
 (0.309 -> 0.295) and raised the float-vs-int8 label agreement of the final heads from 0.818 to
-0.888 (reports/experiments/ablation, `python studies/cell_head_probe.py`). The board computes the cross-validated int8 answers either
-way; only `edge-convert`'s float reference would come closer, and not to its 0.97 bound."""
+0.888 (reports/experiments/ablation, `python studies/cell_head_probe.py`). The board computes the
+cross-validated int8 answers either way; only `edge-convert`'s float reference would come closer, and not to its 0.97 bound."""
 
 KIND_C = (0.005, 0.01, 0.02, 0.05, 0.1)
 """The kind head's L2 strengths to choose among, with its pooled features (each scale's global
