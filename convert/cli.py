@@ -1,4 +1,4 @@
-"""`edge-convert`: quantize a trained Keras model to an int8 TFLite model and its manifest.
+"""`edge-convert`: quantize a trained Keras model to an integer TFLite model (int8 weights; int16 or int8 activations) and its manifest.
 
 Also writes the fidelity report (float vs int8 on every development scan) and checks Edge TPU
 readiness offline; with --edgetpu it runs Coral's compiler when it is installed.
@@ -44,16 +44,23 @@ def convert(
     seed: int = typer.Option(0, "--seed", help="Seed of the calibration draw."),
     note: str = typer.Option("", "--note", help="A sentence kept in the report and the manifest (why a threshold was changed...)."),
     training_json: Optional[Path] = typer.Option(None, "--training-json", help="training.json to use (default: the one beside MODEL)."),
+    activations: Optional[str] = typer.Option(None, "--activations", metavar="int16|int8", help="Activation type (weights are int8 either way): int16 runs on a CPU as the float network does; int8 is what --edgetpu needs. Default: the one training.json's heads were fitted on."),
 ) -> None:
     """Quantize MODEL to full int8, compare it with the float model on every scan, check Edge TPU readiness."""
     from convert import pipeline
 
     if not 0.0 <= min_agreement <= 1.0 or max_auc_drop < 0:
         raise fail("--min-agreement must be in 0..1 and --max-auc-drop at least 0")
+    if activations not in (None, "int16", "int8"):
+        raise fail(f"--activations must be int16 or int8, got {activations}")
     options = pipeline.ConvertOptions(
         model=model, data=data, out=out, report=report, training_json=training_json, calibration=calibration,
         seed=seed, min_agreement=min_agreement, max_auc_drop=max_auc_drop, command=pipeline.command_line(), note=note,
+        activations=activations,
     )
+    if edgetpu and pipeline.chosen_activations(options) != "int8":
+        raise fail("--edgetpu needs an int8 model (the Edge TPU has no int16 activations): add --activations int8, "
+                   "ideally for heads trained with edge-train --activations int8", EXIT_SETUP)
     result = pipeline.run(options, progress=_bar)
     figures = result.fidelity.figures
     print(

@@ -203,6 +203,8 @@ def report_markdown(fid: Fidelity, context: dict[str, Any], readiness_text: str)
         f"- Scans: all {f['scans']} development scans ({f['abnormal_scans']} abnormal), prepared by "
         f"`edge.preprocess.prepare(scan, size={context.get('input_size', '?')})`",
         f"- Calibration: {context.get('calibration', '?')}",
+        f"- Quantization: int8 weights, {context.get('activations', 'int8')} activations"
+        + (" (TFLite's 16x8 mode; 'int8' below names this quantized model)" if context.get("activations") == "int16" else ""),
         f"- Converter: {context.get('converter', '?')}; runtime used here: {context.get('runtime', '?')}",
         f"- Command: `{context.get('command', '?')}`",
         *[f"- Graph rewrite before quantization (same float function, checked on scans): {r}"

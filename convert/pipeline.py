@@ -57,6 +57,7 @@ class ConvertOptions:
     max_auc_drop: float = 0.02
     command: str = ""
     note: str = ""  # why this conversion was run as it was (e.g. a lowered threshold), kept in report and manifest
+    activations: str | None = None  # quantize.ACTIVATIONS; None: training.json's (the features its heads were fitted on)
 
 
 @dataclass
@@ -115,6 +116,19 @@ def check_contract(model: Any, input_size: int, heads: dict[str, Any] | None = N
         )
 
 
+def chosen_activations(options: ConvertOptions, training: handoff.Handoff | None = None) -> str:
+    """`options.activations`, else those whose features training fitted the heads on
+    (`train.cv.Config.features`): the model is converted the same way, so the board runs what was
+    cross-validated. A training.json from before the choice existed had int8 ones."""
+    if options.activations:
+        return options.activations
+    if training is None:
+        training = handoff.read(options.training_json or options.model.with_name("training.json"))
+    config = training.record.get("config") or {}
+    chosen = config.get("features", "int8" if config.get("int8") else "int16")
+    return chosen if chosen in quantize.ACTIVATIONS else "int16"
+
+
 def _headline(metrics: Any) -> Any:
     if metrics is None:
         return {}
@@ -136,6 +150,7 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
         raise EdgeError(f"{options.model}: model file not found")
     training = handoff.read(training_path)
     size = training.input_size
+    activations = chosen_activations(options, training)
     records = training_records.load(options.data)
     if options.calibration < 1:
         raise EdgeError("--calibration must be at least 1")
@@ -156,8 +171,8 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
     if rewrites and rewrite.max_float_difference(model, quantizable, images[:8]) > 1e-4:
         quantizable, rewrites = model, []
     calibration = quantize.representative_images(images, options.calibration, options.seed)
-    with progress("quantizing to int8", 1) as step:
-        content = quantize.quantize(quantizable, calibration)
+    with progress(f"quantizing ({activations} activations)", 1) as step:
+        content = quantize.quantize(quantizable, calibration, activations)
         if training.heads is not None:  # inside the file too: its sha256 names the heads the board runs
             content = quantize.embed_heads(content, training.heads)
         step(1)
@@ -170,7 +185,7 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
     # builtin int8 kernels (what the heads were fitted on, what the desktop and Coral configs ask
     # for), the float model's outputs through the same postprocess (convert/board.py).
     classifier = Classifier.from_bytes(content, manifest, kernels="builtin")
-    with progress("float vs int8 on every scan", len(records)) as step:
+    with progress("float vs quantized, every scan", len(records)) as step:
         result = fidelity.compare(
             [r.id for r in records],
             [int(r.abnormal) for r in records],
@@ -185,7 +200,7 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
     # board gets if it runs the file without its device config: it must be faithful there too.
     xnnpack = Classifier.from_bytes(content, manifest, kernels="default")
     xnnpack_outputs = []
-    with progress("int8, XNNPACK kernels", len(records)) as step:
+    with progress("quantized, XNNPACK kernels", len(records)) as step:
         for prepared in scans:
             xnnpack_outputs.append(board.int8_result(xnnpack, prepared))
             step(1)
@@ -214,6 +229,7 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
         "size_bytes": len(content),
         "input_size": size,
         "calibration": calibration_text,
+        "activations": activations,
         "converter": versions.get("converter", "?"),
         "runtime": versions.get("runtime", "?"),
         "command": options.command,

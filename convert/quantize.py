@@ -4,8 +4,9 @@ The model contract (from training): one input `(1, S, S, 1)` float32 holding the
 `edge.preprocess.prepare(scan, size=S).image` (the rescaling is inside the model), and four
 outputs in the order `classes` (1, 7), `abnormal` (1, 1), `malignant` (1, 1), `heatmap` (1, h, w).
 
-The converter keeps the input's real range 0..255, so the uint8 input tensor comes out with
-scale 1 and zero point 0: the board feeds the prepared pixels as they are. TFLite is free to
+The converter keeps the input's real range 0..255, so an int8 model's uint8 input tensor comes out
+with scale 1 and zero point 0: the board feeds the prepared pixels as they are (a 16x8 model's
+int16 input takes them through a 256-entry table, `edge.classifier.model_input`). TFLite is free to
 reorder the outputs, and `abnormal` and `malignant` have the same shape, so `output_positions`
 finds each output's place from the signature and then checks it by running both models.
 
@@ -26,7 +27,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from edge import LABELS
-from edge.classifier import Quantization
+from edge.classifier import Quantization, model_input
 from edge.errors import EdgeError
 from edge.fileio import atomic_write_bytes, sha256_bytes
 from edge.heads import METADATA, canonical
@@ -86,11 +87,18 @@ def float_tflite(model: Any) -> bytes:
         return bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
 
 
-def quantize(model: Any, images: Sequence[np.ndarray] | np.ndarray) -> bytes:
-    """Full-int8 TFLite bytes of a Keras `model`, calibrated on prepared uint8 `images` (N, S, S).
+ACTIVATIONS = ("int16", "int8")  # the integer type of the activations; weights are int8 either way
 
-    Post-training quantization with the default optimizations, int8 builtin ops only (a float
-    op would make the conversion fail rather than slip through), uint8 input and outputs.
+
+def quantize(model: Any, images: Sequence[np.ndarray] | np.ndarray, activations: str = "int8") -> bytes:
+    """Full-integer TFLite bytes of a Keras `model`, calibrated on prepared uint8 `images` (N, S, S).
+
+    Post-training quantization with the default optimizations and integer builtin ops only (a
+    float op would make the conversion fail rather than slip through). `activations`:
+    - "int8": int8 weights and activations, uint8 input and outputs (what the Edge TPU runs);
+    - "int16": int8 weights, int16 activations (TFLite's 16x8 mode), int16 input and outputs. Its
+      activations are rounded 256 times more finely, so a network with int8-grid weights computes
+      what the float one does (the shipped trunk: to a thousandth of its features' spread).
     The batch dimension is whatever the model's `keras.Input` fixed; the readiness check
     refuses anything but 1.
     """
@@ -107,9 +115,14 @@ def quantize(model: Any, images: Sequence[np.ndarray] | np.ndarray) -> bytes:
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.uint8
+    if activations not in ACTIVATIONS:
+        raise EdgeError(f"activations must be one of {', '.join(ACTIVATIONS)}, not {activations!r}")
+    if activations == "int16":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int16
+    else:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.uint8
     try:
         # Keras prints the traced signature on stdout and TF warns that the uint8 input has no
         # statistics (it needs none: its range comes from the calibration data). Keep stdout clean.
@@ -118,7 +131,7 @@ def quantize(model: Any, images: Sequence[np.ndarray] | np.ndarray) -> bytes:
             return bytes(converter.convert())
     except Exception as exc:  # the converter raises ConverterError and friends with long texts
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EdgeError(f"int8 conversion failed: {first}") from None
+        raise EdgeError(f"{activations} conversion failed: {first}") from None
 
 
 # --- which int8 output is which -------------------------------------------------------------------
@@ -128,13 +141,9 @@ def interpreter_outputs(interpreter: Any, image: np.ndarray) -> list[np.ndarray]
     """Every output of one prepared uint8 image, dequantized, in get_output_details() order.
 
     Only for finding which output is which, before a manifest exists; everything after that
-    runs the board's `edge.classifier.Classifier` (convert/board.py). The pixels go in as they
-    are: `quantize` makes the input uint8 with scale 1 and zero point 0."""
+    runs the board's `edge.classifier.Classifier` (convert/board.py)."""
     (detail,) = interpreter.get_input_details()
-    if np.dtype(detail["dtype"]) != np.uint8 or Quantization.of(detail) not in ((1.0, 0), (0.0, 0)):
-        raise EdgeError(f"the int8 model's input is {np.dtype(detail['dtype']).name} {detail['quantization']}; "
-                        "the contract is uint8 pixels with scale 1 and zero point 0")
-    interpreter.set_tensor(detail["index"], np.asarray(image, dtype=np.uint8)[None, :, :, None])
+    interpreter.set_tensor(detail["index"], model_input(detail, image))
     interpreter.invoke()
     return [Quantization.of(d).dequantize(interpreter.get_tensor(d["index"])) for d in interpreter.get_output_details()]
 
@@ -250,6 +259,7 @@ class ModelFacts:
 
 
 def model_facts(content: bytes, positions: dict[str, int]) -> ModelFacts:
+    """Read from the model itself; int16 input means int16 activations (`quantize`'s 16x8 mode)."""
     interpreter = make_interpreter(content)
     (input_detail,) = interpreter.get_input_details()
     shape = [int(v) for v in input_detail["shape"]]
@@ -270,7 +280,8 @@ def model_facts(content: bytes, positions: dict[str, int]) -> ModelFacts:
         "input": quant(input_detail),
         "outputs": {name: quant(details[position]) for name, position in positions.items()},
         "weights": "int8, per-channel for convolutions (TFLite default)",
-        "activations": "int8, per-tensor, calibrated on the representative dataset",
+        "activations": ("int16" if input_detail["dtype"] == np.int16 else "int8")
+        + ", per-tensor, calibrated on the representative dataset",
     }
     return ModelFacts(shape[1], np.dtype(input_detail["dtype"]).name, quantization)
 

@@ -1,4 +1,4 @@
-"""On-device mammogram triage: decode a scan, prepare it, run the int8 model, explain the answer.
+"""On-device mammogram triage: decode a scan, prepare it, run the quantized model, explain the answer.
 
 Needs only numpy, pillow and a TFLite runtime; never imports TensorFlow, `train` or `convert`.
 """

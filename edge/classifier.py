@@ -344,12 +344,13 @@ def _quiet_native_stderr() -> Iterator[None]:
 def _input_table(quant: Quantization, dtype: np.dtype, where: Path) -> np.ndarray | None:
     """A 256-entry table grey level -> input value, or None when the grey level goes in as it is.
 
-    Built once per model, so quantizing a scan is one table look-up.
+    Built once per model, so quantizing a scan is one table look-up. uint8 and int8 inputs are
+    int8 models'; int16 is a 16x8 model's (int16 activations, `convert.quantize.ACTIVATIONS`).
     """
     if dtype == np.uint8 and quant in ((1.0, 0), (0.0, 0)):
         return None
-    if dtype not in (np.uint8, np.int8):
-        raise EdgeError(f"{where}: model input type {dtype.name} is not uint8 or int8")
+    if dtype not in (np.uint8, np.int8, np.int16):
+        raise EdgeError(f"{where}: model input type {dtype.name} is not uint8, int8 or int16")
     info = np.iinfo(dtype)
     if quant.scale == 0.0:
         quant = Quantization(1.0, 0 if dtype == np.uint8 else -128)
@@ -361,3 +362,13 @@ def _input_table(quant: Quantization, dtype: np.dtype, where: Path) -> np.ndarra
         )
     grey = np.arange(256, dtype=np.float64)
     return np.clip(np.rint(grey / quant.scale + quant.zero_point), info.min, info.max).astype(dtype)
+
+
+def model_input(detail: dict, image: np.ndarray, where: Path = Path("model")) -> np.ndarray:
+    """A prepared uint8 (S, S) image as the input tensor `detail` (an interpreter's input detail) takes it.
+
+    For loops outside a `Classifier` (training's board features, the converter, studies); a
+    `Classifier` keeps its table instead of building it per scan."""
+    table = _input_table(Quantization.of(detail), np.dtype(detail["dtype"]), where)
+    image = np.asarray(image, dtype=np.uint8)
+    return (image if table is None else table[image])[None, :, :, None]

@@ -16,7 +16,7 @@ from edge.runtime import KERNELS
 
 PACKAGE = "edge.device_configs"
 RUNTIMES = ("auto", "ai_edge_litert", "tflite_runtime")
-INPUT_DTYPES = ("uint8", "int8", "any")
+INPUT_DTYPES = ("uint8", "int8", "int16", "any")
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class DeviceConfig:
     threads: int = 2  # interpreter CPU threads
     delegate: str = ""  # delegate library to load ('libedgetpu.so.1' for a Coral Edge TPU), '' for none
     model: str = "model.tflite"  # the model variant in the model folder (model_edgetpu.tflite for Coral)
-    input_dtype: str = "any"  # the model input type this board needs: uint8, int8 or any
+    input_dtype: str = "any"  # the model input type this board needs: uint8, int8, int16 or any
     kernels: str = "builtin"  # edge.runtime.KERNELS: builtin (no XNNPACK; the desktop), reference (the Pis)
     board: str = ""  # how this board's model name starts (/proc/device-tree/model): "Raspberry Pi 4"; '' for any machine
 

@@ -17,7 +17,9 @@ probability). So the runner asks every runtime for the kernels the board's confi
   (emulated), so a Pi's answer is a desktop's with these kernels; the two runtimes' reference
   FULLY_CONNECTED differ (class probabilities of 4 of 258 scans).
 - `default`: the runtime's own choice (fastest; no two agree).
-A delegate named by the board (the Edge TPU) is loaded in every case.
+A delegate named by the board (the Edge TPU) is loaded in every case. All of this is about int8
+activations: a 16x8 model's int16 ops (the shipped model) run TFLite's reference code under every
+choice, one thread, and gave the same outputs in all three and in both runtimes on x86.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def main(data: str) -> None:
     images = [reader.scale_images(dataset.images, f) for f in config.factors]
     tuned = distil.distil([x[seen] for x in images], [t[seen] for t in teacher], config.distil_epochs, config.seed)
     for name, weights in (("ImageNet weights", None), (f"distilled ({config.distil_epochs} epochs, folds 1-4)", tuned)):
-        board = trunk.int8_features(dataset.images[unseen], config.factors, None, weights)
+        board = trunk.quantized_features(dataset.images[unseen], config.factors, None, weights, "int8")
         drift = [distil.drift(b, t[unseen]) for b, t in zip(board, teacher)]
         print(f"{name:36s} int8 drift on fold 0: " + ", ".join(
             f"{config.size // f} px {d:.3f}" for f, d in zip(config.factors, drift)), flush=True)

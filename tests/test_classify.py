@@ -293,6 +293,10 @@ def test_input_quantization_table():
     assert table.dtype == np.int8 and table[0] == -128 and table[255] == 127
     table = _input_table(Quantization(2.0, -128), np.dtype(np.int8), Path("m"))
     assert table[200] == -28
+    table = _input_table(Quantization(255 / 32767, 0), np.dtype(np.int16), Path("m"))  # a 16x8 model's input
+    assert table.dtype == np.int16 and table[0] == 0 and table[255] == 32767 and len(set(table.tolist())) == 256
+    with pytest.raises(EdgeError, match="float32 is not uint8, int8 or int16"):
+        _input_table(Quantization(1.0, 0), np.dtype(np.float32), Path("m"))
     with pytest.raises(EdgeError, match="0..255"):
         _input_table(Quantization(1 / 255, 0), np.dtype(np.uint8), Path("m"))
 

@@ -154,3 +154,41 @@ def test_the_gate_runs_the_board_classifier_on_both_sides(tiny_model_dir, record
     assert floats.probabilities != on_the_grid.probabilities  # the float side really is unquantized
     with pytest.raises(EdgeError, match="sha256"):
         Classifier.from_bytes(content + b"x", manifest)
+
+
+def test_int16_activations_compute_what_the_float_model_computes(records):
+    """TFLite's 16x8 mode (int8 weights, int16 activations, int16 input): on real scans the outputs
+    stay far closer to the float model's than full int8's do, and the board's Classifier takes the
+    int16 input through its table from the same prepared pixels."""
+    from convert.quantize import build_manifest, interpreter_outputs, output_positions, prepared_images, quantize, run_keras
+    from edge.classifier import Classifier
+    from tiny_support import tiny_model
+
+    model = tiny_model()
+    images = prepared_images(records[:8], 64)
+    errors = {}
+    for activations in ("int8", "int16"):
+        content = quantize(model, images, activations)
+        interpreter = make_interpreter(content)
+        assert interpreter.get_input_details()[0]["dtype"] == (np.int16 if activations == "int16" else np.uint8)
+        positions = output_positions(model, content, images[:4])
+        order = [positions[name] for name in OUTPUT_NAMES]
+        errors[activations] = max(
+            float(np.abs(np.asarray(interpreter_outputs(interpreter, image)[p]).reshape(-1) - f.reshape(-1)).max())
+            for image in images for p, f in zip(order, run_keras(model, image)))
+    assert errors["int16"] < errors["int8"] / 20, errors
+
+    manifest = build_manifest(content, outputs=positions, triage_threshold=0.5, target_sensitivity=0.9)
+    assert manifest.input_dtype == "int16" and manifest.info["quantization"]["activations"].startswith("int16")
+    classifier = Classifier.from_bytes(content, manifest)
+    got = classifier.classify(records[0].pixels())
+    float_heat = run_keras(model, images[0])[3].reshape(got.heatmap.shape)
+    assert np.abs(got.heatmap - float_heat).max() < errors["int8"] / 20
+
+
+def test_unknown_activations_are_refused(records):
+    from convert.quantize import prepared_images, quantize
+    from tiny_support import tiny_model
+
+    with pytest.raises(EdgeError, match="activations must be one of int16, int8"):
+        quantize(tiny_model(), prepared_images(records[:2], 64), "int4")

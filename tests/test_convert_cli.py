@@ -58,6 +58,7 @@ def test_converts_writes_model_manifest_and_report(trained, small_mias, tmp_path
     assert manifest.info["metrics"] == {"auc_abnormal": 0.5} and manifest.info["data"] == {"split": "test subset"}
     assert manifest.info["calibration"]["images"] == 20 and manifest.info["calibration"]["real_scans"] == 12
     assert manifest.info["versions"]["converter"].startswith("tensorflow")
+    assert manifest.input_dtype == "int16"  # training.json names no activations: the CPU default, 16x8
     document = json.loads((report / "fidelity.json").read_text())
     figures = document["fidelity"]
     assert figures["scans"] == 12 and document["fidelity"]["passed"]
@@ -74,7 +75,7 @@ def test_fidelity_failure_exits_1_and_leaves_the_old_model(trained, small_mias, 
     (out / "model.tflite").write_bytes(b"the good old model")
     # No int8 model can drift by less than nothing: force the failure with an impossible bound.
     result = invoke(trained / "final.keras", "--data", small_mias, "--out", out, "--max-auc-drop", "0",
-                    "--min-agreement", "1", "--calibration", "12")
+                    "--min-agreement", "1", "--calibration", "12", "--activations", "int8")
     figures = json.loads((out / "fidelity.json").read_text())["fidelity"]
     if figures["top1_agreement"] == 1 and (figures["auc_drop"] or 0) <= 0:
         pytest.skip("this tiny model happens to survive int8 exactly")
@@ -95,10 +96,22 @@ def test_setup_errors_exit_2(trained, small_mias, tmp_path):
     assert "Traceback" not in result.stdout
 
 
+def test_edgetpu_needs_int8_activations(trained, small_mias, tmp_path):
+    """The Edge TPU has no int16 activations: --edgetpu without --activations int8 (training.json says int16 here)
+    stops before converting, with the fix named."""
+    out = tmp_path / "out"
+    result = invoke(trained / "final.keras", "--data", small_mias, "--out", out, "--edgetpu")
+    assert result.returncode == 2, result.stdout
+    assert "--edgetpu needs an int8 model" in result.stdout and "--activations int8" in result.stdout
+    assert "Traceback" not in result.stdout and not out.exists()
+    result = invoke(trained / "final.keras", "--data", small_mias, "--out", out, "--activations", "int4")
+    assert result.returncode == 2 and "--activations must be int16 or int8" in result.stdout
+
+
 def test_edgetpu_without_compiler_says_how_and_pretends_nothing(trained, small_mias, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     out = tmp_path / "out"
-    result = invoke(trained / "final.keras", "--data", small_mias, "--out", out, "--edgetpu",
+    result = invoke(trained / "final.keras", "--data", small_mias, "--out", out, "--edgetpu", "--activations", "int8",
                     "--min-agreement", "0", "--max-auc-drop", "1", "--calibration", "12")
     assert result.returncode == 2, result.stdout
     assert "apt-get install edgetpu-compiler" in result.stdout and "coral-edgetpu-stable" in result.stdout
@@ -120,7 +133,7 @@ def test_edgetpu_with_a_compiler_on_path(trained, small_mias, tmp_path, monkeypa
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     out = tmp_path / "out"
-    result = invoke(trained / "final.keras", "--data", small_mias, "--out", out, "--edgetpu",
+    result = invoke(trained / "final.keras", "--data", small_mias, "--out", out, "--edgetpu", "--activations", "int8",
                     "--min-agreement", "0", "--max-auc-drop", "1", "--calibration", "12")
     assert result.returncode == 0, result.stdout
     manifest = load_manifest(out / "model_edgetpu.json")

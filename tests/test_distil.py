@@ -49,8 +49,8 @@ def test_distillation_brings_the_int8_trunk_closer_to_the_float_imagenet_trunk(s
     from train import distil, trunk
 
     dataset, _, teacher = scans
-    before = trunk.int8_features(dataset.images, (1, 2), tmp_path)
-    after = trunk.int8_features(dataset.images, (1, 2), tmp_path, tuned)
+    before = trunk.quantized_features(dataset.images, (1, 2), tmp_path, activations="int8")
+    after = trunk.quantized_features(dataset.images, (1, 2), tmp_path, tuned, "int8")
     assert len(list(tmp_path.glob("int8-*.npy"))) == 4  # one file per scale and weights: no stale reuse
     for b, a, t in zip(before, after, teacher):
         assert distil.drift(a, t) < 0.8 * distil.drift(b, t), (distil.drift(a, t), distil.drift(b, t))

@@ -1,4 +1,4 @@
-"""The heads beside the int8 trunk (edge.heads): the board computes what was cross-validated."""
+"""The heads beside the quantized trunk (edge.heads): the board computes what was cross-validated."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from edge.errors import EdgeError
 
 @pytest.fixture(scope="module")
 def small(records):
-    """24 real scans at 64 px, heads fitted on the int8 trunk's features of the first 18 (as edge-train fits them)."""
+    """24 real scans at 64 px, heads fitted on the 16x8 trunk's features of the first 18 (as edge-train fits them)."""
     from train import reader, trunk
     from train.data import load_dataset
 
     dataset = load_dataset(records[:24], 64)
-    features = trunk.int8_features(dataset.images, (1, 2))
+    features = trunk.quantized_features(dataset.images, (1, 2))
     heads = reader.fit_heads(features, dataset, np.arange(18), reader.Options(context=3))
     return dataset, features, heads
 
@@ -31,7 +31,7 @@ def model_dir(small, tmp_path_factory):
 
     dataset, features, heads = small
     network = reader.build_network(64, (1, 2))
-    content = quantize.embed_heads(quantize.quantize(network, quantize.representative_images(dataset.images)), heads.to_json())
+    content = quantize.embed_heads(quantize.quantize(network, quantize.representative_images(dataset.images), "int16"), heads.to_json())
     names = reader.output_names(2)
     ev = reader.evidence(reader.outputs(features, heads))
     reading = reader.fit_reading(ev, reader.partners(dataset), dataset.abnormal.astype(int), np.arange(18))
@@ -74,8 +74,8 @@ def test_a_network_with_its_heads_inside_splits_into_the_same_function(small):
     assert np.allclose(out.malignant, malignant[:, 0], atol=1e-5) and np.allclose(out.abnormal, abnormal[:, 0], atol=1e-5)
 
 
-def test_the_board_computes_the_cross_validated_heads_on_the_int8_features(small, model_dir):
-    """Classifier (builtin kernels, as the boards run) == edge.heads on train.trunk.int8_features, scan by scan."""
+def test_the_board_computes_the_cross_validated_heads_on_the_quantized_features(small, model_dir):
+    """Classifier (builtin kernels, as the desktop runs) == edge.heads on train.trunk.quantized_features, scan by scan."""
     from edge.classifier import Classifier
     from train import reader
 

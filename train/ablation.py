@@ -30,7 +30,7 @@ class Row:
     size: int = 512
     factors: tuple[int, ...] = (1, 2)
     options: reader.Options = field(default_factory=reader.Options)
-    int8: bool = False  # heads fitted and read on the int8 trunk's features
+    features: str = "float"  # what the heads are fitted and read on (`train.cv.Config.features`): "float", "int8", "int16"
     distil_epochs: int = 0  # the trunk distilled for int8 first (`train.distil`)
 
 
@@ -39,16 +39,17 @@ PLAIN = replace(LINEAR, kind_search=False)  # the kind head as shipped before: b
 FROZEN = replace(PLAIN, context=0, focus=2.0)  # the reader shipped before the distilled trunk
 FROZEN_INT8 = "frozen trunk 512 + 256, int8 (shipped before: focused malignancy pooling)"
 LINEAR_BEFORE = "distilled trunk, int8, 3x3, linear cell head (shipped before: 97ab464667fc)"
-BEFORE = "distilled trunk, int8, 3x3, one cell-head network of 64 hidden units (shipped before: 22bea4b2abfb)"
-"""The paired column's reference: the model shipped before the cell head was the mean of several networks."""
+ONE_NETWORK = "distilled trunk, int8, 3x3, one cell-head network of 64 hidden units (shipped before: 22bea4b2abfb)"
+BEFORE = "distilled trunk, int8, 3x3, the mean of 5 cell-head networks (shipped before: c34699ab2231)"
+"""The paired column's reference: the model shipped before the trunk's activations were int16."""
 ONE = reader.Options(cell_seeds=1)  # one cell-head network, as shipped before
 FLOAT = "frozen trunk 512 + 256, cell head with its 3x3 neighbourhood"
 """The reader with a linear cell head on the float frozen trunk's features: what a lossless int8 trunk would give it."""
 D = distil.EPOCHS
 KIND_BEFORE = "distilled trunk, int8, 3x3, kind head on both poolings at C 0.05 (shipped before: 128b0a532096, 5b14ed33bdce)"
-SHIPPED = ("trunk 512 + 256 distilled for int8, cell head with its 3x3 neighbourhood, the mean of 5 networks of 64 hidden "
-           "units (L2 10) from different random starts, beside "
-           "the other breast, int8, kind head's pooling and strength chosen inside the training folds (shipped)")
+SHIPPED = ("trunk 512 + 256 distilled, int16 activations, cell head with its 3x3 neighbourhood, the mean of 5 networks "
+           "of 64 hidden units (L2 10) from different random starts, beside the other breast, kind head's pooling and "
+           "strength chosen inside the training folds (shipped)")
 ROWS = (
     Row("frozen trunk 256, scan alone", 256, (1,), replace(FROZEN, paired=False)),
     Row("frozen trunk 256, beside the other breast", 256, (1,), FROZEN),
@@ -58,22 +59,23 @@ ROWS = (
     Row("frozen trunk 512 + 256 + hard negatives (10 per normal breast, weight 3)", 512, (1, 2), replace(FROZEN, hard_negatives=10)),
     Row("frozen trunk 512 + 256 + 128, beside the other breast", 512, (1, 2, 4), FROZEN),
     Row(FLOAT, 512, (1, 2), replace(FROZEN, focus=0.0, context=3)),
-    Row(FROZEN_INT8, 512, (1, 2), FROZEN, int8=True),
-    Row("frozen trunk 512 + 256, int8, cell head with its 3x3 neighbourhood", 512, (1, 2), replace(FROZEN, focus=0.0, context=3), int8=True),
-    Row("distilled trunk, int8, the cell alone (no neighbourhood)", 512, (1, 2), replace(PLAIN, context=0), True, D),
-    Row("distilled trunk, int8, cell head with its 5x5 neighbourhood", 512, (1, 2), replace(PLAIN, context=5), True, D),
-    Row("distilled trunk, int8, 3x3, with the focused malignancy pooling (sharpness 2)", 512, (1, 2), replace(PLAIN, focus=2.0), True, D),
-    Row("distilled trunk, int8, 3x3, scan alone", 512, (1, 2), replace(PLAIN, paired=False), True, D),
-    Row(KIND_BEFORE, 512, (1, 2), PLAIN, True, D),
-    Row(LINEAR_BEFORE, 512, (1, 2), LINEAR, True, D),
+    Row(FROZEN_INT8, 512, (1, 2), FROZEN, features="int8"),
+    Row("frozen trunk 512 + 256, int8, cell head with its 3x3 neighbourhood", 512, (1, 2), replace(FROZEN, focus=0.0, context=3), features="int8"),
+    Row("distilled trunk, int8, the cell alone (no neighbourhood)", 512, (1, 2), replace(PLAIN, context=0), "int8", D),
+    Row("distilled trunk, int8, cell head with its 5x5 neighbourhood", 512, (1, 2), replace(PLAIN, context=5), "int8", D),
+    Row("distilled trunk, int8, 3x3, with the focused malignancy pooling (sharpness 2)", 512, (1, 2), replace(PLAIN, focus=2.0), "int8", D),
+    Row("distilled trunk, int8, 3x3, scan alone", 512, (1, 2), replace(PLAIN, paired=False), "int8", D),
+    Row(KIND_BEFORE, 512, (1, 2), PLAIN, "int8", D),
+    Row(LINEAR_BEFORE, 512, (1, 2), LINEAR, "int8", D),
     Row("distilled trunk, int8, 3x3, cell head with 16 hidden units (L2 3)", 512, (1, 2),
-        replace(ONE, cell_hidden=16, cell_alpha=3.0), True, D),
+        replace(ONE, cell_hidden=16, cell_alpha=3.0), "int8", D),
     Row("frozen trunk 1024 + 512 + 256, cell head with its 3x3 neighbourhood", 1024, (1, 2, 4), replace(FROZEN, focus=0.0, context=3)),
     Row("frozen trunk 1024 + 512, cell head with its 3x3 neighbourhood", 1024, (1, 2), replace(FROZEN, focus=0.0, context=3)),
     Row("distilled trunk, int8, 3x3, 64 hidden units, the kind head also learning from the float network's features",
-        512, (1, 2), replace(ONE, kind_twins=True), True, D),
-    Row(BEFORE, 512, (1, 2), ONE, True, D),
-    Row(SHIPPED, 512, (1, 2), reader.Options(), True, D),
+        512, (1, 2), replace(ONE, kind_twins=True), "int8", D),
+    Row(ONE_NETWORK, 512, (1, 2), ONE, "int8", D),
+    Row(BEFORE, 512, (1, 2), reader.Options(), "int8", D),
+    Row(SHIPPED, 512, (1, 2), reader.Options(), "int16", D),
 )
 KEYS = ("auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1", "specificity_at_threshold")
 
@@ -91,7 +93,7 @@ def run_rows(data_dir: Path, out: Path, cache: Path, rows=ROWS, log=print) -> di
         if row.size not in datasets:
             datasets[row.size] = load_dataset(records, row.size)
         dataset = datasets[row.size]
-        config = Config(size=row.size, factors=row.factors, int8=row.int8, distil_epochs=row.distil_epochs)
+        config = Config(size=row.size, factors=row.factors, features=row.features, distil_epochs=row.distil_epochs)
         features = trunk_features(dataset, config, cache, log=lambda *_: None)
         table, heatmaps = evaluate(dataset, features.board, folds, row.options, twins=features.twins)
         folder = out / _slug(row.name)
@@ -182,7 +184,7 @@ def markdown(rows: dict, seconds: float) -> str:
         "does. On a fold it never saw, the int8 features then move by 17% of their spread per channel instead of "
         "46% at 512 pixels, 14% instead of 38% at 256 (`python studies/distil_probe.py ../shared/mias`).",
         "- Rows without 'int8' fit and read the heads on the float features: what a lossless int8 trunk would "
-        "reach. The int8 rows fit and read them on the int8 trunk's features (`train.trunk.int8_features`), what "
+        "reach. The int8 rows fit and read them on the int8 trunk's features (`train.trunk.quantized_features`), what "
         "the board computes.",
         "- Also compared on these folds, in probes before these rows: the cell head's regularisation (C 0.01 "
         "against 0.1) and the trunk's tap (block 11 against 7, 9 and 13). On the frozen trunk's int8 features the "

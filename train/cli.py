@@ -40,6 +40,7 @@ def train(
     alone: Annotated[bool, typer.Option("--alone", help="Read every scan alone (no comparison with the other breast).")] = False,
     hard_negatives: Annotated[int, typer.Option(help="Refit the cell head with each normal breast's N hottest cells added (0: off).")] = 0,
     distil_epochs: Annotated[int, typer.Option(help="Epochs of quantization-aware distillation of the trunk, so that its int8 version keeps the float features (0: ImageNet's weights as they are).")] = DISTIL_EPOCHS,
+    activations: Annotated[str, typer.Option(metavar="int16|int8", help="The board trunk's activations, whose features the heads are fitted on: int16 (int8 weights, TFLite's 16x8 mode: the float network's answers, on a CPU) or int8 (what an Edge TPU runs). edge-convert takes this choice from training.json.")] = "int16",
     context: Annotated[int, typer.Option(metavar="K", help="The cell head also reads the mean features of each cell's K x K neighbourhood (odd K of at least 3; 0: the cell alone).")] = CONTEXT,
     cell_hidden: Annotated[int, typer.Option(metavar="UNITS", help="Hidden ReLU units of the cell head, a small network fitted on the cells (0: a logistic regression).")] = CELL_HIDDEN,
     cell_seeds: Annotated[int, typer.Option(metavar="N", help="Cell-head networks fitted from different random starts, their logits averaged (1: one network).")] = CELL_SEEDS,
@@ -98,12 +99,15 @@ def train(
         raise fail(f"--cell-hidden must be 0 or more, got {cell_hidden}")
     if cell_seeds < 1:
         raise fail(f"--cell-seeds must be 1 or more, got {cell_seeds}")
+    if activations not in ("int16", "int8"):
+        raise fail(f"--activations must be int16 or int8, got {activations}")
     try:
         options = Options(paired=not alone, hard_negatives=hard_negatives, context=context, cell_hidden=cell_hidden,
                           cell_seeds=cell_seeds, seed=seed)
     except ValueError as error:  # the option's own check, named as the flag
         raise fail(f"--{error}") from None
-    config = Config(size=size, factors=factors, folds=folds, seed=seed, distil_epochs=distil_epochs, options=options)
+    config = Config(size=size, factors=factors, features=activations, folds=folds, seed=seed, distil_epochs=distil_epochs,
+                    options=options)
     run(data, out, config, reports=reports, cache=cache or default_cache(), limit=limit, progress=tqdm, log=tqdm.write,
         command=" ".join(["edge-train", *sys.argv[1:]]))
 

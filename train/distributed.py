@@ -16,12 +16,14 @@ thousands of scans on GPUs or several machines. What runs under the strategy:
   a finding without a location is never used at cell level), the hottest cell vs abnormal, and
   for findings the kind and the malignancy.
 Then the network is split as the default path ships it (`reader.split_model`): the trunks alone at
-batch 1 as the int8 network, the heads as `edge.heads.Heads` in its `training.json`, run in float
+batch 1 as the quantized network, the heads as `edge.heads.Heads` in its `training.json`, run in float
 beside it on the board. On the chief only, the cheap part: the reading stage and the triage
 threshold are fitted on held-out women (fold 0 of `patient_folds`), read through those same heads.
 
-Unlike the default path, the heads are fitted on the float trunk's features: the int8 model's
-features differ (see `train.trunk.int8_features`), so its fidelity gate is expected to show it.
+Unlike the default path, the heads are fitted on the float trunk's features. `edge-convert` makes
+the 16x8 model of them (int16 activations: its training.json names no other), whose features are
+the float ones to about a thousandth of their spread; an int8 model's differ (see
+`train.trunk.quantized_features`), and its fidelity gate shows it.
 """
 
 from __future__ import annotations
@@ -359,7 +361,7 @@ def run(data_dir: Path, out: Path, settings: Settings, strategy_name: str, limit
             "model": "ImageNet MobileNet v1 0.25 trunk at scales " + ", ".join(f"{settings.size // f}" for f in settings.factors)
             + (f" (last {settings.fine_tune} blocks trained)" if settings.fine_tune else " (frozen)")
             + "; lesion-cell, class and malignancy heads trained by AdamW on the float trunk's features, run in float "
-            "beside the int8 network"
+            "beside the quantized network"
             + f" under tf.distribute ({strategy_name}); two-breast reading stage",
             "settings": settings.to_json(),
             "strategy": strategy_name,

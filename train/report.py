@@ -140,8 +140,7 @@ def missed_targets(document: dict) -> list[str]:
     if not missed:
         return []
     return [
-        "Not reached: " + ", ".join(missed) + "; nor the int8 gate's default agreement bound (see *Converting for "
-        "the board*). The levers left, in the order we would try them: more women (a centre's own scans through "
+        "Not reached: " + ", ".join(missed) + ". The levers left, in the order we would try them: more women (a centre's own scans through "
         "`labels.csv`: 91 abnormal scans teach six kinds of finding poorly); a full-resolution stage for "
         "calcifications, whose clusters are one or two pixels at this input size (their heat-map peaks fall in the "
         "circle least often of all kinds, `reports/cv/images.csv`), a learnt one: hand-made small-spot measures at "
@@ -350,14 +349,17 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         "",
         f"- {record.get('model', '?')} (`train/trunk.py`, `train/reader.py`). Input "
         f"{training.get('input_size', '?')}x{training.get('input_size', '?')}x1 (uint8 grey levels of "
-        "`edge.preprocess.prepare`), batch 1. The int8 network is the trunk alone, only int8 TFLite builtins the "
-        "Edge TPU maps (convolutions, depthwise convolutions, ReLU6, average pooling); its outputs are the cell "
-        "features of each scale, and the heads run in float beside it (`edge/heads.py`, weights in the manifest), so "
-        "the board computes what was cross-validated (the cell head's hidden weights rounded to float32).",
+        "`edge.preprocess.prepare`), batch 1. The quantized network is the trunk alone, in TFLite's 16x8 mode: int8 "
+        "weights, int16 activations, integer builtins (convolutions, depthwise convolutions, ReLU6, average pooling) "
+        "that compute the float network's features to about a thousandth of their spread on any CPU. Its outputs are "
+        "the cell features of each scale, and the heads run in float beside it (`edge/heads.py`, weights in the "
+        "manifest), so the board computes what was cross-validated (the cell head's hidden weights rounded to "
+        "float32). The Edge TPU runs int8 activations only: `edge-convert --activations int8` makes that model, "
+        "which does not pass the converter's agreement gate (see the README).",
         "- The trunk is ImageNet MobileNet v1 (alpha 0.25, Apache-2.0 weights in `train/weights/`), distilled for "
         "int8 (`train/distil.py`: trained with int8-rounded weights and activations to reproduce the float ImageNet "
         "trunk's own features, from the scans' pixels only, never their labels), then frozen. Learnt on "
-        "the training folds, on its int8 cell features: a lesion-cell head (the heat-map: is this 16x16-pixel cell "
+        "the training folds, on its cell features as the board computes them: a lesion-cell head (the heat-map: is this 16x16-pixel cell "
         "inside an annotated lesion circle, from the cell's features and its 3x3 neighbourhood's mean; a small network "
         "with one hidden layer of 64 ReLU units, L2-regularised; the mean of 5 such networks fitted from different "
         "random starts, since one network's figures hang on its start), and, by regularised logistic regression, P(kind of finding | abnormal) from pooled features of the abnormal scans (whole-breast "
@@ -451,7 +453,7 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         "- Figures come from 258 images of 129 women; the confidence intervals are wide and the shipped configuration "
         "was chosen on the same cross-validation, which makes its figures slightly optimistic.",
         "",
-        "Speed and size of the int8 model on this machine and on boards: `reports/fidelity/` and `reports/bench/` "
+        "Speed and size of the quantized model on this machine and on boards: `reports/fidelity/` and `reports/bench/` "
         "(written by `edge-convert` and `edge-bench`).",
         "",
         "Regenerate: see the README section *Model and evaluation*. This card is written by "

@@ -104,14 +104,16 @@ def features(images: np.ndarray, cache: Path | None = None, batch: int = 8, tune
     return out.astype(np.float32)
 
 
-def int8_features(images: np.ndarray, factors: tuple[int, ...], cache: Path | None = None, tuned=None) -> list[np.ndarray]:
-    """The cell features a board computes: the trunk at every scale quantized to int8 (calibrated as
-    `edge-convert` calibrates, on these prepared images) and run by the TFLite interpreter.
+def quantized_features(images: np.ndarray, factors: tuple[int, ...], cache: Path | None = None, tuned=None,
+                       activations: str = "int16") -> list[np.ndarray]:
+    """The cell features a board computes: the trunk at every scale quantized (int8 weights,
+    `activations` int16 or int8; calibrated as `edge-convert` calibrates, on these prepared images)
+    and run by the TFLite interpreter.
 
-    The frozen trunk's int8 features differ from its float features by a good part of their
-    spread (PTQ errors add up over 11 depthwise blocks), so heads that are to run on a board are
-    fitted on these (dequantized), not on the float features."""
-    key = f"int8-{'x'.join(map(str, factors))}-{images.shape[1]}-{len(images)}-{cache_key(images, tuned)}"
+    With int8 activations the frozen trunk's features differ from its float features by a good
+    part of their spread (rounding errors add up over 11 depthwise blocks); with int16 ones, by a
+    thousandth. Heads that are to run on a board are fitted on these (dequantized) either way."""
+    key = f"{activations}-{'x'.join(map(str, factors))}-{images.shape[1]}-{len(images)}-{cache_key(images, tuned)}"
     paths = [Path(cache) / f"{key}-{f}.npy" for f in factors] if cache is not None else []
     if paths and all(p.is_file() for p in paths):
         return [np.load(p) for p in paths]
@@ -119,7 +121,7 @@ def int8_features(images: np.ndarray, factors: tuple[int, ...], cache: Path | No
     from keras import layers
 
     from convert.quantize import quantize, representative_images
-    from edge.classifier import Quantization
+    from edge.classifier import Quantization, model_input
     from edge.runtime import make_interpreter
 
     size = images.shape[1]
@@ -129,14 +131,14 @@ def int8_features(images: np.ndarray, factors: tuple[int, ...], cache: Path | No
         x = inputs if f == 1 else layers.AveragePooling2D(f, name=f"pool{f}")(inputs)
         scale_in, cells = build(size // f, batch_size=1, tuned=tuned)
         outputs.append(keras.Model(scale_in, cells, name=f"trunk{f}")(x))
-    content = quantize(keras.Model(inputs, outputs), representative_images(images))
+    content = quantize(keras.Model(inputs, outputs), representative_images(images), activations)
     interpreter = make_interpreter(content, threads=2, kernels="builtin")
     detail = interpreter.get_input_details()[0]
     by_shape = {tuple(d["shape"][1:3]): d for d in interpreter.get_output_details()}
     wanted = [by_shape[(size // STRIDE // f, size // STRIDE // f)] for f in factors]
     out = [np.zeros((len(images), *d["shape"][1:]), np.float32) for d in wanted]
     for i, image in enumerate(images):
-        interpreter.set_tensor(detail["index"], image[None, :, :, None].astype(np.uint8))
+        interpreter.set_tensor(detail["index"], model_input(detail, image))
         interpreter.invoke()
         for k, d in enumerate(wanted):
             out[k][i] = Quantization.of(d).dequantize(interpreter.get_tensor(d["index"]))[0]

@@ -1,15 +1,15 @@
-"""The shipped int8 model against the computation that was cross-validated: its heads on the int8 trunk's features.
+"""The shipped model against the computation that was cross-validated: its heads on the quantized trunk's features.
 
-    python scripts/int8_reader_check.py ../shared/mias [MODEL.tflite]   # default: the shipped model
+    python scripts/reader_check.py ../shared/mias [MODEL.tflite]   # default: the shipped model
 
-`edge-convert`'s gate compares the int8 model with the float Keras network; for a model whose
-heads were fitted on the int8 trunk's features (`train.cv.board_features`) the reference that
+`edge-convert`'s gate compares the quantized model with the float Keras network; for a model whose
+heads were fitted on the quantized trunk's features (`train.cv.board_features`) the reference that
 matters is those heads on those features. This refits the shipped heads exactly as `edge-train`
 did (deterministic), reads every development scan alone through the board's `Classifier`
 (builtin kernels, as the desktop and Coral configs run it) and through the heads, and prints how
-often the label agrees and how far P(abnormal) moves; first, how far int8 moves the trunk's
-features from the float network's. With the heads beside the int8 trunk (`edge.heads`) the two
-agree exactly; with heads inside the int8 graph they did not.
+often the label agrees and how far P(abnormal) moves; first, how far quantization moves the trunk's
+features from the float network's. With the heads beside the quantized trunk (`edge.heads`) the two
+agree exactly; with heads inside an int8 graph they did not.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main(data: str, model: str | None = None) -> None:
     features = trunk.board
     imagenet = scale_features(dataset, config.factors, default_cache(), log=lambda *_: None)
     for f, board, exact, teacher in zip(config.factors, features, trunk.float, imagenet):
-        print(f"scale 1/{f}: int8 trunk features move by a median {distil.drift(board, exact):.0%} of their spread per "
+        print(f"scale 1/{f}: the board trunk's features move by a median {distil.drift(board, exact):.0%} of their spread per "
               f"channel from the float network's, {distil.drift(board, teacher):.0%} from the float ImageNet trunk's")
     folds = patient_folds(records, k=config.folds, seed=config.seed)
     heads, _, _ = reader.final_reading(features, dataset, folds, config.options, trunk.twins)
