@@ -9,7 +9,7 @@ The steps are also callable one by one (`prepare`, `set_input` + `invoke`, `read
 `postprocess`), so `edge-bench` can time the bare invoke against the whole path.
 
 Model contract (what `edge-convert` writes; positions come from `manifest.outputs`):
-- input (1, S, S, 1), uint8 or int8, S = manifest.input_size; its real (dequantized) value
+- input (1, S, S, 1), uint8 or int8 (int8 activations) or int16 (16x8, the shipped model), S = manifest.input_size; its real (dequantized) value
   is the grey level 0..255 of `edge.preprocess.prepare`'s image;
 - with `manifest.heads` (the shipped model): the cell features of each scale, `cells0` (1, g, g, C)
   on the finest grid, `cells1`, ..., which `edge.heads` turns into the four values below in float;

@@ -103,8 +103,8 @@ def load_manifest(path: str | Path) -> Manifest:
     expected = expected_outputs(manifest.heads)
     if set(manifest.outputs) != set(expected):
         problems.append(f"outputs must be {', '.join(expected)}")
-    if manifest.input_dtype not in ("uint8", "int8"):
-        problems.append(f"input_dtype {manifest.input_dtype!r} is not uint8 or int8")
+    if manifest.input_dtype not in ("uint8", "int8", "int16"):
+        problems.append(f"input_dtype {manifest.input_dtype!r} is not uint8, int8 or int16")
     if not 0.0 <= manifest.triage_threshold <= 1.0:
         problems.append("triage_threshold is outside 0..1")
     if len(manifest.sha256) != 64:
