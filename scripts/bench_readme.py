@@ -56,6 +56,17 @@ def kernel_factor(device: str, shipped_sha256: str) -> tuple[float, str]:
     return factor, f" x {factor:.1f} for {kernels} kernels over builtin, one thread (`{KERNEL_COST}`)"
 
 
+def load_device_dtype(device: str) -> str:
+    from edge.device import load_device
+
+    return load_device(device).input_dtype
+
+
+def runs_on(device: str, model: dict) -> bool:
+    """Whether the board's config takes the model's input type (an Edge TPU takes uint8 only)."""
+    return load_device_dtype(device) in ("any", model["inputs"][0]["dtype"])
+
+
 def find(record: dict, word: str) -> dict | None:
     return next((c for c in record["compare"] if word in Path(c["model"]["path"]).name.lower()), None)
 
@@ -153,6 +164,11 @@ def boards_block(x86: dict, x86_source: str, records: list[tuple[str, dict]], sh
     if mobilenet and estimated:
         ours_over = 1.0 / mobilenet["ratio"]
         for device, (board, low, high) in estimated:
+            if not runs_on(device, x86["model"]):
+                lines.append(f"| {board} | **no estimate** | | | | | | | the shipped model takes {_input(x86['model'])}; "
+                             f"this board's config needs {load_device_dtype(device)} input (an int8 model: "
+                             "`edge-convert --activations int8 --edgetpu`) |")
+                continue
             factor, why = kernel_factor(device, shipped_sha256)
             low_ms, high_ms = low * ours_over * factor, high * ours_over * factor
             published = f"{low:g} ms" if low == high else f"{low:g}-{high:g} ms"
@@ -165,7 +181,7 @@ def boards_block(x86: dict, x86_source: str, records: list[tuple[str, dict]], sh
             "",
             f"Median times. An estimate row is the published MobileNetV2 int8 time x the ratio of the two invokes measured "
             f"in one loop on the development machine, and stays until a record of that board (`--device "
-            f"{' / '.join(device for device, _ in estimated)}`) replaces it. The Coral estimate assumes the whole model "
+            f"{' / '.join(device for device, _ in estimated)}`) replaces it. A Coral estimate assumes the whole model "
             "compiles to the Edge TPU and that both models scale alike there, which a CPU ratio cannot show: take it as "
             "an order of magnitude. Where a board's config asks for the reference kernels (the Pis, for answers "
             "identical to the desktop's: reports/boards/README.md), their measured cost on one thread multiplies the "

@@ -35,8 +35,8 @@ def main(data: str, model: str | None = None) -> None:
     features = trunk.board
     imagenet = scale_features(dataset, config.factors, default_cache(), log=lambda *_: None)
     for f, board, exact, teacher in zip(config.factors, features, trunk.float, imagenet):
-        print(f"scale 1/{f}: the board trunk's features move by a median {distil.drift(board, exact):.0%} of their spread per "
-              f"channel from the float network's, {distil.drift(board, teacher):.0%} from the float ImageNet trunk's")
+        print(f"scale 1/{f}: the board trunk's features move by a median {distil.drift(board, exact):.1%} of their spread per "
+              f"channel from the float network's, {distil.drift(board, teacher):.1%} from the float ImageNet trunk's")
     folds = patient_folds(records, k=config.folds, seed=config.seed)
     heads, _, _ = reader.final_reading(features, dataset, folds, config.options, trunk.twins)
     expected = reader.outputs(features, heads)

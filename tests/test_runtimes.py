@@ -113,7 +113,7 @@ def test_litert_and_tflite_runtime_2_14_agree_within_one_step(model_under_test, 
     assert runtime_version("ai_edge_litert").startswith("ai-edge-litert 2.")
 
     steps = {kind: _largest_difference(litert[kind], other[kind]) for kind in ("builtin", "default")}
-    print(f"{model_under_test}: ai-edge-litert vs tflite-runtime 2.14, largest difference in uint8 steps: "
+    print(f"{model_under_test}: ai-edge-litert vs tflite-runtime 2.14, largest difference in quantization steps: "
           f"same builtin kernels {steps['builtin']}, each runtime's defaults {steps['default']}")
     assert steps["builtin"] <= 1, f"same kernels, outputs differ by {steps['builtin']} quantization steps"
     # Each runtime's default kernels round differently; the runner never uses them (device configs ask for the
@@ -124,8 +124,8 @@ def test_litert_and_tflite_runtime_2_14_agree_within_one_step(model_under_test, 
 
 
 def _run(classifier, images) -> list[list[np.ndarray]]:
-    """The raw (uint8) outputs of every image, in contract order, as the board's Classifier reads them."""
-    assert classifier.input_dtype == np.uint8  # prepared pixels go in as they are
+    """The raw (integer) outputs of every image, in contract order, as the board's Classifier reads them."""
+    assert classifier.input_dtype in (np.uint8, np.int16)  # an int8 model's input, or a 16x8 model's
     return [[np.asarray(v).copy() for v in classifier.run(image)] for image in images]
 
 
