@@ -39,6 +39,7 @@ class DeviceConfig:
             raise EdgeError(
                 f"{model_path}: the model takes {dtype} input but device '{self.name}' needs "
                 f"{self.input_dtype}; convert a {self.input_dtype} model for this board"
+                + (" (edge-convert --activations int8 --edgetpu)" if self.input_dtype == "uint8" else "")
             )
 
 

@@ -82,8 +82,20 @@ def test_config_file_on_the_command_line(model_file, mias_dir, tmp_path):
     assert json_lines(result.stdout)[0]["label"]
 
 
-def test_coral_without_its_library_is_a_clear_setup_error(model_file, mias_dir):
-    result = run_classify(mias_dir / "mdb005.png", "--device", "coral-usb", "--model", model_file, "--json")
+def test_the_16x8_model_on_a_coral_is_refused_with_the_fix_named(mias_dir):
+    """The shipped model has int16 activations, which an Edge TPU cannot run: one line says which model to make."""
+    if not SHIPPED.is_file():
+        pytest.skip("no shipped model")
+    result = run_classify(mias_dir / "mdb005.png", "--device", "coral-usb", "--model", SHIPPED, "--json")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "takes int16 input but device 'coral-usb' needs uint8" in result.stderr
+    assert "edge-convert --activations int8 --edgetpu" in result.stderr
+    no_traceback(result)
+
+
+def test_coral_without_its_library_is_a_clear_setup_error(tiny_model_dir, mias_dir):
+    """An int8 model (uint8 input, as an Edge TPU takes) on a machine without the Edge TPU library."""
+    result = run_classify(mias_dir / "mdb005.png", "--device", "coral-usb", "--model", tiny_model_dir / "model.tflite", "--json")
     assert result.returncode == 2
     assert "libedgetpu.so.1" in result.stderr and "install libedgetpu1-std" in result.stderr
     assert result.stderr.count("\n") == 1, result.stderr  # one line: no 'Exception ignored' report
