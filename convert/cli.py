@@ -1,9 +1,9 @@
 """`edge-convert`: quantize a trained Keras model to an integer TFLite model (int8 weights; int16 or int8 activations) and its manifest.
 
-Also writes the fidelity report (float vs int8 on every development scan) and checks Edge TPU
+Also writes the fidelity report (float vs quantized on every development scan) and checks Edge TPU
 readiness offline; with --edgetpu it runs Coral's compiler when it is installed.
 
-Exit status: 0 done; 1 the int8 model is not faithful enough (report written, model not);
+Exit status: 0 done; 1 the quantized model is not faithful enough (report written, model not);
 2 set-up error (missing model, data or training.json; no edgetpu_compiler with --edgetpu).
 """
 
@@ -38,7 +38,7 @@ def convert(
     out: Path = typer.Option(..., "--out", help="Folder for model.tflite + model.json (e.g. edge/models)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Folder for the fidelity report (default: the --out folder)."),
     edgetpu: bool = typer.Option(False, "--edgetpu", help="Also compile for the Coral Edge TPU (needs edgetpu_compiler)."),
-    min_agreement: float = typer.Option(0.97, "--min-agreement", help="Least top-1 agreement float vs int8."),
+    min_agreement: float = typer.Option(0.97, "--min-agreement", help="Least top-1 agreement float vs quantized."),
     max_auc_drop: float = typer.Option(0.02, "--max-auc-drop", help="Largest allowed drop of the normal-vs-abnormal AUC."),
     calibration: int = typer.Option(300, "--calibration", help="Calibration images (real scans first, then augmented copies)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the calibration draw."),
@@ -46,13 +46,14 @@ def convert(
     training_json: Optional[Path] = typer.Option(None, "--training-json", help="training.json to use (default: the one beside MODEL)."),
     activations: Optional[str] = typer.Option(None, "--activations", metavar="int16|int8", help="Activation type (weights are int8 either way): int16 runs on a CPU as the float network does; int8 is what --edgetpu needs. Default: the one training.json's heads were fitted on."),
 ) -> None:
-    """Quantize MODEL to full int8, compare it with the float model on every scan, check Edge TPU readiness."""
+    """Quantize MODEL (int8 weights; int16 or int8 activations), compare it with the float model on every scan, check Edge TPU readiness."""
     from convert import pipeline
+    from convert.quantize import ACTIVATIONS
 
     if not 0.0 <= min_agreement <= 1.0 or max_auc_drop < 0:
         raise fail("--min-agreement must be in 0..1 and --max-auc-drop at least 0")
-    if activations not in (None, "int16", "int8"):
-        raise fail(f"--activations must be int16 or int8, got {activations}")
+    if activations is not None and activations not in ACTIVATIONS:
+        raise fail(f"--activations must be {' or '.join(ACTIVATIONS)}, got {activations}")
     options = pipeline.ConvertOptions(
         model=model, data=data, out=out, report=report, training_json=training_json, calibration=calibration,
         seed=seed, min_agreement=min_agreement, max_auc_drop=max_auc_drop, command=pipeline.command_line(), note=note,
@@ -65,13 +66,13 @@ def convert(
     figures = result.fidelity.figures
     print(
         f"fidelity: top-1 agreement {figures['top1_agreement']:.3f}, |dP(abnormal)| max {figures['abnormal_abs_diff_max']:.4f} "
-        f"mean {figures['abnormal_abs_diff_mean']:.4f}, AUC float {figures['auc_float']:.3f} int8 {figures['auc_int8']:.3f}"
+        f"mean {figures['abnormal_abs_diff_mean']:.4f}, AUC float {figures['auc_float']:.3f} quantized {figures['auc_int8']:.3f}"
     )
     print(result.readiness.summary())
     print(f"report: {result.report_dir / 'fidelity.md'}")
     if not result.passed:
         raise fail(
-            "int8 model not faithful enough: " + "; ".join(result.fidelity.failures)
+            "quantized model not faithful enough: " + "; ".join(result.fidelity.failures)
             + f". Nothing written to {out}; see {result.report_dir / 'fidelity.md'}",
             EXIT_SOME_FAILED,
         )

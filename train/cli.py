@@ -99,8 +99,10 @@ def train(
         raise fail(f"--cell-hidden must be 0 or more, got {cell_hidden}")
     if cell_seeds < 1:
         raise fail(f"--cell-seeds must be 1 or more, got {cell_seeds}")
-    if activations not in ("int16", "int8"):
-        raise fail(f"--activations must be int16 or int8, got {activations}")
+    from convert.quantize import ACTIVATIONS
+
+    if activations not in ACTIVATIONS:
+        raise fail(f"--activations must be {' or '.join(ACTIVATIONS)}, got {activations}")
     try:
         options = Options(paired=not alone, hard_negatives=hard_negatives, context=context, cell_hidden=cell_hidden,
                           cell_seeds=cell_seeds, seed=seed)

@@ -535,7 +535,8 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
                      if BEFORE_ROW in compared and shipped and "auc_abnormal_minus_before" in compared[shipped] else "")
                   + (f"; the reader with a linear cell head on the float frozen trunk's features, {_fmt(compared[FLOAT_ROW]['auc_abnormal'])}: "
                      "what a lossless quantized trunk would reach" if FLOAT_ROW in compared else "")
-                  + ". Chosen on these folds: the input size, the scales, reading beside the other breast, the cell "
+                  + ". Chosen on these folds: the input size, the scales, whether the trunk is distilled (kept with "
+                  "int16 activations, where the ImageNet weights as they are read worse), reading beside the other breast, the cell "
                   "head's neighbourhood (none, 3x3 or 5x5), its hidden layer (none, or 16, 32, 64 or 128 units at a few L2 "
                   "strengths) and how many such networks it averages (1, 3 or 5, each at several random starts), the focused pooling of the malignancy head (off), the kind "
                   "head's candidate poolings and strengths and, in "
