@@ -278,6 +278,11 @@ def test_edge_train_end_to_end(mias_dir, records, tmp_path):
     assert training.input_size == 64 and training.triage.target_sensitivity == 0.9
     assert 0 <= training.triage.threshold <= 1 and training.reading is not None
     assert "auc_abnormal" in training.metrics and training.record["config"]["factors"] == [1, 2]
+    # the heads were fitted on the 16x8 trunk's features, cached as such, and edge-convert will convert so
+    assert training.record["config"]["features"] == "int16" and len(list((tmp_path / "cache").glob("int16-*.npy"))) == 2
+    from convert.pipeline import ConvertOptions, chosen_activations
+
+    assert chosen_activations(ConvertOptions(out / "final" / "model.keras", mias_dir, tmp_path)) == "int16"
 
     import keras
 
@@ -315,6 +320,7 @@ def test_edge_train_end_to_end(mias_dir, records, tmp_path):
     (["--context", "4"], "--context must be 0 or an odd neighbourhood side of at least 3, got 4"),
     (["--cell-hidden", "-1"], "--cell-hidden must be 0 or more, got -1"),
     (["--cell-seeds", "0"], "--cell-seeds must be 1 or more, got 0"),
+    (["--activations", "float16"], "--activations must be int16 or int8, got float16"),
 ])
 def test_edge_train_refuses_bad_options(mias_dir, tmp_path, args, words):
     from commands import run
