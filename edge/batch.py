@@ -75,8 +75,9 @@ def run_batch(classifier, sources: Iterable[Source], options: Options) -> Tally:
     printed together, in input order within the woman; every other scan is read alone. Two
     stages overlap: while the model runs on one scan (main thread), the next is decoded and
     prepared in a worker thread (Pillow, numpy and the interpreter release the GIL), so a batch
-    costs per scan about the slower of the two stages, not their sum. Everything that touches
-    the output, the overlay folder or the results log stays in the main thread.
+    costs per scan about the slower of the two stages, not their sum; where the model's kernels use
+    one thread, two scans run at once (`_loaded_units`). Everything that touches the output, the
+    overlay folder or the results log stays in the main thread.
     """
     from edge.exams import pair
 
@@ -127,7 +128,12 @@ def _loaded_units(classifier, sources, pairings, options):
 
     A scan already answered (its results-log row) is loaded all the same when a partner of it
     still has to be read, because the partner is read beside it. Every scan is checked against
-    the log before the first is loaded (a hash per file, about 1 ms per scan here)."""
+    the log before the first is loaded (a hash per file, about 1 ms per scan here).
+
+    With a second interpreter (`Classifier.twin`: kernels that use one thread, a core to spare),
+    each worker also runs the model, two workers at a time on alternate interpreters, so a
+    woman's two scans are read at once; an interpreter is never in two threads at once, because
+    scan k + 2 starts on scan k's interpreter only after scan k is done."""
     plan = []
     for unit in _units(pairings):
         early = {i: _precheck(classifier, sources[i], pairings[i], sources, options) for i in unit}
@@ -135,20 +141,24 @@ def _loaded_units(classifier, sources, pairings, options):
         needed = set(fresh)
         needed |= {pairings[i].partner for i in fresh if pairings[i].partner is not None}
         plan.append((unit, early, [i for i in unit if i in needed and "error" not in (early[i].record or {})]))
-    jobs = iter([i for _, _, load in plan for i in load])
+    order = [i for _, _, load in plan for i in load]
+    twin = classifier.twin() if len(order) > 1 else None
+    runners = [classifier, twin] if twin is not None else [classifier]
 
-    def start():
-        i = next(jobs, None)
-        return None if i is None else (i, _Job(_load, classifier, sources[i]))
+    def start(k: int) -> _Job | None:
+        if k >= len(order):
+            return None
+        return _Job(_load, runners[k % len(runners)], sources[order[k]], twin is not None)
 
-    pending = start()
+    in_flight = [start(k) for k in range(len(runners))]  # the next scan decodes (and runs) while this one runs
+    k = 0
     for unit, early, load in plan:
         loaded = {}
-        for _ in load:
-            index, job = pending
-            pending = start()  # the next scan decodes while this one runs
-            loaded[index] = job.result()
-            if loaded[index].error is None:
+        for index in load:
+            loaded[index] = in_flight.pop(0).result()
+            in_flight.append(start(k + len(runners)))
+            k += 1
+            if loaded[index].error is None and loaded[index].evidence is None:
                 loaded[index].run(classifier)
         yield unit, early, loaded
 
@@ -172,7 +182,7 @@ class _Job:
 
 @dataclass
 class _Loaded:
-    """A scan decoded and prepared in the worker thread (or why it could not be), then its evidence."""
+    """A scan decoded and prepared in a worker thread (or why it could not be), then its evidence."""
 
     scan: np.ndarray | None = None
     prepared: Any = None
@@ -180,7 +190,7 @@ class _Loaded:
     evidence: Any = None  # edge.classifier.Evidence, once the model has run
 
     def run(self, classifier) -> None:
-        """The model on the prepared scan (main thread); a failure becomes the scan's error."""
+        """The model on the prepared scan; a failure becomes the scan's error."""
         try:
             self.evidence = classifier.evidence(classifier.run(self.prepared.image), self.prepared)
         except EdgeError as exc:
@@ -246,8 +256,8 @@ def _contralateral(classifier, sources, pairing) -> str | None:
     return _partner_name(sources, pairing) if classifier.reading is not None else None
 
 
-def _load(classifier, source: Source) -> _Loaded:
-    """Decode and prepare (worker thread); never raises."""
+def _load(classifier, source: Source, run: bool = False) -> _Loaded:
+    """Decode and prepare, and with `run` the model too (worker thread); never raises."""
     try:
         scan = _read(source)
         from edge.plausibility import problem
@@ -255,11 +265,14 @@ def _load(classifier, source: Source) -> _Loaded:
         refused = problem(scan)
         if refused:
             raise EdgeError(refused)
-        return _Loaded(scan, classifier.prepare(scan))
+        loaded = _Loaded(scan, classifier.prepare(scan))
     except EdgeError as exc:
         return _Loaded(error=_named(str(exc), source.name))
     except Exception as exc:  # noqa: BLE001 - MemoryError on a huge scan, a decoder bug...
         return _Loaded(error=_unexpected(source, exc))
+    if run:
+        loaded.run(classifier)  # never raises either: a failure becomes the scan's error
+    return loaded
 
 
 def _answer(classifier, sources, pairings, i: int, early: _Early, loaded: dict, options: Options) -> dict[str, Any]:

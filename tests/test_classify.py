@@ -406,3 +406,36 @@ def test_scans_and_options_in_any_order(model_file, scans):
     result = run_classify(scans[0], "--json", scans[1], "--model", model_file, scans[2])
     assert result.returncode == 0, result.stderr
     assert [r["file"] for r in json_lines(result.stdout)] == [str(p) for p in scans]
+
+
+def test_a_batch_runs_two_scans_at_once_where_the_kernels_use_one_thread(model_file, tiny_model_dir, scans, monkeypatch):
+    """A 16x8 model (one-thread int16 kernels) gets a second interpreter and a batch reads two scans at
+    once on the two, with the same answers, in the same order, as with one; a model on multi-threaded
+    int8 kernels gets none, and neither does one on a one-core machine."""
+    from edge import batch
+
+    if Classifier(model_file).input_dtype != np.int16:
+        pytest.skip("the model under test is not 16x8")
+
+    def answers(classifier) -> list[dict]:
+        out = io.StringIO()
+        batch.run_batch(classifier, [batch.Source(str(p), p) for p in scans], batch.Options(as_json=True, out=out, err=io.StringIO()))
+        return json_lines(out.getvalue())
+
+    classifier = Classifier(model_file, threads=2)
+    twins = []
+    real_twin = classifier.twin
+
+    def counted():
+        twins.append(real_twin())
+        return twins[-1]
+
+    monkeypatch.setattr(classifier, "twin", counted)
+    both = answers(classifier)
+    assert len(twins) == 1 and twins[0] is not None and twins[0].interpreter is not classifier.interpreter
+    alone = Classifier(model_file, threads=2)
+    monkeypatch.setattr(alone, "twin", lambda: None)
+    assert answers(alone) == both and len(both) == len(scans)
+    assert Classifier(tiny_model_dir / "model.tflite", kernels="builtin").twin() is None  # int8, two-thread kernels
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert classifier.twin() is None
