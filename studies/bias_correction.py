@@ -30,7 +30,7 @@ def main(data_dir: str) -> None:
     from train.data import load_dataset
     from train.splits import patient_folds
 
-    config = cv.Config()
+    config = cv.Config(features="int8")  # a study of int8 activations: the features the int8 models shipped with
     chosen = records.load(Path(data_dir))
     dataset = load_dataset(chosen, config.size)
     folds = patient_folds(chosen, k=config.folds, seed=config.seed)

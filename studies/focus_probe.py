@@ -58,7 +58,8 @@ def main(data: str) -> None:
     from train.data import load_dataset
     from train.splits import patient_folds
 
-    config = Config(distil_epochs=0, options=dataclasses.replace(Config().options, context=0, cell_hidden=0))  # as it was run
+    config = Config(features="int8", distil_epochs=0,
+                    options=dataclasses.replace(Config().options, context=0, cell_hidden=0))  # as it was run
     records = mias.load(Path(data))
     dataset = load_dataset(records, config.size)
     folds = patient_folds(records, k=config.folds, seed=config.seed)

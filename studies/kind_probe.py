@@ -28,7 +28,7 @@ def main(data_dir: str) -> None:
     from train.data import load_dataset
     from train.splits import patient_folds
 
-    config = Config(options=dataclasses.replace(Config().options, cell_hidden=0))  # the linear cell head it was run with
+    config = Config(features="int8", options=dataclasses.replace(Config().options, cell_hidden=0))  # as it was run
     records = mias.load(Path(data_dir))
     data = load_dataset(records, config.size)
     folds = patient_folds(records, k=config.folds, seed=config.seed)

@@ -8,14 +8,16 @@ from pathlib import Path
 import numpy as np
 
 
-def setup(data_dir: str):
-    """(config, dataset, folds, features) of the shipped configuration, as `edge-train` makes them."""
+def setup(data_dir: str, features: str = "int8"):
+    """(config, dataset, folds, features) of the shipped configuration, as `edge-train` makes them, but
+    for the board features: int8 activations by default, as the committed probe reports were made
+    (reports/experiments/*.txt); "int16" for the shipped model's."""
     from train import mias
     from train.cv import Config, default_cache, trunk_features
     from train.data import load_dataset
     from train.splits import patient_folds
 
-    config = Config()
+    config = Config(features=features)
     records = mias.load(Path(data_dir))
     data = load_dataset(records, config.size)
     folds = patient_folds(records, k=config.folds, seed=config.seed)
