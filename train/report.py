@@ -498,7 +498,7 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
         SECTION,
         "",
         f"The shipped model (`models/final.keras`, manifest `models/training.json`) reads a woman's exam: an "
-        f"ImageNet MobileNet v1 trunk, distilled so that its int8 version keeps its features, reads each {training['input_size']}x{training['input_size']} prepared scan at "
+        f"ImageNet MobileNet v1 trunk (distilled for int8 and run with int8 weights and int16 activations) reads each {training['input_size']}x{training['input_size']} prepared scan at "
         f"two scales, heads learnt on the lesion circles give a heat-map, and a reading stage compares the scan's "
         "hottest cells with the other breast's (see `MODEL_CARD.md`). Every figure below is out-of-fold from nested, "
         f"patient-grouped {len(document['per_fold'])}-fold cross-validation on the development split, with its 95% "
