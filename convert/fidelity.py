@@ -186,25 +186,26 @@ def compare_kernels(default: Sequence[Result], builtin: Sequence[Result], thresh
 def report_markdown(fid: Fidelity, context: dict[str, Any], readiness_text: str) -> str:
     """The human-readable report: figures, verdict, confusion, what was converted and how."""
     f = fid.figures
+    q = "16x8" if context.get("activations") == "int16" else "int8"  # how this report names the quantized model
     verdict = "PASSED" if fid.passed else "FAILED: " + "; ".join(fid.failures)
 
     def num(value: float | None, digits: int = 3) -> str:
         return "n/a" if value is None else f"{value:.{digits}f}"
 
     lines = [
-        "# Int8 fidelity report",
+        f"# Quantization fidelity report ({q})",
         "",
-        f"**{DISCLAIMER}** These figures compare the int8 model with the float model it came from;",
+        f"**{DISCLAIMER}** These figures compare the {q} model with the float model it came from;",
         "they say nothing about clinical accuracy.",
         "",
         f"- Model: `{context.get('model', '?')}` (sha256 of the Keras file `{str(context.get('source_sha256', '?'))[:16]}...`)",
-        f"- Int8 model: `{context.get('model_file', 'model.tflite')}`, sha256 `{context.get('sha256', '?')}`, "
+        f"- {q} model: `{context.get('model_file', 'model.tflite')}`, sha256 `{context.get('sha256', '?')}`, "
         f"{context.get('size_bytes', 0) / 1024:.0f} KiB",
         f"- Scans: all {f['scans']} development scans ({f['abnormal_scans']} abnormal), prepared by "
         f"`edge.preprocess.prepare(scan, size={context.get('input_size', '?')})`",
         f"- Calibration: {context.get('calibration', '?')}",
         f"- Quantization: int8 weights, {context.get('activations', 'int8')} activations"
-        + (" (TFLite's 16x8 mode; 'int8' below names this quantized model)" if context.get("activations") == "int16" else ""),
+        + (" (TFLite's 16x8 mode)" if q == "16x8" else ""),
         f"- Converter: {context.get('converter', '?')}; runtime used here: {context.get('runtime', '?')}",
         f"- Command: `{context.get('command', '?')}`",
         *[f"- Graph rewrite before quantization (same float function, checked on scans): {r}"
@@ -218,13 +219,13 @@ def report_markdown(fid: Fidelity, context: dict[str, Any], readiness_text: str)
         "| figure | value |",
         "| --- | --- |",
         f"| top-1 agreement (7 classes) | {num(f['top1_agreement'])} ({len(f['top1_disagreements'])} scan(s) differ) |",
-        f"| top-1 agreement where the float top-2 margin exceeds one uint8 step | {num(f['top1_agreement_clear_margin'])} "
+        f"| top-1 agreement where the float top-2 margin exceeds 1/256 (one uint8 step) | {num(f['top1_agreement_clear_margin'])} "
         f"({f['scans_with_clear_margin']} scans) |",
         f"| max abs. difference of P(abnormal) | {num(f['abnormal_abs_diff_max'], 4)} (scan {f['abnormal_abs_diff_worst_scan']}) |",
         f"| mean abs. difference of P(abnormal) | {num(f['abnormal_abs_diff_mean'], 4)} |",
         f"| normal-vs-abnormal ROC AUC, float | {num(f['auc_float'])} |",
-        f"| normal-vs-abnormal ROC AUC, int8 | {num(f['auc_int8'])} |",
-        f"| AUC drop (float - int8) | {num(f['auc_drop'])} |",
+        f"| normal-vs-abnormal ROC AUC, {q} | {num(f['auc_int8'])} |",
+        f"| AUC drop (float - {q}) | {num(f['auc_drop'])} |",
         f"| max / mean abs. difference of P(malignant) | {num(f['malignant_abs_diff_max'], 4)} / {num(f['malignant_abs_diff_mean'], 4)} |",
         f"| max abs. difference of any class probability | {num(f['class_probability_abs_diff_max'], 4)} |",
         f"| max abs. difference of a heat-map cell | {num(f['heatmap_abs_diff_max'], 4)} |",
@@ -233,9 +234,9 @@ def report_markdown(fid: Fidelity, context: dict[str, Any], readiness_text: str)
         "AUCs are against the MIAS labels (NORM vs the six abnormal classes) on scans the final model",
         "was trained on: they show what quantization changes, not how well the model generalises.",
         "",
-        "## Top-1 class: float (rows) vs int8 (columns)",
+        f"## Top-1 class: float (rows) vs {q} (columns)",
         "",
-        "| float \\ int8 | " + " | ".join(LABELS) + " |",
+        f"| float \\ {q} | " + " | ".join(LABELS) + " |",
         "| --- |" + " --- |" * len(LABELS),
     ]
     matrix = f["confusion_float_rows_int8_columns"]["matrix"]
@@ -247,15 +248,16 @@ def report_markdown(fid: Fidelity, context: dict[str, Any], readiness_text: str)
     if kernels:
         lines += [
             "",
-            "## The same int8 model under two kernel sets",
+            f"## The same {q} model under two kernel sets",
             "",
-            "Above: TFLite's builtin int8 kernels, what the heads were fitted on and what the desktop and Coral",
-            "configs ask for (the Pis' reference kernels differ from them on a few scans: reports/boards/README.md).",
-            "LiteRT hands int8 ops to its XNNPACK delegate by default, which rounds otherwise; XNNPACK against builtin:",
+            "Above: TFLite's builtin kernels, what the heads were fitted on and what the desktop and Coral configs",
+            "ask for (for an int8 model the Pis' reference kernels differ from them on a few scans: reports/boards/README.md).",
+            "LiteRT hands int8 ops to its XNNPACK delegate by default, which rounds otherwise (a 16x8 model's int16 ops",
+            "stay on TFLite's own code); XNNPACK against builtin:",
             "",
             "| figure | value |",
             "| --- | --- |",
-            f"| largest difference of any output | {kernels['largest_output_difference_steps']} uint8 step(s) |",
+            f"| largest difference of any output | {kernels['largest_output_difference_steps']} quantization step(s) |",
             f"| max abs. difference of P(abnormal) | {num(kernels['abnormal_abs_diff_max'], 4)} |",
             f"| top-1 agreement | {num(kernels['top1_agreement'])} |",
             f"| same triage at threshold {kernels['triage_threshold']:.3f} | {num(kernels['triage_agreement'])} |",
@@ -264,13 +266,13 @@ def report_markdown(fid: Fidelity, context: dict[str, Any], readiness_text: str)
         if other:
             lines += [
                 "",
-                "Float vs int8 under XNNPACK (LiteRT run without a device config), same thresholds: "
+                f"Float vs {q} under XNNPACK (LiteRT run without a device config), same thresholds: "
                 f"top-1 agreement {num(other['top1_agreement'])}, max / mean abs. difference of P(abnormal) "
                 f"{num(other['abnormal_abs_diff_max'], 4)} / {num(other['abnormal_abs_diff_mean'], 4)}, "
-                f"AUC int8 {num(other['auc_int8'])} (drop {num(other['auc_drop'])}): "
+                f"AUC {q} {num(other['auc_int8'])} (drop {num(other['auc_drop'])}): "
                 + ("passed." if other["passed"] else "FAILED: " + "; ".join(other["failures"]) + "."),
             ]
-    lines += ["", "## Edge TPU readiness (offline check of the int8 file)", "", "```", readiness_text, "```", ""]
+    lines += ["", f"## Edge TPU readiness (offline check of the {q} file)", "", "```", readiness_text, "```", ""]
     extra = context.get("runtime_versions_note")
     if extra:
         lines += [extra, ""]
