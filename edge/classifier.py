@@ -31,7 +31,7 @@ import numpy as np
 from edge import LABELS
 from edge.errors import EdgeError
 from edge.heads import Heads, held_in, outputs as head_outputs
-from edge.manifest import Manifest, expected_outputs, load_manifest, manifest_path_for, read_verified_model, verify_model_bytes
+from edge.manifest import INPUT_DTYPES, Manifest, expected_outputs, load_manifest, manifest_path_for, read_verified_model, verify_model_bytes
 from edge.preprocess import Geometry, Prepared, prepare
 from edge.reading import Reading, answer as reading_answer, heat_evidence
 
@@ -358,8 +358,8 @@ def _input_table(quant: Quantization, dtype: np.dtype, where: Path) -> np.ndarra
     """
     if dtype == np.uint8 and quant in ((1.0, 0), (0.0, 0)):
         return None
-    if dtype not in (np.uint8, np.int8, np.int16):
-        raise EdgeError(f"{where}: model input type {dtype.name} is not uint8, int8 or int16")
+    if dtype.name not in INPUT_DTYPES:
+        raise EdgeError(f"{where}: model input type {dtype.name} is not {', '.join(INPUT_DTYPES[:-1])} or {INPUT_DTYPES[-1]}")
     info = np.iinfo(dtype)
     if quant.scale == 0.0:
         quant = Quantization(1.0, 0 if dtype == np.uint8 else -128)

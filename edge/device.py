@@ -12,11 +12,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from edge.errors import EdgeError
+from edge.manifest import INPUT_DTYPES as MODEL_INPUT_DTYPES
 from edge.runtime import KERNELS
 
 PACKAGE = "edge.device_configs"
 RUNTIMES = ("auto", "ai_edge_litert", "tflite_runtime")
-INPUT_DTYPES = ("uint8", "int8", "int16", "any")
+INPUT_DTYPES = (*MODEL_INPUT_DTYPES, "any")
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,13 @@ class DeviceConfig:
     kernels: str = "builtin"  # edge.runtime.KERNELS: builtin (no XNNPACK; the desktop), reference (the Pis)
     board: str = ""  # how this board's model name starts (/proc/device-tree/model): "Raspberry Pi 4"; '' for any machine
 
+    def takes(self, dtype: str) -> bool:
+        """Whether this board runs a model with `dtype` input (an Edge TPU model wants uint8)."""
+        return self.input_dtype in ("any", dtype)
+
     def check_model_dtype(self, dtype: str, model_path: Path) -> None:
-        """Refuse a model whose input type the board cannot take (an Edge TPU model wants uint8)."""
-        if self.input_dtype not in ("any", dtype):
+        """Refuse a model whose input type the board cannot take."""
+        if not self.takes(dtype):
             raise EdgeError(
                 f"{model_path}: the model takes {dtype} input but device '{self.name}' needs "
                 f"{self.input_dtype}; convert a {self.input_dtype} model for this board"

@@ -16,6 +16,9 @@ from edge.errors import EdgeError
 from edge.heads import output_names
 from edge.fileio import atomic_write_text, read_json_object, sha256_bytes
 
+INPUT_DTYPES = ("uint8", "int8", "int16")
+"""Model input types the board feeds prepared pixels to: an int8 model's uint8 or int8, a 16x8 model's int16."""
+
 FORMAT = 1
 OUTPUT_NAMES = ("classes", "abnormal", "malignant", "heatmap")
 
@@ -103,8 +106,8 @@ def load_manifest(path: str | Path) -> Manifest:
     expected = expected_outputs(manifest.heads)
     if set(manifest.outputs) != set(expected):
         problems.append(f"outputs must be {', '.join(expected)}")
-    if manifest.input_dtype not in ("uint8", "int8", "int16"):
-        problems.append(f"input_dtype {manifest.input_dtype!r} is not uint8, int8 or int16")
+    if manifest.input_dtype not in INPUT_DTYPES:
+        problems.append(f"input_dtype {manifest.input_dtype!r} is not one of {', '.join(INPUT_DTYPES)}")
     if not 0.0 <= manifest.triage_threshold <= 1.0:
         problems.append("triage_threshold is outside 0..1")
     if len(manifest.sha256) != 64:

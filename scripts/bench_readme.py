@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from edge.bench import read_record
+from edge.device import load_device
 from edge.errors import EdgeError
 from edge.readme_blocks import markers, replace_marked, rewrite
 
@@ -43,8 +44,6 @@ KERNEL_COST = "reports/boards/kernels-x86-litert-1thread.json"
 
 def kernel_factor(device: str, shipped_sha256: str) -> tuple[float, str]:
     """(invoke multiplier, words) for a board whose device config asks for other than the builtin kernels."""
-    from edge.device import load_device
-
     kernels = load_device(device).kernels
     if kernels == "builtin":
         return 1.0, ""
@@ -54,17 +53,6 @@ def kernel_factor(device: str, shipped_sha256: str) -> tuple[float, str]:
         raise EdgeError(f"{KERNEL_COST} does not time the shipped model: re-run scripts/kernel_cost.py (reports/boards/README.md)")
     factor = mine["over_builtin"][kernels]
     return factor, f" x {factor:.1f} for {kernels} kernels over builtin, one thread (`{KERNEL_COST}`)"
-
-
-def load_device_dtype(device: str) -> str:
-    from edge.device import load_device
-
-    return load_device(device).input_dtype
-
-
-def runs_on(device: str, model: dict) -> bool:
-    """Whether the board's config takes the model's input type (an Edge TPU takes uint8 only)."""
-    return load_device_dtype(device) in ("any", model["inputs"][0]["dtype"])
 
 
 def find(record: dict, word: str) -> dict | None:
@@ -164,9 +152,10 @@ def boards_block(x86: dict, x86_source: str, records: list[tuple[str, dict]], sh
     if mobilenet and estimated:
         ours_over = 1.0 / mobilenet["ratio"]
         for device, (board, low, high) in estimated:
-            if not runs_on(device, x86["model"]):
+            config = load_device(device)
+            if not config.takes(x86["model"]["inputs"][0]["dtype"]):
                 lines.append(f"| {board} | **no estimate** | | | | | | | the shipped model takes {_input(x86['model'])}; "
-                             f"this board's config needs {load_device_dtype(device)} input (an int8 model: "
+                             f"this board's config needs {config.input_dtype} input (an int8 model: "
                              "`edge-convert --activations int8 --edgetpu`) |")
                 continue
             factor, why = kernel_factor(device, shipped_sha256)

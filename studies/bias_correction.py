@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from board_features import int8_features
+from board_features import model_features
 
 
 def main(data_dir: str) -> None:
@@ -39,7 +39,7 @@ def main(data_dir: str) -> None:
 
     calibration = representative_images(dataset.images)
     content = correct_biases(quantize(network, calibration), float_tflite(network), calibration)
-    corrected = int8_features(content, dataset.images)
+    corrected = model_features(content, dataset.images)
 
     tables = {}
     for name, scales in (("as shipped", features.board), ("biases corrected", corrected)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def int8_features(content: bytes, images: np.ndarray, kernels: str = "builtin", positions=None) -> list[np.ndarray]:
+def model_features(content: bytes, images: np.ndarray, kernels: str = "builtin", positions=None) -> list[np.ndarray]:
     """Each feature output of the quantized model `content` over prepared uint8 `images` (N, S, S), dequantized.
 
     `positions`: indices into the interpreter's outputs, in the order wanted (a manifest's

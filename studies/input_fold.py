@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from board_features import int8_features
+from board_features import model_features
 
 
 def folded_trunk(size: int, tuned):
@@ -81,7 +81,7 @@ def main(data_dir: str) -> None:
     floats = {}
     for name, network in networks.items():
         floats[name] = [np.asarray(f) for f in network.predict(images[..., None].astype(np.float32), batch_size=4, verbose=0)]
-        quantized = int8_features(quantize(network, representative_images(images)), images)
+        quantized = model_features(quantize(network, representative_images(images)), images)
         a, b = read(floats[name]), read(quantized)
         print(f"{name}: int8 drift from its float network {[round(distil.drift(q, f), 3) for q, f in zip(quantized, floats[name])]}, "
               f"label agreement {np.mean([x.label == y.label for x, y in zip(a, b)]):.3f} "

@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from board_features import int8_features
+from board_features import model_features
 
 
 def main(data_dir: str) -> None:
@@ -57,7 +57,7 @@ def main(data_dir: str) -> None:
     positions = [manifest.outputs[name] for name in output_names(len(heads.cell_w))]  # finest first
 
     def int8(kernels: str, images: np.ndarray = images) -> list[np.ndarray]:
-        return int8_features(content, images, kernels, positions)
+        return model_features(content, images, kernels, positions)
 
     network = keras.models.load_model(folder / "models/final.keras", compile=False)
 
