@@ -235,6 +235,10 @@ def markdown(rows: dict, seconds: float) -> str:
         "prepared at 1024 pixels) added to the cell features lowered AUC abnormal from 0.782 to 0.751 and left "
         "the calcifications' pointing game at 2 of 18 (`python studies/spots_probe.py ../shared/mias`, "
         "reports/experiments/spots.txt).",
+        "- More views of the training scans for the cell head: each scan also moved by half a cell (8 pixels down, "
+        "right, and both) or mirrored top to bottom, its circles with it, only in the cell head's training table. "
+        "Both lowered AUC abnormal, from 0.790 to 0.763 (moved) and 0.762 (mirrored), on the shipped reader's "
+        "int16 features (`python studies/shift_probe.py ../shared/mias none shift8 flip`, reports/experiments/views.txt).",
         "- The previous model's rows (small CNN, `reports/experiments/cnn_*`) were made by the CNN pipeline of "
         "commit 0cb1519 (`edge-train --compare scratch,patch`), since replaced.",
         "",
