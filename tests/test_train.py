@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -96,6 +97,32 @@ def test_the_kind_head_is_chosen_inside_the_training_scans(small):
     assert not np.array_equal(plain.classes_w, heads.classes_w) or (columns.all() and c == reader.Options().image_c)
     alone, c_alone = reader._kind_choice(pool[abnormal], kinds, [patients[0]] * len(patients), trunk.CHANNELS, reader.Options())
     assert alone.all() and c_alone == reader.Options().image_c  # one woman cannot be split: the plain head
+
+
+def test_the_malignancy_head_is_fitted_only_where_it_beats_the_training_rate(small):
+    """Inside the training scans: a head at one of KIND_C's strengths where malignancy can be read from
+    the pooled features, none (P(malignant | abnormal) the training rate) where it cannot."""
+    from train import reader
+
+    rng = np.random.default_rng(0)
+    women = [w // 2 for w in range(48)]  # 24 women, two scans each
+    x = rng.normal(size=(48, 20))
+    readable = (x[:, 0] > 0.5).astype(float)  # a quarter malignant, written in one feature
+    assert reader._malignancy_choice(x, readable, women, reader.Options()) in reader.KIND_C
+    unreadable = np.ones((48, 20))  # every scan looks the same: nothing to read, the rate is the best guess
+    assert reader._malignancy_choice(unreadable, readable, women, reader.Options()) is None
+    assert reader._malignancy_choice(x, readable, [0] * 48, reader.Options()) == reader.Options().image_c  # one woman
+
+    dataset, scales, _, _ = small
+    always = reader.fit_heads(scales, dataset, np.arange(24), reader.Options(malignancy_search=False))
+    assert (always.malignant_w != 0).any()
+    abnormal = [i for i in range(24) if dataset.records[i].abnormal]
+    rate = dataset.malignant[abnormal].mean()
+    flat = dataset.images.copy()
+    flat[:] = flat[0]  # every scan the same picture: the search must drop the head and give the training rate
+    same = [np.repeat(f[:1], 24, axis=0) for f in scales]
+    heads = reader.fit_heads(same, dataclasses.replace(dataset, images=flat), np.arange(24), reader.Options(cell_hidden=0))
+    assert (heads.malignant_w == 0).all() and heads.malignant_b == pytest.approx(np.log(rate / (1 - rate)))
 
 
 @pytest.mark.parametrize("context, focus", [(0, 2.0), (3, 0.0), (3, 2.0)])

@@ -87,6 +87,15 @@ cross-validation of its balanced accuracy on the abnormal training scans: a 6-cl
 70 scans and 512 features overfits. Out of fold, balanced accuracy 0.245 -> 0.294 and macro-F1
 0.202 -> 0.230 (reports/experiments/ablation); the candidates came from `studies/kind_probe.py`."""
 
+MALIGNANCY_SEARCH = True
+"""The malignancy head is fitted only where it earns its place: inside the training folds, an inner
+patient-grouped cross-validation of the abnormal training scans compares it at each of `KIND_C`'s
+strengths with no head at all (P(malignant | abnormal) the training rate), by the log-loss of
+P(malignant | abnormal), and the best is kept. Out of fold, the head fitted always ranked the malignant
+findings among the abnormal scans no better than chance (AUC 0.48), so it only blurred P(abnormal):
+malignant-vs-rest AUC 0.693 with it, 0.761 from P(abnormal) alone (reports/cv before 2026-12-03).
+That comparison, on these folds, is why the candidate 'no head' exists."""
+
 
 @dataclass(frozen=True)
 class Options:
@@ -106,6 +115,7 @@ class Options:
     paired: bool = True  # read each scan beside the other breast
     kind_search: bool = True  # choose the kind head's pooling and strength inside the training folds (KIND_C); off: both poolings at image_c
     kind_twins: bool = KIND_TWINS  # the kind head also learns from the float network's features of the same scans (`KIND_TWINS`)
+    malignancy_search: bool = MALIGNANCY_SEARCH  # the malignancy head, or none, chosen inside the training folds (`MALIGNANCY_SEARCH`)
     seed: int = 0
 
     def __post_init__(self):
@@ -236,9 +246,10 @@ def fit_heads(scales: list[np.ndarray], data: Dataset, index: np.ndarray, option
     cell_heads = Heads(cell_w, cell_b, np.zeros(0), np.zeros(0), np.zeros(0), 0.0, options.focus, options.context, hidden)
     pool, focus_pool = pooled(scales), pooled(scales, cell_heads)
     abnormal = np.array([i for i in index if data.records[i].abnormal])
-    x, kinds, women = pool[abnormal], data.class_index[abnormal], [data.records[i].patient for i in abnormal]
+    patients = [data.records[i].patient for i in abnormal]
+    x, kinds, women = pool[abnormal], data.class_index[abnormal], patients
     if twins is not None and options.kind_twins:
-        x, kinds, women = np.concatenate([x, pooled(twins)[abnormal]]), np.tile(kinds, 2), women * 2
+        x, kinds, women = np.concatenate([x, pooled(twins)[abnormal]]), np.tile(kinds, 2), patients * 2
     columns, c = np.ones(pool.shape[1], bool), options.image_c
     if options.kind_search:
         columns, c = _kind_choice(x, kinds, women, scales[0].shape[-1], options)
@@ -251,10 +262,11 @@ def fit_heads(scales: list[np.ndarray], data: Dataset, index: np.ndarray, option
     for row, kind in enumerate(seen):
         classes_w[:, kind], classes_b[kind] = coef[row], bias[row]
     malignant = data.malignant[abnormal]
-    if len(np.unique(malignant)) == 2:
-        coef, bias, _ = _logistic(focus_pool[abnormal], malignant, options.image_c)
+    c = _malignancy_choice(focus_pool[abnormal], malignant, patients, options) if options.malignancy_search else options.image_c
+    if len(np.unique(malignant)) == 2 and c is not None:
+        coef, bias, _ = _logistic(focus_pool[abnormal], malignant, c)
         malignant_w, malignant_b = coef[0], float(bias[0])
-    else:  # a fold without one of the two severities: the training rate
+    else:  # no head chosen, or a fold without one of the two severities: the training rate
         rate = float(np.clip(malignant.mean(), 0.01, 0.99))
         malignant_w, malignant_b = np.zeros(focus_pool.shape[1]), float(np.log(rate / (1 - rate)))
     return replace(cell_heads, classes_w=classes_w, classes_b=classes_b, malignant_w=malignant_w, malignant_b=malignant_b)
@@ -271,18 +283,11 @@ def _kind_choice(pool: np.ndarray, kinds: np.ndarray, patients: list, channels: 
     """(pooled columns, C) of the kind head: the pooling x KIND_C candidate with the best balanced
     accuracy in an inner patient-grouped cross-validation of these abnormal scans; with too few of
     them to split, both poolings at options.image_c."""
-    import warnings
-
-    from sklearn.model_selection import StratifiedGroupKFold
-
     average = (np.arange(pool.shape[1]) // channels) % 2 == 0  # pooled: [average, max] per scale
     default = np.ones(pool.shape[1], bool), options.image_c
-    splits = min(4, len(set(patients)), int(np.unique(kinds, return_counts=True)[1].max()))
-    if splits < 2 or len(np.unique(kinds)) < 2:
+    folds = _inner_folds(kinds, patients, options.seed)
+    if folds is None:
         return default
-    with warnings.catch_warnings():  # a kind with fewer scans than folds: expected with ~70 abnormal scans
-        warnings.simplefilter("ignore", UserWarning)
-        folds = list(StratifiedGroupKFold(splits, shuffle=True, random_state=options.seed).split(pool, kinds, patients))
     best, best_score = default, -1.0
     for columns in (np.ones(pool.shape[1], bool), average):
         for c in KIND_C:
@@ -295,6 +300,36 @@ def _kind_choice(pool: np.ndarray, kinds: np.ndarray, patients: list, channels: 
             if score > best_score:
                 best, best_score = (columns, c), score
     return best
+
+
+def _inner_folds(y: np.ndarray, patients: list, seed: int) -> list | None:
+    """Up to 4 patient-grouped folds stratified by y, for a choice inside a training fold (None: too few to split)."""
+    import warnings
+
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    splits = min(4, len(set(patients)), int(np.unique(y, return_counts=True)[1].max()))
+    if splits < 2 or len(np.unique(y)) < 2:
+        return None
+    with warnings.catch_warnings():  # a class with fewer scans than folds: expected with ~70 abnormal scans
+        warnings.simplefilter("ignore", UserWarning)
+        return list(StratifiedGroupKFold(splits, shuffle=True, random_state=seed).split(y, y, patients))
+
+
+def _malignancy_choice(pool: np.ndarray, malignant: np.ndarray, patients: list, options: Options) -> float | None:
+    """The malignancy head's L2 strength among `KIND_C`, or None for no head (the training rate): the lowest
+    inner-cross-validated log-loss of P(malignant | abnormal) on these abnormal scans (`MALIGNANCY_SEARCH`);
+    with too few of them to split, options.image_c."""
+    folds = _inner_folds(malignant.astype(int), patients, options.seed)
+    if folds is None:
+        return options.image_c
+    p = {c: np.zeros(len(malignant)) for c in (None, *KIND_C)}
+    for train, test in folds:
+        p[None][test] = malignant[train].mean()
+        for c in KIND_C:
+            coef, bias, _ = _logistic(pool[train], malignant[train], c)
+            p[c][test] = 1 / (1 + np.exp(-(pool[test] @ coef[0] + bias[0])))
+    return min(p, key=lambda c: metrics.log_loss(malignant, p[c]))
 
 
 def evidence(out: Outputs) -> np.ndarray:
