@@ -35,7 +35,7 @@ def labels(scales, heads, reading, threshold) -> np.ndarray:
                      for i in range(len(ev))])
 
 
-def score(data, board, floats, folds, options, twins=None, macro_f1=True, calc=False) -> str:
+def score(data, board, floats, folds, options, twins=None, macro_f1=True, calc=False, malignancy=False) -> str:
     """One setting: its out-of-fold figures, pointing game and, for the heads fitted on every scan, the
     float-vs-int8 label agreement, as one line."""
     from train import metrics, reader
@@ -53,4 +53,13 @@ def score(data, board, floats, folds, options, twins=None, macro_f1=True, calc=F
             + (f"macro-F1 {figures['macro_f1']:.3f}  " if macro_f1 else "")
             + f"specificity at the threshold {figures['specificity_at_threshold']:.3f}  pointing {sum(hits)}/{len(hits)}"
             + (f" (CALC {sum(calcs)}/{len(calcs)})" if calc else "")
+            + (f"  AUC malignant among abnormal {_among_abnormal(table):.3f}" if malignancy else "")
             + f"  float-vs-int8 label agreement {same:.3f}")
+
+
+def _among_abnormal(table) -> float:
+    """How well P(malignant | abnormal) tells the malignant findings from the benign ones, among the abnormal scans."""
+    from train import metrics
+
+    found = table.y_abnormal == 1
+    return metrics.auc(table.y_malignant[found], table.malignant[found] / table.abnormal[found])

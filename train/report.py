@@ -163,6 +163,22 @@ def referral_sentence(document: dict) -> str:
     return sentence + "."
 
 
+def malignancy_sentence(training: dict) -> str:
+    """What P(malignant) is made of: a head on the pooled features, or (none chosen) P(abnormal) times a rate."""
+    head = training.get("heads", {}).get("malignant")
+    if not head or any(head["weights"]):
+        return ""
+    rate = 1 / (1 + np.exp(-head["bias"]))
+    return (
+        "The shipped model has no malignancy head: P(malignant) is P(abnormal) times the share of malignant findings "
+        f"among the abnormal development scans ({rate:.2f}). An inner patient-grouped cross-validation of those scans "
+        "compared a head on the pooled features, at five strengths, with that rate alone, and no head beat it, as in "
+        "every training fold of the committed cross-validation (`train.reader.MALIGNANCY_SEARCH`, "
+        "`reports/experiments/malignancy.txt`): the model does "
+        "not tell malignant findings from benign ones, and its malignant-vs-rest AUC is its skill at finding them."
+    )
+
+
 def headline_rows(document: dict, keys=None) -> list[str]:
     keys = keys or [k for k in _NAMES if k in document["headline"]]
     rows = ["| figure | out-of-fold (95% CI) | majority baseline |", "| --- | --- | --- |"]
@@ -399,6 +415,7 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         *missed_targets(document),
         referral_sentence(document),
         "",
+        *([malignancy_sentence(training), ""] if malignancy_sentence(training) else []),
     ]
     game = document.get("pointing_game")
     if game:
@@ -515,7 +532,8 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
         referral_sentence(document) + " "
         "Triage threshold: " + f"{training['triage']['threshold']:.3f} on P(abnormal) (refer at or above), chosen for "
         "90% sensitivity on the pooled out-of-fold scores; in the cross-validation each test fold got the threshold "
-        "chosen on its own training folds' inner out-of-fold scores, which gave the sensitivity and specificity in the table.",
+        "chosen on its own training folds' inner out-of-fold scores, which gave the sensitivity and specificity in the table."
+        + (" " + malignancy_sentence(training) if malignancy_sentence(training) else ""),
     ]
     game = document.get("pointing_game")
     if game:
@@ -539,12 +557,13 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
                   "int16 activations, where the ImageNet weights as they are read worse), reading beside the other breast, the cell "
                   "head's neighbourhood (none, 3x3 or 5x5), its hidden layer (none, or 16, 32, 64 or 128 units at a few L2 "
                   "strengths) and how many such networks it averages (1, 3 or 5, each at several random starts), the focused pooling of the malignancy head (off), the kind "
-                  "head's candidate poolings and strengths and, in "
+                  "head's candidate poolings and strengths, 'no malignancy head' as a candidate (added after the head fitted always "
+                  "ranked malignant findings among the abnormal scans no better than chance out of fold) and, in "
                   "probes, the cell head's regularisation and the trunk's tap (a handful of candidates each, so the "
                   "shipped figures are slightly optimistic). The distillation's length was set by its drift on a "
                   "fold it did not see (`studies/distil_probe.py`), with no labels. Fitted inside training folds: "
-                  "everything else, including which of its candidates the kind head takes (an inner patient-grouped "
-                  "cross-validation of the abnormal training scans)."]
+                  "everything else, including which of its candidates the kind head takes and whether there is a "
+                  "malignancy head at all (inner patient-grouped cross-validations of the abnormal training scans)."]
     lines += [
         "",
         f"![confusion matrix]({folder}/confusion.png) ![ROC]({folder}/roc.png)",

@@ -1,0 +1,46 @@
+"""Whether the malignancy head reads anything: the shipped reader with the head fitted always against
+the head fitted only where it beats the training rate (`train.reader.MALIGNANCY_SEARCH`), and how
+often the inner cross-validation kept a head.
+
+    python studies/malignancy_probe.py ../shared/mias > reports/experiments/malignancy.txt   # about 15 minutes
+
+Each setting is a full nested cross-validation on the shipped configuration's int16 features, the
+same folds as `edge-train`; `choices` counts the malignancy head's strength (None: no head) over
+every fit (5 test folds x 4 inner folds, then 5 + 1 fits for the final model's reading stage).
+`AUC malignant among abnormal` is the AUC of P(malignant | abnormal) telling malignant from benign findings.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import sys
+
+
+def main(data_dir: str) -> None:
+    from reader_probe import score, setup
+    from train import reader
+
+    config, data, folds, features = setup(data_dir, "int16")
+    choose = reader._malignancy_choice
+    for search in (False, True):
+        chosen = collections.Counter()
+
+        def counted(*args, **kwargs):
+            c = choose(*args, **kwargs)
+            chosen[c] += 1
+            return c
+
+        reader._malignancy_choice = counted
+        try:
+            line = score(data, features.board, features.float, folds,
+                         dataclasses.replace(config.options, malignancy_search=search), malignancy=True)
+        finally:
+            reader._malignancy_choice = choose
+        name = "head only where it beats the rate" if search else "head always fitted"
+        counts = ", ".join(f"{c}: {n}" for c, n in sorted(chosen.items(), key=lambda kv: (kv[0] is not None, kv[0] or 0)))
+        print(f"{name:34s} {line}  choices {{{counts or 'none made'}}}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
