@@ -2,12 +2,15 @@
 the head fitted only where it beats the training rate (`train.reader.MALIGNANCY_SEARCH`), and how
 often the inner cross-validation kept a head.
 
-    python studies/malignancy_probe.py ../shared/mias > reports/experiments/malignancy.txt   # about 15 minutes
+    python studies/malignancy_probe.py ../shared/mias > reports/experiments/malignancy.txt   # 14 minutes on the 2-core machine
 
 Each setting is a full nested cross-validation on the shipped configuration's int16 features, the
 same folds as `edge-train`; `choices` counts the malignancy head's strength (None: no head) over
-every fit (5 test folds x 4 inner folds, then 5 + 1 fits for the final model's reading stage).
-`AUC malignant among abnormal` is the AUC of P(malignant | abnormal) telling malignant from benign findings.
+every fit (each of the 5 test folds: 4 inner fits and one on all its training folds; then 5 + 1 for the
+final model's reading stage and heads).
+`AUC malignant among abnormal` is the AUC of P(malignant | abnormal) telling malignant from benign findings,
+pooled over the test folds. With no head, P(malignant | abnormal) is each fold's training rate, the same for
+every scan of a fold: that AUC then only says which folds had the higher rates, and 0.5 is its meaning.
 """
 
 from __future__ import annotations

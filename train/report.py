@@ -549,7 +549,9 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
                   + (f"; shipped, {_fmt(compared[shipped]['auc_abnormal'])}, a paired difference of "
                      f"{_fmt(compared[shipped]['auc_abnormal_minus_previous'])}" if shipped else "")
                   + (f"; the model shipped before it ({BEFORE_ROW}), {_fmt(compared[BEFORE_ROW]['auc_abnormal'])}, "
-                     f"the shipped one's paired gain over it {_fmt(compared[shipped]['auc_abnormal_minus_before'])}"
+                     f"the shipped one's paired gain over it {_fmt(compared[shipped]['auc_abnormal_minus_before'])}, "
+                     f"malignant-vs-rest AUC {_fmt(compared[BEFORE_ROW]['auc_malignant'])} against the shipped "
+                     f"{_fmt(compared[shipped]['auc_malignant'])}"
                      if BEFORE_ROW in compared and shipped and "auc_abnormal_minus_before" in compared[shipped] else "")
                   + (f"; the reader with a linear cell head on the float frozen trunk's features, {_fmt(compared[FLOAT_ROW]['auc_abnormal'])}: "
                      "what a lossless quantized trunk would reach" if FLOAT_ROW in compared else "")
