@@ -11,7 +11,8 @@ cheap enough to nest:
   layer (`CELL_HIDDEN`), or none.
 - P(class | abnormal) and P(malignant | abnormal) from the average- and max-pooled features of
   the abnormal training scans only (a 6-class and a binary logistic regression); the malignancy
-  head can also read a focused pooling (`FOCUS`, off).
+  head can also read a focused pooling (`FOCUS`, off), and is kept only where it beats the
+  training rate of malignancy (`MALIGNANCY_SEARCH`).
 - the reading stage (`edge.reading.Reading`): P(abnormal) from the heat-map evidence of a scan,
   alone and beside the other breast, fitted on inner out-of-fold evidence of the training folds.
 What ships is the trunk alone as the int8 network (`build_network`: one output of cell features
@@ -93,7 +94,7 @@ patient-grouped cross-validation of the abnormal training scans compares it at e
 strengths with no head at all (P(malignant | abnormal) the training rate), by the log-loss of
 P(malignant | abnormal), and the best is kept. Out of fold, the head fitted always ranked the malignant
 findings among the abnormal scans no better than chance (AUC 0.48), so it only blurred P(abnormal):
-malignant-vs-rest AUC 0.693 with it, 0.761 from P(abnormal) alone (reports/cv before 2026-12-03).
+malignant-vs-rest AUC 0.693 with it, 0.761 from P(abnormal) alone (the committed reports/cv of model 126441c18662).
 That comparison, on these folds, is why the candidate 'no head' exists."""
 
 
