@@ -8,6 +8,7 @@ whose sha256 differs from the one recorded here: a mismatched pair is a wrong an
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,8 @@ HEADLINE_FIGURES = (
 
 def headline_figures(manifest: Manifest) -> list[str]:
     """The model's headline out-of-fold figures as its manifest records them, in words:
-    `normal-vs-abnormal ROC AUC 0.701 (95% CI 0.616-0.773)` (what --version and the report show)."""
+    `normal-vs-abnormal ROC AUC 0.701 (95% CI 0.616-0.773)` (what --version and the report show),
+    then what its P(malignant) is when it has no malignancy head (`no_malignancy_head`)."""
     metrics = manifest.info.get("metrics") or {}
     figures = []
     for key, name in HEADLINE_FIGURES:
@@ -64,7 +66,19 @@ def headline_figures(manifest: Manifest) -> list[str]:
             ci = figure.get("ci95") or ()
             interval = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if len(ci) == 2 else ""
             figures.append(f"{name} {figure['value']:.3f}{interval}")
+    rate = no_malignancy_head(manifest)
+    if rate is not None:
+        figures.append(f"P(malignant) is P(abnormal) x {rate:.2f}: this model does not tell malignant findings from benign ones")
     return figures
+
+
+def no_malignancy_head(manifest: Manifest) -> float | None:
+    """The training rate of malignancy among abnormal scans that stands in for a malignancy head (all its
+    weights zero: training found no head that beat the rate); None when the model has a head."""
+    head = (manifest.heads or {}).get("malignant")
+    if not isinstance(head, dict) or any(head.get("weights") or [1.0]):
+        return None
+    return 1.0 / (1.0 + math.exp(-float(head["bias"])))
 
 
 def manifest_path_for(model_path: str | Path) -> Path:

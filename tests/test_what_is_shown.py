@@ -251,6 +251,23 @@ def test_version_names_the_package_and_the_installed_model(model_file):
     auc = manifest.info["metrics"]["auc_abnormal"]
     assert f"normal-vs-abnormal ROC AUC {auc['value']:.3f}" in text and f"{auc['ci95'][0]:.3f}" in text
     assert f"{manifest.triage_threshold:.3f}" in text
+    shown = "this model does not tell malignant findings from benign ones" in text
+    assert shown == (not any(manifest.heads["malignant"]["weights"]))  # the shipped model has no malignancy head
+
+
+def test_a_model_without_a_malignancy_head_says_what_its_p_malignant_is(model_file):
+    """Its P(malignant) is P(abnormal) times the training rate: --version and the report's figures say so; a model with a head does not."""
+    import dataclasses
+
+    from edge.manifest import headline_figures
+
+    manifest = load_manifest(manifest_path_for(model_file))
+    malignant = manifest.heads["malignant"]
+    without = dataclasses.replace(manifest, heads={**manifest.heads, "malignant": {"weights": [0.0] * len(malignant["weights"]), "bias": -0.5}})
+    with_head = dataclasses.replace(manifest, heads={**manifest.heads, "malignant": {**malignant, "weights": [0.0, 0.3] + [0.0] * (len(malignant["weights"]) - 2)}})
+    (note,) = [f for f in headline_figures(without) if "P(malignant)" in f]
+    assert note == "P(malignant) is P(abnormal) x 0.38: this model does not tell malignant findings from benign ones"
+    assert headline_figures(with_head) == headline_figures(without)[:-1]  # the same figures, without the note
 
 
 def test_the_dicom_hint_names_the_offline_step(mias_dir, tmp_path):
