@@ -66,16 +66,16 @@ def headline_figures(manifest: Manifest) -> list[str]:
             ci = figure.get("ci95") or ()
             interval = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if len(ci) == 2 else ""
             figures.append(f"{name} {figure['value']:.3f}{interval}")
-    rate = no_malignancy_head(manifest)
+    rate = no_malignancy_head(manifest.heads)
     if rate is not None:
         figures.append(f"P(malignant) is P(abnormal) x {rate:.2f}: this model does not tell malignant findings from benign ones")
     return figures
 
 
-def no_malignancy_head(manifest: Manifest) -> float | None:
+def no_malignancy_head(heads: dict[str, Any] | None) -> float | None:
     """The training rate of malignancy among abnormal scans that stands in for a malignancy head (all its
-    weights zero: training found no head that beat the rate); None when the model has a head."""
-    head = (manifest.heads or {}).get("malignant")
+    weights zero: training found no head that beat the rate); None when the heads have one."""
+    head = (heads or {}).get("malignant")
     if not isinstance(head, dict) or any(head.get("weights") or [1.0]):
         return None
     return 1.0 / (1.0 + math.exp(-float(head["bias"])))

@@ -164,15 +164,17 @@ def referral_sentence(document: dict) -> str:
 
 
 def malignancy_sentence(training: dict) -> str:
-    """What P(malignant) is made of: a head on the pooled features, or (none chosen) P(abnormal) times a rate."""
-    head = training.get("heads", {}).get("malignant")
-    if not head or any(head["weights"]):
+    """What P(malignant) is made of when the shipped model has no malignancy head (else nothing to say)."""
+    from edge.manifest import no_malignancy_head
+    from train.reader import KIND_C
+
+    rate = no_malignancy_head(training.get("heads"))
+    if rate is None:
         return ""
-    rate = 1 / (1 + np.exp(-head["bias"]))
     return (
         "The shipped model has no malignancy head: P(malignant) is P(abnormal) times the share of malignant findings "
         f"among the abnormal development scans ({rate:.2f}). An inner patient-grouped cross-validation of those scans "
-        "compared a head on the pooled features, at five strengths, with that rate alone, and no head beat it, as in "
+        f"compared a head on the pooled features, at {len(KIND_C)} strengths, with that rate alone, and no head beat it, as in "
         "every training fold of the committed cross-validation (`train.reader.MALIGNANCY_SEARCH`, "
         "`reports/experiments/malignancy.txt`): the model does "
         "not tell malignant findings from benign ones, and its malignant-vs-rest AUC is its skill at finding them."
@@ -415,7 +417,7 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         *missed_targets(document),
         referral_sentence(document),
         "",
-        *([malignancy_sentence(training), ""] if malignancy_sentence(training) else []),
+        *([malignancy, ""] if (malignancy := malignancy_sentence(training)) else []),
     ]
     game = document.get("pointing_game")
     if game:
@@ -533,7 +535,7 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
         "Triage threshold: " + f"{training['triage']['threshold']:.3f} on P(abnormal) (refer at or above), chosen for "
         "90% sensitivity on the pooled out-of-fold scores; in the cross-validation each test fold got the threshold "
         "chosen on its own training folds' inner out-of-fold scores, which gave the sensitivity and specificity in the table."
-        + (" " + malignancy_sentence(training) if malignancy_sentence(training) else ""),
+        + (" " + malignancy if (malignancy := malignancy_sentence(training)) else ""),
     ]
     game = document.get("pointing_game")
     if game:
