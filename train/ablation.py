@@ -243,6 +243,10 @@ def markdown(rows: dict, seconds: float) -> str:
         "right, and both) or mirrored top to bottom, its circles with it, only in the cell head's training table. "
         "Both lowered AUC abnormal, from 0.790 to 0.763 (moved) and 0.762 (mirrored), on the shipped reader's "
         "int16 features (`python studies/shift_probe.py ../shared/mias none shift8 flip`, reports/experiments/views.txt).",
+        "- The reading stage on each scale's heat evidence apart (the 512- and 256-pixel cells' hottest and top-5 "
+        "mean, 4 numbers a breast) instead of their averaged heat-map's: AUC abnormal 0.790 -> 0.769, specificity "
+        "at the threshold 0.389 -> 0.431, balanced accuracy 0.309 -> 0.291; not shipped (`python studies/"
+        "scale_evidence_probe.py ../shared/mias`, reports/experiments/scale_evidence.txt).",
         "- The malignancy head: the shipped reader fits it only where an inner patient-grouped cross-validation of "
         "the abnormal training scans finds it beats the training rate of malignancy (log-loss; `train.reader."
         "MALIGNANCY_SEARCH`); it never did (31 fits of 31), so P(malignant) is P(abnormal) times that rate. Fitted "
