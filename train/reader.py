@@ -94,7 +94,8 @@ patient-grouped cross-validation of the abnormal training scans compares it at e
 strengths with no head at all (P(malignant | abnormal) the training rate), by the log-loss of
 P(malignant | abnormal), and the best is kept. Out of fold, the head fitted always ranked the malignant
 findings among the abnormal scans no better than chance (AUC 0.48), so it only blurred P(abnormal):
-malignant-vs-rest AUC 0.693 with it, 0.761 from P(abnormal) alone (the committed reports/cv of model 126441c18662).
+malignant-vs-rest AUC 0.693 with it, 0.756 without it (reports/experiments/malignancy.txt, `python
+studies/malignancy_probe.py ../shared/mias`).
 That comparison, on these folds, is why the candidate 'no head' exists."""
 
 
