@@ -182,12 +182,16 @@ class Classifier:
             model_path, manifest, threads=threads or board.threads, delegate=board.delegate, runtime=board.runtime, kernels=board.kernels
         )
 
-    def twin(self) -> "Classifier | None":
-        """A second classifier of this model with its own interpreter, when a batch gains by running
-        two scans at once (`edge.batch`): kernels that use one thread (a 16x8 model's int16 ops, the
-        reference kernels), no delegate, and a second core. Else None."""
+    @property
+    def two_at_once(self) -> bool:
+        """Whether a batch gains by running two scans at once (`edge.batch`): kernels that use one
+        thread (a 16x8 model's int16 ops, the reference kernels), no delegate, and a second core."""
         one_thread = self.input_dtype == np.int16 or self.kernels == "reference"
-        if not one_thread or self.delegate or (os.cpu_count() or 1) < 2:
+        return one_thread and not self.delegate and (os.cpu_count() or 1) >= 2
+
+    def twin(self) -> "Classifier | None":
+        """A second classifier of this model with its own interpreter when `two_at_once`, else None."""
+        if not self.two_at_once:
             return None
         return Classifier(self.model_path, self.manifest, threads=1, runtime=self.runtime, kernels=self.kernels)
 

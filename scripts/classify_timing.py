@@ -65,7 +65,7 @@ def batch_times(model: Path, scans: list[Path], rounds: int, threads: int) -> tu
     from edge.decode import read_scan
 
     classifier = Classifier(model, threads=threads)
-    interpreters = 1 if classifier.twin() is None else 2
+    interpreters = 2 if classifier.two_at_once else 1
     image = classifier.prepare(read_scan(scans[0])).image
     for scan in scans[:5]:
         classifier.classify(read_scan(scan))

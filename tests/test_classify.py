@@ -423,6 +423,7 @@ def test_a_batch_runs_two_scans_at_once_where_the_kernels_use_one_thread(model_f
         return json_lines(out.getvalue())
 
     classifier = Classifier(model_file, threads=2)
+    assert classifier.two_at_once
     twins = []
     real_twin = classifier.twin
 
@@ -438,4 +439,4 @@ def test_a_batch_runs_two_scans_at_once_where_the_kernels_use_one_thread(model_f
     assert answers(alone) == both and len(both) == len(scans)
     assert Classifier(tiny_model_dir / "model.tflite", kernels="builtin").twin() is None  # int8, two-thread kernels
     monkeypatch.setattr("os.cpu_count", lambda: 1)
-    assert classifier.twin() is None
+    assert not classifier.two_at_once and classifier.twin() is None

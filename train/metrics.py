@@ -363,9 +363,3 @@ def brier(y: np.ndarray, p: np.ndarray) -> float:
     """Mean squared error of a probability: 0 is perfect, 0.25 a constant 0.5; lower is better calibrated and sharper."""
     return float(np.mean((np.asarray(p, float) - y) ** 2))
 
-
-def log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    """Mean negative log-likelihood of binary outcomes y under probabilities p (clipped away from 0 and 1)."""
-    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
-    y = np.asarray(y, np.float64)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))

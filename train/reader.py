@@ -322,6 +322,8 @@ def _malignancy_choice(pool: np.ndarray, malignant: np.ndarray, patients: list, 
     """The malignancy head's L2 strength among `KIND_C`, or None for no head (the training rate): the lowest
     inner-cross-validated log-loss of P(malignant | abnormal) on these abnormal scans (`MALIGNANCY_SEARCH`);
     with too few of them to split, options.image_c."""
+    from sklearn.metrics import log_loss
+
     folds = _inner_folds(malignant.astype(int), patients, options.seed)
     if folds is None:
         return options.image_c
@@ -331,7 +333,7 @@ def _malignancy_choice(pool: np.ndarray, malignant: np.ndarray, patients: list, 
         for c in KIND_C:
             coef, bias, _ = _logistic(pool[train], malignant[train], c)
             p[c][test] = 1 / (1 + np.exp(-(pool[test] @ coef[0] + bias[0])))
-    return min(p, key=lambda c: metrics.log_loss(malignant, p[c]))
+    return min(p, key=lambda c: log_loss(malignant, p[c]))
 
 
 def evidence(out: Outputs) -> np.ndarray:
