@@ -247,6 +247,14 @@ def markdown(rows: dict, seconds: float) -> str:
         "mean, 4 numbers a breast) instead of their averaged heat-map's: AUC abnormal 0.790 -> 0.769, specificity "
         "at the threshold 0.389 -> 0.431, balanced accuracy 0.309 -> 0.291; not shipped (`python studies/"
         "scale_evidence_probe.py ../shared/mias`, reports/experiments/scale_evidence.txt).",
+        "- The two breasts compared cell by cell (both prepared breasts have the chest wall on the left and are "
+        "cropped at it): the reading stage also given the hottest and top-5 mean of an asymmetry map (a scan's cell "
+        "logits minus the other breast's largest within K x K cells, K 1 to 9), or the other breast's heat near the "
+        "scan's hottest cell: AUC abnormal 0.786 to 0.793 against 0.790, no paired difference's CI clear of 0, and "
+        "the asymmetry map's peak fell in the circle less often than the heat-map's (29 to 32 of 88 against 39). A "
+        "whole-breast abnormal-vs-normal head on the pooled features the kind head reads ranked the scans at AUC "
+        "0.556 to 0.567 alone and lowered the reading's AUC beside the heat evidence (0.778 and 0.785). Not "
+        "shipped (`python studies/asymmetry_probe.py ../shared/mias`, reports/experiments/asymmetry.txt).",
         "- The malignancy head: the shipped reader fits it only where an inner patient-grouped cross-validation of "
         "the abnormal training scans finds it beats the training rate of malignancy (log-loss; `train.reader."
         "MALIGNANCY_SEARCH`); it never did (31 fits of 31), so P(malignant) is P(abnormal) times that rate. Fitted "

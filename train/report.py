@@ -146,7 +146,10 @@ def missed_targets(document: dict) -> list[str]:
         "circle least often of all kinds, `reports/cv/images.csv`), a learnt one: hand-made small-spot measures at "
         "1024 pixels beside the trunk's features did not help (`reports/experiments/spots.txt`); a wider pretrained trunk (only MobileNet v1 "
         "0.25's ImageNet weights are at hand; reading the full 1024-pixel scan with it did not help, "
-        "`reports/experiments/ablation`).",
+        "`reports/experiments/ablation`). Tried here and lost: more evidence for the reading stage (each scale's "
+        "apart, the two breasts compared cell by cell, a whole-breast head: `reports/experiments/scale_evidence.txt`, "
+        "`reports/experiments/asymmetry.txt`) and more views of the training scans for the cell head "
+        "(`reports/experiments/views.txt`).",
         "",
     ]
 
