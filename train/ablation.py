@@ -255,6 +255,15 @@ def markdown(rows: dict, seconds: float) -> str:
         "whole-breast abnormal-vs-normal head on the pooled features the kind head reads ranked the scans at AUC "
         "0.556 to 0.567 alone and lowered the reading's AUC beside the heat evidence (0.778 and 0.785). Not "
         "shipped (`python studies/asymmetry_probe.py ../shared/mias`, reports/experiments/asymmetry.txt).",
+        "- The cell head's inputs, wider or narrower: a second trunk tap beside block 11's features lowered AUC "
+        "abnormal to 0.757 (block 9) and 0.723 (block 13) (`python studies/tap_probe.py ../shared/mias 9 13`, "
+        "reports/experiments/taps.txt); its standardised inputs projected on their first 64, 32 or 16 principal "
+        "components, to 0.762, 0.714 and 0.678 (`python studies/cell_dims_probe.py ../shared/mias 32 16 64`, "
+        "reports/experiments/cell_dims.txt).",
+        "- The cell head's table: 400 negative cells per normal breast instead of 200 gave AUC abnormal 0.794 "
+        "(specificity at the threshold 0.407), 100 per abnormal breast instead of 50 gave 0.783 (0.401): within "
+        "the spread the cell head's random starts make (0.768 to 0.780 for five networks at four starts, "
+        "reports/experiments/ensemble.txt), not shipped (`python studies/cell_table_probe.py ../shared/mias 400,50 200,100`, reports/experiments/cell_table.txt).",
         "- The malignancy head: the shipped reader fits it only where an inner patient-grouped cross-validation of "
         "the abnormal training scans finds it beats the training rate of malignancy (log-loss; `train.reader."
         "MALIGNANCY_SEARCH`); it never did (31 fits of 31), so P(malignant) is P(abnormal) times that rate. Fitted "

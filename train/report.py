@@ -148,8 +148,9 @@ def missed_targets(document: dict) -> list[str]:
         "0.25's ImageNet weights are at hand; reading the full 1024-pixel scan with it did not help, "
         "`reports/experiments/ablation`). Tried here and lost: more evidence for the reading stage (each scale's "
         "apart, the two breasts compared cell by cell, a whole-breast head: `reports/experiments/scale_evidence.txt`, "
-        "`reports/experiments/asymmetry.txt`) and more views of the training scans for the cell head "
-        "(`reports/experiments/views.txt`).",
+        "`reports/experiments/asymmetry.txt`), more views of the training scans for the cell head "
+        "(`reports/experiments/views.txt`), and its inputs wider (a second trunk tap, `reports/experiments/taps.txt`) "
+        "or narrower (principal components, `reports/experiments/cell_dims.txt`).",
         "",
     ]
 
