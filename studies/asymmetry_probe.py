@@ -9,8 +9,8 @@ Each setting adds to the shipped evidence of the two breasts (`edge.reading.heat
   largest logit of the other breast within K x K cells of the same place (K absorbs misalignment);
   `asymK alone`: the same without the other breast's own evidence;
 - `at peakK`: the other breast's largest logit within K x K cells of the scan's hottest cell;
-- `smoothK` (the evidence of both heat-maps averaged over K x K cells) and `mean heat` (each
-  heat-map's mean logit) are the same comparison without places, for reference;
+- `smoothK` (the evidence of both heat-maps averaged over K x K cells first) and `mean heat` (each
+  heat-map's mean logit added) change each breast's own evidence, with no comparison of places;
 - `whole breast C`: a third number a breast, the logit of an abnormal-vs-normal logistic regression
   (L2 strength C, balanced) on the breast's pooled cell features (`edge.heads.pooled`, what the kind
   head reads), fitted with the heads on each inner and outer training set; `whole breast C alone`:
