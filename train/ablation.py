@@ -264,8 +264,9 @@ def markdown(rows: dict, seconds: float) -> str:
         "(specificity at the threshold 0.407), 100 per abnormal breast instead of 50 gave 0.783 (0.401). At two "
         "more seeds of the reader (5 and 10: the networks' starts, the cells drawn, the inner folds), 200 against "
         "400 per normal breast gave 0.787 against 0.789 and 0.775 against 0.771 (specificity 0.425 against 0.431, "
-        "0.389 against 0.419): no gain in AUC, a small one in specificity; not shipped. The shipped reader's "
-        "0.790 at seed 0 is the highest of its three seeds (0.790, 0.787, 0.775; mean 0.784) (`python studies/"
+        "0.389 against 0.419): no gain in AUC, a small one in specificity; not shipped. The shipped reader (seed 0, "
+        "AUC abnormal 0.790 in reports/cv) is the best of these three seeds (0.787 and 0.775 at seeds 5 and 10; "
+        "mean 0.784) (`python studies/"
         "cell_table_probe.py ../shared/mias 400,50 200,100`, then `200,50,5 400,50,5 200,50,10 400,50,10`, "
         "reports/experiments/cell_table.txt).",
         "- The malignancy head: the shipped reader fits it only where an inner patient-grouped cross-validation of "
