@@ -269,6 +269,17 @@ def markdown(rows: dict, seconds: float) -> str:
         "mean 0.784) (`python studies/"
         "cell_table_probe.py ../shared/mias 400,50 200,100`, then `200,50,5 400,50,5 200,50,10 400,50,10`, "
         "reports/experiments/cell_table.txt).",
+        "- A contrast step after `prepare`'s percentile stretch, on the ImageNet trunk's float features (no "
+        "distillation, which would have to be redone for each input) read by the shipped reader: plain 0.793, the "
+        "breast's grey levels equalised 0.722, an unsharp mask of radius 8 and 150% 0.729, of radius 4 and 50% 0.785 "
+        "AUC abnormal; not shipped (`python studies/contrast_probe.py ../shared/mias none equalize unsharp_8_150 "
+        "unsharp_4_50`, reports/experiments/contrast.txt).",
+        "- The pointing game and the heat-map's cells (32 scan pixels): of the 49 shipped peaks that miss their "
+        "circle, 7 fall within 16 pixels of it and 9 within 32. The peak placed inside its cell (the heat-weighted "
+        "centre of the 3x3 or 5x5 cells around the hottest, or the hottest cell after a 3x3 mean or a Gaussian of one "
+        "cell) gave 42, 41, 42 and 39 of 88 against 39: at most 3 scans, found by looking at these folds, and the "
+        "target (44) out of reach either way; not shipped (`python studies/peak_probe.py ../shared/mias`, "
+        "reports/experiments/peaks.txt).",
         "- The malignancy head: the shipped reader fits it only where an inner patient-grouped cross-validation of "
         "the abnormal training scans finds it beats the training rate of malignancy (log-loss; `train.reader."
         "MALIGNANCY_SEARCH`); it never did (31 fits of 31), so P(malignant) is P(abnormal) times that rate. Fitted "

@@ -149,8 +149,10 @@ def missed_targets(document: dict) -> list[str]:
         "`reports/experiments/ablation`). Tried here and lost: more evidence for the reading stage (each scale's "
         "apart, the two breasts compared cell by cell, a whole-breast head: `reports/experiments/scale_evidence.txt`, "
         "`reports/experiments/asymmetry.txt`), more views of the training scans for the cell head "
-        "(`reports/experiments/views.txt`), and its inputs wider (a second trunk tap, `reports/experiments/taps.txt`) "
-        "or narrower (principal components, `reports/experiments/cell_dims.txt`).",
+        "(`reports/experiments/views.txt`), its inputs wider (a second trunk tap, `reports/experiments/taps.txt`) "
+        "or narrower (principal components, `reports/experiments/cell_dims.txt`), and a contrast step before the trunk "
+        "(`reports/experiments/contrast.txt`); the heat-map's peak placed inside its cell moves the pointing game by "
+        "3 scans at most (`reports/experiments/peaks.txt`).",
         "",
     ]
 
