@@ -17,6 +17,7 @@ import numpy as np
 
 
 def hottest(heat: np.ndarray) -> tuple[float, float]:
+    """The hottest cell (as `train.cv.heatmap_peaks` and the board take the peak)."""
     return tuple(float(v) for v in np.unravel_index(int(np.argmax(heat)), heat.shape))
 
 
@@ -36,6 +37,7 @@ def centroid(k: int):
 
 
 def smoothed(smooth):
+    """The hottest cell of the heat-map after `smooth`."""
     return lambda heat: hottest(smooth(heat))
 
 
