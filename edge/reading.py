@@ -34,11 +34,16 @@ EPS = 1.0 / 512
 NORM = LABELS.index("NORM")
 
 
+def heat_logit(heat) -> np.ndarray:
+    """The logit of heat-map values, clipped to [EPS, 1 - EPS] first."""
+    p = np.clip(np.asarray(heat, np.float64), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
 def heat_evidence(heatmap: np.ndarray) -> np.ndarray:
     """[logit of the hottest cell, logit of the mean of the TOP_CELLS hottest] of one heat-map (any shape)."""
     cells = np.sort(np.asarray(heatmap, np.float64).reshape(-1))[::-1]
-    values = np.clip([cells[0], cells[:TOP_CELLS].mean()], EPS, 1 - EPS)
-    return np.log(values / (1 - values))
+    return heat_logit([cells[0], cells[:TOP_CELLS].mean()])
 
 
 @dataclass(frozen=True)

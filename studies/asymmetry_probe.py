@@ -27,13 +27,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-
-
-def logit(heat: np.ndarray) -> np.ndarray:
-    from edge.reading import EPS
-
-    p = np.clip(heat, EPS, 1 - EPS)
-    return np.log(p / (1 - p))
+from edge.reading import heat_logit as logit
 
 
 def top(values: np.ndarray) -> np.ndarray:

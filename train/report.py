@@ -152,7 +152,7 @@ def missed_targets(document: dict) -> list[str]:
         "(`reports/experiments/views.txt`), its inputs wider (a second trunk tap, `reports/experiments/taps.txt`) "
         "or narrower (principal components, `reports/experiments/cell_dims.txt`), and a contrast step before the trunk "
         "(`reports/experiments/contrast.txt`); the heat-map's peak placed inside its cell moves the pointing game by "
-        "3 scans at most (`reports/experiments/peaks.txt`).",
+        "3 scans at most, from 39 of 88 (`reports/experiments/peaks.txt`).",
         "",
     ]
 
