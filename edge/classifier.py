@@ -380,7 +380,7 @@ def _input_table(quant: Quantization, dtype: np.dtype, where: Path) -> np.ndarra
 def model_input(detail: dict, image: np.ndarray, where: Path = Path("model")) -> np.ndarray:
     """A prepared uint8 (S, S) image as the input tensor `detail` (an interpreter's input detail) takes it.
 
-    For loops outside a `Classifier` (training's board features, the converter, studies); a
+    For loops outside a `Classifier` (training's board features, the converter, research); a
     `Classifier` keeps its table instead of building it per scan."""
     table = _input_table(Quantization.of(detail), np.dtype(detail["dtype"]), where)
     image = np.asarray(image, dtype=np.uint8)

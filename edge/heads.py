@@ -5,7 +5,7 @@ Why here and not in the quantized graph: the heads are fitted on the board trunk
 are large and cancel (the neighbourhood
 mean of a cell is close to the cell itself). Rounded to int8 inside the graph they gave the
 cross-validated label on only 69% of the development scans and moved P(malignant | abnormal) by
-0.2 on average (reports/experiments/heads_beside.md). In float on the board they cost about 7 ms
+0.2 on average (research/heads/heads_beside.md). In float on the board they cost about 7 ms
 of numpy a scan (`edge-bench`'s postprocess on the 2-core x86 machine), and the board computes
 what was cross-validated: the same function on the same features (the cell head's hidden
 weights rounded to float32 in the model file, `_packed`).

@@ -1,6 +1,6 @@
 """Images per second of `edge-train --strategy`: one process, two localhost workers, the input pipeline alone.
 
-    python scripts/scale_bench.py ../shared/mias [--rounds 3] [--scans 64] [--steps 40] [--out reports/experiments]
+    python scripts/scale_bench.py ../shared/mias [--rounds 3] [--scans 64] [--steps 40] [--out research/scale]
 
 Each round measures, in an order that rotates from round to round so that machine load hits all
 three alike:
@@ -140,7 +140,7 @@ def page(record: dict) -> str:
         "- Anything about accuracy: the runs are too short to learn.",
         "",
         f"Regenerate: `python scripts/scale_bench.py ../shared/mias --rounds {s['rounds']} --scans {s['scans']} "
-        f"--steps {s['steps']} --batch-size {s['batch_size']} --size {s['size']} --out reports/experiments` (about {record['seconds'] / 60:.0f} minutes here); "
+        f"--steps {s['steps']} --batch-size {s['batch_size']} --size {s['size']} --out research/scale` (about {record['seconds'] / 60:.0f} minutes here); "
         "every round's figures are in `scale.json`.",
     ]
     return "\n".join(lines) + "\n"
@@ -162,7 +162,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--out", type=Path, default=Path("reports/experiments"))
+    parser.add_argument("--out", type=Path, default=Path("research/scale"))
     args = parser.parse_args()
     started, load_before = time.time(), [round(v, 2) for v in os.getloadavg()]
     rounds, trained = [], 0

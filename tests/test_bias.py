@@ -1,4 +1,4 @@
-"""convert.bias on the real trunk and real scans: only biases move, and the int8 features come nearer the float ones."""
+"""research/int8/bias.py on the real trunk and real scans: only biases move, and the int8 features come nearer the float ones."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _mean_error(content: bytes, model, images: np.ndarray) -> float:
 
 
 def test_bias_correction_moves_only_biases_and_brings_int8_nearer_float(trunk_and_scans):
-    from convert.bias import correct_biases
+    from research.int8.bias import correct_biases
     from convert.quantize import float_tflite, quantize
     from edge.runtime import make_interpreter
 
@@ -68,7 +68,7 @@ def test_bias_correction_moves_only_biases_and_brings_int8_nearer_float(trunk_an
 def test_bias_correction_refuses_a_float_model_of_another_network(trunk_and_scans):
     import keras
 
-    from convert.bias import correct_biases
+    from research.int8.bias import correct_biases
     from convert.quantize import float_tflite, quantize
     from edge.errors import EdgeError
     from train import trunk

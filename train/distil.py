@@ -10,7 +10,7 @@ ImageNet trunk's own features on the same scans, and the float trunk is held nea
 so float and int8 both keep what ImageNet learnt. Only the scans' pixels are used, never
 their labels, like the converter's calibration; the folds see no labels through it.
 
-Measured (`python studies/distil_probe.py ../shared/mias`): on the scans of a fold left out of
+Measured (`python research/distil/distil_probe.py ../shared/mias`): on the scans of a fold left out of
 the distillation, the int8 trunk's features move by 17% of their spread instead of 46% at 512
 pixels, 14% instead of 38% at 256.
 """

@@ -44,23 +44,23 @@ FOCUS = 0.0
 """Sharpness of an optional focused pooling for the malignancy head: each scale's cells averaged
 with softmax(focus x cell logit) weights, what the hottest cells look like (softmax, multiply and
 mean compile for the Edge TPU; top-k does not). On the frozen trunk's int8 features it raised
-malignancy AUC from 0.623 to 0.699 (sharpness 2, `studies/focus_probe.py`); on the distilled
+malignancy AUC from 0.623 to 0.699 (sharpness 2, `research/heads/focus_probe.py`); on the distilled
 trunk's it adds nothing (0.680 with and without), so the shipped graph leaves it out."""
 
 CONTEXT = 3
 """The cell head reads each cell's features and the mean of its 3 x 3 neighbourhood: a lesion
 spans several 16-pixel cells, and its surroundings say whether a bright cell is tissue or a
 finding. On the distilled trunk's int8 features: AUC abnormal 0.723 alone, 0.762 with 3 x 3,
-0.753 with 5 x 5 (reports/experiments/ablation)."""
+0.753 with 5 x 5 (research/ablation)."""
 
 
 CELL_HIDDEN, CELL_ALPHA = 64, 10.0
 """The cell head is a network with one hidden layer of 64 ReLU units (L2 10 on standardised features),
 not a logistic regression: whether a cell is a lesion is not one direction in the trunk's features.
-On the distilled trunk's int8 features (reports/experiments/ablation): AUC abnormal 0.764 -> 0.782,
+On the distilled trunk's int8 features (research/ablation): AUC abnormal 0.764 -> 0.782,
 specificity at the threshold 0.371 -> 0.425, pointing game 36 -> 40 of 88. It runs in numpy beside
 the int8 network (`edge.heads.Heads.cell_logits`), about 2 x 10^7 multiply-adds a scan. Chosen on the
-CV folds among seven settings (reports/experiments/cell_head.txt, `studies/cell_head_probe.py`, 41 minutes):
+CV folds among seven settings (research/reader/cell_head.txt, `research/reader/cell_head_probe.py`, 41 minutes):
 AUC abnormal 0.745-0.782, specificity 0.41-0.47 for all but one, so these figures are optimistic by the choice."""
 
 CELL_SEEDS = 5
@@ -68,8 +68,8 @@ CELL_SEEDS = 5
 (written as one network, their hidden layers side by side: 320 units). One network's out-of-fold
 figures hang on its start: at seeds 0 to 4, AUC abnormal 0.782, 0.763, 0.766, 0.747 and 0.758 (mean
 0.763). Five averaged, at seeds 0 to 3: 0.776, 0.780, 0.777 and 0.768 (mean 0.775); balanced accuracy
-0.302 against 0.296 on average, specificity at the threshold 0.392 against 0.402 (reports/experiments/
-ensemble.txt, `studies/ensemble_probe.py`). The single network shipped before, seed 0, was the best of
+0.302 against 0.296 on average, specificity at the threshold 0.392 against 0.402 (research/reader/
+ensemble.txt, `research/reader/ensemble_probe.py`). The single network shipped before, seed 0, was the best of
 its five draws. Cost: about 10^8 multiply-adds of numpy a scan."""
 
 KIND_TWINS = False
@@ -78,7 +78,7 @@ int8 trunk's features (what the board reads) and from the float network's (the s
 activations not rounded), so it puts less weight where rounding moves the pooled features. With
 one cell-head network, out of fold it changed the kinds' balanced accuracy only within noise
 (0.309 -> 0.295) and raised the float-vs-int8 label agreement of the final heads from 0.818 to
-0.888 (reports/experiments/ablation, `python studies/cell_head_probe.py`). The board computes the
+0.888 (research/ablation, `python research/reader/cell_head_probe.py`). The board computes the
 cross-validated int8 answers either way; only `edge-convert`'s float reference would come closer, and not to its 0.97 bound."""
 
 KIND_C = (0.005, 0.01, 0.02, 0.05, 0.1)
@@ -86,7 +86,7 @@ KIND_C = (0.005, 0.01, 0.02, 0.05, 0.1)
 average and maximum, or the average alone), inside the training folds by an inner patient-grouped
 cross-validation of its balanced accuracy on the abnormal training scans: a 6-class fit on about
 70 scans and 512 features overfits. Out of fold, balanced accuracy 0.245 -> 0.294 and macro-F1
-0.202 -> 0.230 (reports/experiments/ablation); the candidates came from `studies/kind_probe.py`."""
+0.202 -> 0.230 (research/ablation); the candidates came from `research/heads/kind_probe.py`."""
 
 MALIGNANCY_SEARCH = True
 """The malignancy head is fitted only where it earns its place: inside the training folds, an inner
@@ -94,14 +94,14 @@ patient-grouped cross-validation of the abnormal training scans compares it at e
 strengths with no head at all (P(malignant | abnormal) the training rate), by the log-loss of
 P(malignant | abnormal), and the best is kept. Out of fold, the head fitted always ranked the malignant
 findings among the abnormal scans no better than chance (AUC 0.48), so it only blurred P(abnormal):
-malignant-vs-rest AUC 0.693 with it, 0.756 without it (reports/experiments/malignancy.txt, `python
-studies/malignancy_probe.py ../shared/mias`).
+malignant-vs-rest AUC 0.693 with it, 0.756 without it (research/reader/malignancy.txt, `python
+research/reader/malignancy_probe.py ../shared/mias`).
 That comparison, on these folds, is why the candidate 'no head' exists."""
 
 
 @dataclass(frozen=True)
 class Options:
-    """The reader's choices; which were compared on the CV folds: reports/experiments/ablation/ablation.md."""
+    """The reader's choices; which were compared on the CV folds: research/ablation/ablation.md."""
 
     cell_c: float = 0.01  # inverse L2 strength of the cell head
     image_c: float = 0.05  # of the classes and malignancy heads

@@ -20,6 +20,11 @@ from edge.readme_blocks import replace_section, rewrite
 from train import metrics
 
 NOTE = "Research software, not a medical device."
+ABLATION_BEFORE = ("trunk 512 + 256 distilled, int16 activations, the shipped reader with the malignancy head always fitted "
+                   "(shipped before: 126441c18662)")
+"""The ablation's paired reference (research/ablation): the model shipped before the malignancy head had to beat the training rate."""
+ABLATION_FLOAT = "frozen trunk 512 + 256, cell head with its 3x3 neighbourhood"
+"""The ablation row of a linear cell head on the float frozen trunk's features: what a lossless int8 trunk would give it."""
 
 _NAMES = {
     "balanced_accuracy": "7-class balanced accuracy",
@@ -144,15 +149,15 @@ def missed_targets(document: dict) -> list[str]:
         "`labels.csv`: 91 abnormal scans teach six kinds of finding poorly); a full-resolution stage for "
         "calcifications, whose clusters are one or two pixels at this input size (their heat-map peaks fall in the "
         "circle least often of all kinds, `reports/cv/images.csv`), a learnt one: hand-made small-spot measures at "
-        "1024 pixels beside the trunk's features did not help (`reports/experiments/spots.txt`); a wider pretrained trunk (only MobileNet v1 "
+        "1024 pixels beside the trunk's features did not help (`research/reader/spots.txt`); a wider pretrained trunk (only MobileNet v1 "
         "0.25's ImageNet weights are at hand; reading the full 1024-pixel scan with it did not help, "
-        "`reports/experiments/ablation`). Tried here and lost: more evidence for the reading stage (each scale's "
-        "apart, the two breasts compared cell by cell, a whole-breast head: `reports/experiments/scale_evidence.txt`, "
-        "`reports/experiments/asymmetry.txt`), more views of the training scans for the cell head "
-        "(`reports/experiments/views.txt`), its inputs wider (a second trunk tap, `reports/experiments/taps.txt`) "
-        "or narrower (principal components, `reports/experiments/cell_dims.txt`), and a contrast step before the trunk "
-        "(`reports/experiments/contrast.txt`); the heat-map's peak placed inside its cell moves the pointing game by "
-        "3 scans at most, from 39 of 88 (`reports/experiments/peaks.txt`).",
+        "`research/ablation`). Tried here and lost: more evidence for the reading stage (each scale's "
+        "apart, the two breasts compared cell by cell, a whole-breast head: `research/reader/scale_evidence.txt`, "
+        "`research/reader/asymmetry.txt`), more views of the training scans for the cell head "
+        "(`research/reader/views.txt`), its inputs wider (a second trunk tap, `research/reader/taps.txt`) "
+        "or narrower (principal components, `research/reader/cell_dims.txt`), and a contrast step before the trunk "
+        "(`research/reader/contrast.txt`); the heat-map's peak placed inside its cell moves the pointing game by "
+        "3 scans at most, from 39 of 88 (`research/reader/peaks.txt`).",
         "",
     ]
 
@@ -182,7 +187,7 @@ def malignancy_sentence(training: dict) -> str:
         f"among the abnormal development scans ({rate:.2f}). An inner patient-grouped cross-validation of those scans "
         f"compared a head on the pooled features, at {len(KIND_C)} strengths, with that rate alone, and no head beat it, as in "
         "every training fold of the committed cross-validation (`train.reader.MALIGNANCY_SEARCH`, "
-        "`reports/experiments/malignancy.txt`): the model does "
+        "`research/reader/malignancy.txt`): the model does "
         "not tell malignant findings from benign ones, and its malignant-vs-rest AUC is its skill at finding them."
     )
 
@@ -411,7 +416,7 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         "breasts of a woman in the same fold; every scan prepared by the device's own `prepare`; nested: for each test "
         "fold, the heads are fitted on the other folds, the reading stage and the triage threshold on those folds' own "
         "inner out-of-fold evidence. The configuration (input size, scales, reading beside the other breast) was chosen "
-        "on these folds (`reports/experiments/ablation/ablation.md`), which makes the figures slightly optimistic. Figures below are pooled out-of-fold, "
+        "on these folds (`research/ablation/ablation.md`), which makes the figures slightly optimistic. Figures below are pooled out-of-fold, "
         "with 95% bootstrap CIs resampling women, beside the majority-class baseline (NORM for every scan, constant score).",
         "",
         *headline_rows(document),
@@ -451,7 +456,7 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         lines.append("")
     if compared:
         lines += [
-            "## Ablation (same folds; `reports/experiments/ablation/ablation.md`)",
+            "## Ablation (same folds; `research/ablation/ablation.md`)",
             "",
             "| row | AUC abnormal | AUC malignant | bal. acc. | AUC abnormal minus the previous model (paired) |",
             "| --- | --- | --- | --- | --- |",
@@ -483,7 +488,7 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         "",
         "Regenerate: see the README section *Model and evaluation*. This card is written by "
         "`python -m train.report reports/cv --card MODEL_CARD.md` from `reports/cv/metrics.json`, `models/training.json` "
-        "and `reports/experiments/ablation/ablation.json`.",
+        "and `research/ablation/ablation.json`.",
         "",
     ]
     return "\n".join(lines)
@@ -548,21 +553,19 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
         lines += ["", f"Pointing game (heat-map peak inside an annotated circle, out-of-fold): {game['hits']} of "
                   f"{game['n_images']} abnormal scans with a circle ({_num(game['hit_rate'])})."]
     if compared:
-        from train.ablation import BEFORE as BEFORE_ROW, FLOAT as FLOAT_ROW
-
         shipped = next((name for name in compared if "(shipped)" in name), None)
         previous = next(iter(compared))
-        lines += ["", f"Ablation on the same folds (`reports/experiments/ablation/ablation.md`): {previous}, AUC abnormal "
+        lines += ["", f"Ablation on the same folds (`research/ablation/ablation.md`): {previous}, AUC abnormal "
                   f"{_fmt(compared[previous]['auc_abnormal'])}"
                   + (f"; shipped, {_fmt(compared[shipped]['auc_abnormal'])}, a paired difference of "
                      f"{_fmt(compared[shipped]['auc_abnormal_minus_previous'])}" if shipped else "")
-                  + (f"; the model shipped before it ({BEFORE_ROW}), {_fmt(compared[BEFORE_ROW]['auc_abnormal'])}, "
+                  + (f"; the model shipped before it ({ABLATION_BEFORE}), {_fmt(compared[ABLATION_BEFORE]['auc_abnormal'])}, "
                      f"the shipped one's paired gain over it {_fmt(compared[shipped]['auc_abnormal_minus_before'])}, "
-                     f"malignant-vs-rest AUC {_fmt(compared[BEFORE_ROW]['auc_malignant'])} against the shipped "
+                     f"malignant-vs-rest AUC {_fmt(compared[ABLATION_BEFORE]['auc_malignant'])} against the shipped "
                      f"{_fmt(compared[shipped]['auc_malignant'])}"
-                     if BEFORE_ROW in compared and shipped and "auc_abnormal_minus_before" in compared[shipped] else "")
-                  + (f"; the reader with a linear cell head on the float frozen trunk's features, {_fmt(compared[FLOAT_ROW]['auc_abnormal'])}: "
-                     "what a lossless quantized trunk would reach" if FLOAT_ROW in compared else "")
+                     if ABLATION_BEFORE in compared and shipped and "auc_abnormal_minus_before" in compared[shipped] else "")
+                  + (f"; the reader with a linear cell head on the float frozen trunk's features, {_fmt(compared[ABLATION_FLOAT]['auc_abnormal'])}: "
+                     "what a lossless quantized trunk would reach" if ABLATION_FLOAT in compared else "")
                   + ". Chosen on these folds: the input size, the scales, whether the trunk is distilled (kept with "
                   "int16 activations, where the ImageNet weights as they are read worse), reading beside the other breast, the cell "
                   "head's neighbourhood (none, 3x3 or 5x5), its hidden layer (none, or 16, 32, 64 or 128 units at a few L2 "
@@ -571,8 +574,8 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
                   "ranked malignant findings among the abnormal scans no better than chance out of fold) and, in "
                   "probes, the cell head's regularisation and the trunk's tap (a handful of candidates each, so the "
                   "shipped figures are slightly optimistic; the reader's seed, too, is at the high end of its spread: "
-                  "AUC abnormal 0.790 at seed 0, the shipped one, against 0.787 and 0.775 at seeds 5 and 10, `reports/experiments/cell_table.txt`). The distillation's length was set by its drift on a "
-                  "fold it did not see (`studies/distil_probe.py`), with no labels. Fitted inside training folds: "
+                  "AUC abnormal 0.790 at seed 0, the shipped one, against 0.787 and 0.775 at seeds 5 and 10, `research/reader/cell_table.txt`). The distillation's length was set by its drift on a "
+                  "fold it did not see (`research/distil/distil_probe.py`), with no labels. Fitted inside training folds: "
                   "everything else, including which of its candidates the kind head takes and whether there is a "
                   "malignancy head at all (inner patient-grouped cross-validations of the abnormal training scans)."]
     lines += [
@@ -606,7 +609,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("reports", help="report folder or its predictions.csv")
     parser.add_argument("--card", help="also write the model card here (e.g. MODEL_CARD.md)")
     parser.add_argument("--training", default="models/training.json", help="training.json of the shipped model")
-    parser.add_argument("--comparison", default="reports/experiments/ablation/ablation.json", help="the ablation's rows")
+    parser.add_argument("--comparison", default="research/ablation/ablation.json", help="the ablation's rows")
     parser.add_argument("--readme", help="also rewrite this README's 'Model and evaluation' section")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     document = build(args.reports)
