@@ -1,4 +1,4 @@
-"""Both sides of the fidelity gate seen through the board's own code, `edge.classifier.Classifier`.
+"""Both sides of the fidelity gate seen through the board's own code, `edge.inference.classifier.Classifier`.
 
 The gate decides whether a model ships, so it must judge what a board will print: the int8
 model runs in the board's `Classifier` (`Classifier.from_bytes`: input table, dequantization,
@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from edge.classifier import Classifier, Quantization, Result
+from edge.inference.classifier import Classifier, Quantization, Result
 from edge.errors import EdgeError
 from edge.preprocess import Prepared
 
@@ -25,7 +25,7 @@ def float_result(classifier: Classifier, model: Any, prepared: Prepared) -> Resu
     from convert.quantize import run_keras
 
     if not hasattr(classifier, "_output_quant"):  # a loud failure, not a silently wrong gate
-        raise EdgeError("edge.classifier.Classifier no longer has _output_quant: update convert.board.float_result")
+        raise EdgeError("edge.inference.classifier.Classifier no longer has _output_quant: update convert.board.float_result")
     real = copy.copy(classifier)
     real._output_quant = (Quantization(0.0, 0),) * len(classifier._output_quant)
     return real.postprocess(tuple(run_keras(model, prepared.image)), prepared)

@@ -17,7 +17,8 @@ from typing import Optional
 
 import typer
 
-from edge.cli_common import EXIT_SOME_FAILED, EXIT_SETUP, fail, friendly_errors, make_app
+from edge.cli.common import EXIT_SETUP, EXIT_SOME_FAILED
+from train.desktop_cli import fail, friendly_errors, make_app
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
 
@@ -48,7 +49,7 @@ def convert(
 ) -> None:
     """Quantize MODEL (int8 weights; int16 or int8 activations), compare it with the float model on every scan, check Edge TPU readiness."""
     from convert import pipeline
-    from convert.quantize import ACTIVATIONS
+    from train.quantizer import ACTIVATIONS
 
     if not 0.0 <= min_agreement <= 1.0 or max_auc_drop < 0:
         raise fail("--min-agreement must be in 0..1 and --max-auc-drop at least 0")

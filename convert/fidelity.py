@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edge import LABELS
-from edge.classifier import Result
+from edge.inference.classifier import Result
 from edge.fileio import atomic_write_text
 from edge.preprocess import Prepared
 

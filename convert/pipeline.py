@@ -3,10 +3,10 @@
 Steps, each a function elsewhere in `convert`:
 1. read `training.json` beside the model and check the model against the contract;
 2. prepare every development scan with `edge.preprocess.prepare` at the model's input size;
-3. quantize (`convert.quantize.quantize`) on a calibration set drawn from those scans;
+3. quantize (`train.quantizer.quantize`) on a calibration set drawn from those scans;
 4. find where each output landed in the interpreter (`output_positions`);
 5. compare float and int8 on every scan (`convert.fidelity`), both seen through the board's own
-   `edge.classifier.Classifier` (`convert.board`), and check the Edge TPU rules (`convert.edgetpu`);
+   `edge.inference.classifier.Classifier` (`convert.board`), and check the Edge TPU rules (`convert.edgetpu`);
 6. write the report, and the model + manifest only when the fidelity check passed, so a bad
    conversion never replaces a good model.
 """
@@ -24,14 +24,14 @@ from typing import Any, Callable, ContextManager, Iterator
 import numpy as np
 
 from edge import LABELS
-from edge.classifier import Classifier
+from edge.inference.classifier import Classifier
 from edge.errors import EdgeError
 from edge.fileio import sha256_bytes, sha256_file
-from edge.heads import Heads
-from edge.manifest import OUTPUT_NAMES, Manifest, expected_outputs
+from edge.inference.heads import Heads
+from edge.inference.manifest import OUTPUT_NAMES, Manifest, expected_outputs
 from edge.preprocess import prepare
 from convert import board, edgetpu, fidelity, quantize, rewrite
-from train import handoff
+from train import handoff, quantizer
 
 DEFAULT_CALIBRATION = 300
 HEADLINE_LIMIT = 6000  # characters of training.json "metrics" copied whole into the manifest
@@ -57,7 +57,7 @@ class ConvertOptions:
     max_auc_drop: float = 0.02
     command: str = ""
     note: str = ""  # why this conversion was run as it was (e.g. a lowered threshold), kept in report and manifest
-    activations: str | None = None  # quantize.ACTIVATIONS; None: training.json's (the features its heads were fitted on)
+    activations: str | None = None  # quantizer.ACTIVATIONS; None: training.json's (the features its heads were fitted on)
 
 
 @dataclass
@@ -126,7 +126,7 @@ def chosen_activations(options: ConvertOptions, training: handoff.Handoff | None
         training = handoff.read(options.training_json or options.model.with_name("training.json"))
     config = training.record.get("config") or {}
     chosen = config.get("features", "int8" if config.get("int8") else "int16")
-    return chosen if chosen in quantize.ACTIVATIONS else "int16"
+    return chosen if chosen in quantizer.ACTIVATIONS else "int16"
 
 
 def _headline(metrics: Any) -> Any:
@@ -170,9 +170,9 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
     quantizable, rewrites = rewrite.split_concatenated_heads(model)
     if rewrites and rewrite.max_float_difference(model, quantizable, images[:8]) > 1e-4:
         quantizable, rewrites = model, []
-    calibration = quantize.representative_images(images, options.calibration, options.seed)
+    calibration = quantizer.representative_images(images, options.calibration, options.seed)
     with progress(f"quantizing ({activations} activations)", 1) as step:
-        content = quantize.quantize(quantizable, calibration, activations)
+        content = quantizer.quantize(quantizable, calibration, activations)
         if training.heads is not None:  # inside the file too: its sha256 names the heads the board runs
             content = quantize.embed_heads(content, training.heads)
         step(1)
@@ -291,7 +291,7 @@ def _remove_stale_edgetpu(out: Path, manifest: Manifest) -> list[str]:
 
 def compile_edgetpu(out: Path, manifest: Manifest) -> tuple[Path, Manifest]:
     """Compile out/model.tflite with edgetpu_compiler and write model_edgetpu.json beside it."""
-    from edge.manifest import manifest_path_for, save_manifest
+    from edge.inference.manifest import manifest_path_for, save_manifest
 
     model_path = out / manifest.model_file
     compiled, log = edgetpu.compile_for_edgetpu(model_path, out)

@@ -6,7 +6,7 @@ outputs in the order `classes` (1, 7), `abnormal` (1, 1), `malignant` (1, 1), `h
 
 The converter keeps the input's real range 0..255, so an int8 model's uint8 input tensor comes out
 with scale 1 and zero point 0: the board feeds the prepared pixels as they are (a 16x8 model's
-int16 input takes them through a 256-entry table, `edge.classifier.model_input`). TFLite is free to
+int16 input takes them through a 256-entry table, `edge.inference.classifier.model_input`). TFLite is free to
 reorder the outputs, and `abnormal` and `malignant` have the same shape, so `output_positions`
 finds each output's place from the signature and then checks it by running both models.
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -27,56 +26,21 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from edge import LABELS
-from edge.classifier import Quantization, model_input
+from edge.inference.classifier import Quantization, model_input
 from edge.errors import EdgeError
 from edge.fileio import atomic_write_bytes, sha256_bytes
-from edge.heads import METADATA, canonical
-from edge.manifest import OUTPUT_NAMES, Manifest, expected_outputs, manifest_path_for, save_manifest
+from edge.inference.heads import METADATA, canonical
+from edge.inference.manifest import OUTPUT_NAMES, Manifest, expected_outputs, manifest_path_for, save_manifest
 from edge.preprocess import prepare
-from edge.runtime import make_interpreter
+from edge.inference.runtime import make_interpreter
+from train.quantizer import as_model_input
 
 MODEL_FILE = "model.tflite"
-
-
-def as_model_input(image: np.ndarray) -> np.ndarray:
-    """A prepared uint8 (S, S) image as the float model's input: (1, S, S, 1) float32, values 0..255."""
-    return np.asarray(image, dtype=np.float32)[None, :, :, None]
 
 
 def prepared_images(records: Iterable[Any], size: int) -> np.ndarray:
     """`prepare(scan, size).image` of every record (anything with `.pixels()`), as (N, S, S) uint8."""
     return np.stack([prepare(record.pixels(), size=size).image for record in records])
-
-
-def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A mildly changed copy of a prepared image, for calibration sets larger than the data.
-
-    Only changes the board could meet: a small zoom and shift (another crop of the same
-    breast) and a small gamma (another film exposure). No mirroring: `prepare` always puts the
-    chest wall on the left, so a mirrored input would be one the model never sees.
-    """
-    from PIL import Image
-
-    size = image.shape[0]
-    zoom = rng.uniform(1.0, 1.1)
-    side = size / zoom
-    top, left = rng.uniform(0, size - side, 2)
-    crop = Image.fromarray(image).resize(
-        (size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side)
-    )
-    gamma = rng.uniform(0.85, 1.15)
-    out = 255.0 * (np.asarray(crop, dtype=np.float32) / 255.0) ** gamma
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def representative_images(images: np.ndarray, count: int = 300, seed: int = 0) -> np.ndarray:
-    """`count` calibration images: every real image once (shuffled), then augmented copies if more are asked for."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(images))
-    chosen = [images[i] for i in order[:count]]
-    while len(chosen) < count:
-        chosen.append(augment(images[rng.integers(len(images))], rng))
-    return np.stack(chosen)
 
 
 def float_tflite(model: Any) -> bytes:
@@ -87,53 +51,6 @@ def float_tflite(model: Any) -> bytes:
         return bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
 
 
-ACTIVATIONS = ("int16", "int8")  # the integer type of the activations; weights are int8 either way
-
-
-def quantize(model: Any, images: Sequence[np.ndarray] | np.ndarray, activations: str = "int8") -> bytes:
-    """Full-integer TFLite bytes of a Keras `model`, calibrated on prepared uint8 `images` (N, S, S).
-
-    Post-training quantization with the default optimizations and integer builtin ops only (a
-    float op would make the conversion fail rather than slip through). `activations`:
-    - "int8": int8 weights and activations, uint8 input and outputs (what the Edge TPU runs);
-    - "int16": int8 weights, int16 activations (TFLite's 16x8 mode), int16 input and outputs. Its
-      activations are rounded 256 times more finely, so a network with int8-grid weights computes
-      what the float one does (the shipped trunk: to a thousandth of its features' spread).
-    The batch dimension is whatever the model's `keras.Input` fixed; the readiness check
-    refuses anything but 1.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    if len(images) == 0:
-        raise EdgeError("no representative images: the quantizer needs real prepared scans")
-
-    def representative_dataset():
-        for image in images:
-            yield [as_model_input(image)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
-    if activations not in ACTIVATIONS:
-        raise EdgeError(f"activations must be one of {', '.join(ACTIVATIONS)}, not {activations!r}")
-    if activations == "int16":
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-        converter.inference_input_type = converter.inference_output_type = tf.int16
-    else:
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = converter.inference_output_type = tf.uint8
-    try:
-        # Keras prints the traced signature on stdout and TF warns that the uint8 input has no
-        # statistics (it needs none: its range comes from the calibration data). Keep stdout clean.
-        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-            return bytes(converter.convert())
-    except Exception as exc:  # the converter raises ConverterError and friends with long texts
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EdgeError(f"{activations} conversion failed: {first}") from None
-
-
 # --- which int8 output is which -------------------------------------------------------------------
 
 
@@ -141,7 +58,7 @@ def interpreter_outputs(interpreter: Any, image: np.ndarray) -> list[np.ndarray]
     """Every output of one prepared uint8 image, dequantized, in get_output_details() order.
 
     Only for finding which output is which, before a manifest exists; everything after that
-    runs the board's `edge.classifier.Classifier` (convert/board.py)."""
+    runs the board's `edge.inference.classifier.Classifier` (convert/board.py)."""
     (detail,) = interpreter.get_input_details()
     interpreter.set_tensor(detail["index"], model_input(detail, image))
     interpreter.invoke()
@@ -149,7 +66,7 @@ def interpreter_outputs(interpreter: Any, image: np.ndarray) -> list[np.ndarray]
 
 
 def embed_heads(content: bytes, heads: dict[str, Any]) -> bytes:
-    """The int8 model with `heads` inside as TFLite metadata (`edge.heads.canonical`): its sha256 then
+    """The int8 model with `heads` inside as TFLite metadata (`edge.inference.heads.canonical`): its sha256 then
     covers the heads the board runs beside it, and the board refuses a manifest whose heads differ."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
@@ -288,7 +205,7 @@ def model_facts(content: bytes, positions: dict[str, int]) -> ModelFacts:
 
 def versions() -> dict[str, str]:
     """Converter and runtime versions, for the manifest."""
-    from edge.runtime import runtime_version
+    from edge.inference.runtime import runtime_version
 
     found = {}
     for key, distribution in (("converter", "tensorflow-cpu"), ("converter", "tensorflow"), ("keras", "keras")):

@@ -127,18 +127,18 @@ log "${#PICKED[@]} scans: ${PICKED[*]}"
 mkdir -p "$WORK/x86src" && git -C "$REPO" archive HEAD | tar -x -C "$WORK/x86src"
 HOST_SCANS=()
 for scan in "${PICKED[@]}"; do HOST_SCANS+=("$ROOT$INSIDE/scans/$scan"); done
-CLASSIFY='import sys; sys.argv[0] = "edge-classify"; from edge.classify_cli import main; sys.exit(main())'
+CLASSIFY='import sys; sys.argv[0] = "edge-classify"; from edge.cli.classify import main; sys.exit(main())'
 for kernels in builtin reference; do
     options=(); [ "$kernels" = reference ] && options=(--config "$ROOT$INSIDE.reference.toml")
     (cd "$WORK" && PYTHONPATH="$WORK/x86src" python -c "$CLASSIFY" --json "${options[@]}" "${HOST_SCANS[@]}" > "$WORK/x86.$kernels.jsonl") \
         || fail "x86 edge-classify ($kernels kernels) failed"
 done
-X86_RUNTIME=$(cd "$WORK" && PYTHONPATH="$WORK/x86src" python -c 'from edge.runtime import runtime_version; import numpy; print(runtime_version() + ", numpy " + numpy.__version__)')
+X86_RUNTIME=$(cd "$WORK" && PYTHONPATH="$WORK/x86src" python -c 'from edge.inference.runtime import runtime_version; import numpy; print(runtime_version() + ", numpy " + numpy.__version__)')
 
 IDENTITY='import json, platform, sys
 from importlib import metadata
 import numpy, PIL
-from edge.runtime import runtime_version
+from edge.inference.runtime import runtime_version
 print(json.dumps({"runtime": runtime_version(), "mias_edge": metadata.version("mias-edge"), "numpy": numpy.__version__,
                   "pillow": PIL.__version__, "python": platform.python_version(), "machine": platform.machine(),
                   "debian": open("/etc/debian_version").read().strip(), "edge_classify_version": sys.argv[1] or None}))'

@@ -1,15 +1,15 @@
-"""Write the figures of the README's "## Benchmarks" section from committed edge-bench records.
+"""Write the figures of docs/benchmarks.md from committed edge-bench records.
 
     python scripts/bench_readme.py reports/bench/x86.json            # print both blocks
-    python scripts/bench_readme.py reports/bench/x86.json --write    # replace them in README.md
-                                   [--records reports/boards] [--readme README.md]
+    python scripts/bench_readme.py reports/bench/x86.json --write    # replace them in docs/benchmarks.md
+                                   [--records reports/boards] [--readme docs/benchmarks.md]
 
 Two blocks: `bench` (between `<!-- bench:begin -->` and `<!-- bench:end -->`), this development
 machine's record with its compared models; and `boards` (`<!-- boards:begin -->` ...), the board
 table: one row per board record in `reports/boards/` (what `edge-bench --record` writes; the
 folder's other reports, such as arm64-emulated.json, are not edge-bench records and are left
 out), and an estimate row, marked as one, for each board in ESTIMATED that has no record yet.
-README figures are copied from committed reports, never typed (tests/test_bench_report.py and
+Page figures are copied from committed reports, never typed (tests/test_bench_report.py and
 tests/test_board_records.py check they match). The compared models are recognised by file
 name: `*mobilenet*` is the reference, `*float*` our float32 TFLite model.
 """
@@ -21,10 +21,10 @@ import json
 import sys
 from pathlib import Path
 
-from edge.bench import read_record
-from edge.device import load_device
+from edge.inference.bench import read_record
+from edge.inference.device import load_device
 from edge.errors import EdgeError
-from edge.readme_blocks import markers, replace_marked, rewrite
+from train.doc_blocks import markers, replace_marked, rewrite
 
 REPO = Path(__file__).resolve().parents[1]
 BLOCK, BOARDS = "bench", "boards"
@@ -212,11 +212,11 @@ def _input(model: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="bench_readme.py", description="The README's benchmark and board-table blocks.")
+    parser = argparse.ArgumentParser(prog="bench_readme.py", description="The benchmark and board-table blocks of docs/benchmarks.md.")
     parser.add_argument("record", type=Path, help="this development machine's edge-bench record (reports/bench/x86.json)")
-    parser.add_argument("--write", action="store_true", help="replace the blocks in the README instead of printing them")
+    parser.add_argument("--write", action="store_true", help="replace the blocks in the page instead of printing them")
     parser.add_argument("--records", type=Path, default=REPO / "reports" / "boards", help="folder of board records")
-    parser.add_argument("--readme", type=Path, default=REPO / "README.md", help="the README to rewrite")
+    parser.add_argument("--readme", type=Path, default=REPO / "docs" / "benchmarks.md", help="the page to rewrite")
     args = parser.parse_args(argv)
     try:
         x86, source = read_record(args.record), _shown(args.record)

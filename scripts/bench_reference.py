@@ -1,7 +1,7 @@
 """Reference models for `edge-bench --compare`: the yardsticks our int8 model is timed against.
 
 - MobileNetV2 (224x224, 7 classes, random weights: timing does not depend on them),
-  converted to full int8 by `convert.quantize.quantize`, the very function `edge-convert`
+  converted to full int8 by `train.quantizer.quantize`, the very function `edge-convert`
   uses, calibrated on real prepared MIAS scans. It is the standard mobile classifier whose
   speed is published for the boards (Pi 4 CPU about 22-45 ms, Coral USB about 2.6 ms), so the
   ratio measured on any machine turns those anchors into an estimate for our model.
@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 import typer
 
-from edge.cli_common import friendly_errors, make_app
+from train.desktop_cli import friendly_errors, make_app
 from edge.errors import EdgeError
 from edge.fileio import atomic_write_bytes
 
@@ -68,7 +68,7 @@ def calibration_images(data: str | Path, size: int = REFERENCE_SIZE, count: int 
 
 def build_mobilenet_int8(data: str | Path, size: int = REFERENCE_SIZE) -> bytes:
     """MobileNetV2 converted to int8 exactly as `edge-convert` converts our model."""
-    from convert.quantize import quantize
+    from train.quantizer import quantize
 
     return quantize(mobilenet_v2(size), calibration_images(data, size))
 

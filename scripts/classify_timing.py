@@ -1,14 +1,14 @@
-"""Measure edge-classify as a health worker meets it, and write the record the README quotes.
+"""Measure edge-classify as a health worker meets it, and write the record docs/classify.md quotes.
 
     python scripts/classify_timing.py --scans DIR [--model FILE] [--out reports/classify/x86.json]
-    python scripts/classify_timing.py --readme reports/classify/x86.json   # rewrite the README block
+    python scripts/classify_timing.py --readme reports/classify/x86.json   # rewrite the block of docs/classify.md
 
-The README's figures sit between `<!-- classify-timing:begin -->` and `<!-- classify-timing:end -->`
+The page's figures sit between `<!-- classify-timing:begin -->` and `<!-- classify-timing:end -->`
 and are written from the committed record by --readme, never typed (a test checks they match).
 
 - cold start: wall time from launching `edge-classify SCAN --json` to its first output line,
   for one 1024x1024 PGM (median of --cold-runs launches after one warm-up launch);
-- batch: per-scan wall time of `edge.batch.run_batch` (what `edge-classify DIR` runs, with its
+- batch: per-scan wall time of `edge.results.batch.run_batch` (what `edge-classify DIR` runs, with its
   decode/prepare worker thread) against the bare `invoke()` and a plain sequential loop, in
   interleaved rounds so machine load hits all three alike;
 - peak resident memory of `edge-classify DIR --json` over --batch scans, and with --overlay and --log.
@@ -31,11 +31,11 @@ import textwrap
 import time
 from pathlib import Path
 
-from edge.cli_common import one_blas_thread
+from edge.cli.common import one_blas_thread
 
 one_blas_thread()  # as edge-classify does, before anything imports numpy: the batch is timed in this process
 from edge.fileio import atomic_write_text  # noqa: E402
-from edge.readme_blocks import markers, replace_marked, rewrite  # noqa: E402
+from train.doc_blocks import markers, replace_marked, rewrite  # noqa: E402
 
 
 def cold_start(script: list[str], scan: Path, model: Path, runs: int) -> tuple[list[float], list[float]]:
@@ -60,9 +60,9 @@ def cold_start(script: list[str], scan: Path, model: Path, runs: int) -> tuple[l
 
 def batch_times(model: Path, scans: list[Path], rounds: int, threads: int) -> tuple[dict[str, list[float]], int]:
     """Per-scan times of the three ways, interleaved by round, and how many interpreters the batch runs."""
-    from edge import batch
-    from edge.classifier import Classifier
-    from edge.decode import read_scan
+    from edge.results import batch
+    from edge.inference.classifier import Classifier
+    from edge.scan.decode import read_scan
 
     classifier = Classifier(model, threads=threads)
     interpreters = 2 if classifier.two_at_once else 1
@@ -108,11 +108,11 @@ def peak_rss_mb(script: list[str], args: list[str]) -> float:
 
 BLOCK = "classify-timing"
 BEGIN, END = markers(BLOCK)
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "classify.md"
 
 
 def readme_block(record: dict) -> str:
-    """The README lines for a timing record (what tests/test_classify_report.py compares)."""
+    """The page lines for a timing record (what tests/test_classify_report.py compares)."""
     cold, per, rss = record["cold_start_ms"], record["per_scan_ms"], record["peak_rss_mb"]
     load = record["machine"]["load_average_before"][0]
     intro = (
@@ -141,7 +141,7 @@ def readme_block(record: dict) -> str:
 
 def write_readme(record_path: Path) -> None:
     record = json.loads(record_path.read_text())
-    rewrite(README, lambda text: replace_marked(text, BLOCK, readme_block(record)))
+    rewrite(PAGE, lambda text: replace_marked(text, BLOCK, readme_block(record)))
 
 
 def main() -> None:
@@ -157,15 +157,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    from edge.classifier import default_model_path
-    from edge.manifest import load_manifest, manifest_path_for
+    from edge.inference.classifier import default_model_path
+    from edge.inference.manifest import load_manifest, manifest_path_for
 
     model = args.model or default_model_path()
     manifest = load_manifest(manifest_path_for(model))
     scans = sorted(args.scans.glob("*.pgm"))[: args.batch]
     if not scans:
         sys.exit(f"error: no .pgm scans in {args.scans} (PNG copies: python ../shared/mias/restore_pgm.py DIR first)")
-    script = [sys.executable, "-c", "from edge.classify_cli import main; main()"]
+    script = [sys.executable, "-c", "from edge.cli.classify import main; main()"]
     load_before = os.getloadavg()
     cold, cold_cpu = cold_start(script, scans[0], model, args.cold_runs)
     times, interpreters = batch_times(model, scans, args.rounds, args.threads)

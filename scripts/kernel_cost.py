@@ -1,11 +1,11 @@
-"""What the runner's kernel choice costs: bare invoke under each `kernels` of `edge.runtime`.
+"""What the runner's kernel choice costs: bare invoke under each `kernels` of `edge.inference.runtime`.
 
     python scripts/kernel_cost.py [--model FILE] [--compare A.tflite ...] [--kernels builtin,reference,default]
                                   [--threads 2] [--runs 300] [--out FILE.json]
 
-Every model is loaded once per kernel choice of `edge.runtime.make_interpreter` (builtin, the
+Every model is loaded once per kernel choice of `edge.inference.runtime.make_interpreter` (builtin, the
 device configs' choice; reference; default, the runtime's own) in the runtime installed here
-(`--runtime`), and all of them are timed in one loop by `edge-bench`'s own `edge.bench.interleave`
+(`--runtime`), and all of them are timed in one loop by `edge-bench`'s own `edge.inference.bench.interleave`
 (warm-up not counted, then round-robin rounds), so the ratios to builtin hold on a shared machine
 where absolute times drift. The record names the
 machine, the runtime and its version, the threads and the load average; absolute times are this
@@ -22,11 +22,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from edge import bench
-from edge.classifier import default_model_path
+from edge.inference import bench
+from edge.inference.classifier import default_model_path
 from edge.errors import EdgeError
 from edge.fileio import atomic_write_text
-from edge.runtime import KERNELS, runtime_version
+from edge.inference.runtime import KERNELS, runtime_version
 
 
 def measure(models: list[Path], threads: int, runtime: str, runs: int, warmup: int, kernel_set: tuple[str, ...] = KERNELS) -> dict:
@@ -40,7 +40,7 @@ def measure(models: list[Path], threads: int, runtime: str, runs: int, warmup: i
             infos[index] = info
     timings = bench.interleave(tasks, runs, warmup)
     rows = []
-    for index, path in enumerate(models):
+    for index, _path in enumerate(models):
         stats = {k: asdict(bench.summarize(timings[f"{index}:{k}"].runs)) for k in kernel_set}
         rows.append({
             "model": infos[index].path,

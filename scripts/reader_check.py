@@ -8,7 +8,7 @@ matters is those heads on those features. This refits the shipped heads exactly 
 did (deterministic), reads every development scan alone through the board's `Classifier`
 (builtin kernels, as the desktop and Coral configs run it) and through the heads, and prints how
 often the label agrees and how far P(abnormal) moves; first, how far quantization moves the trunk's
-features from the float network's. With the heads beside the quantized trunk (`edge.heads`) the two
+features from the float network's. With the heads beside the quantized trunk (`edge.inference.heads`) the two
 agree exactly; with heads inside an int8 graph they did not.
 """
 
@@ -21,8 +21,8 @@ import numpy as np
 
 
 def main(data: str, model: str | None = None) -> None:
-    from edge.classifier import Classifier
-    from edge.reading import answer, heat_evidence
+    from edge.inference.classifier import Classifier
+    from edge.inference.reading import answer, heat_evidence
     from train import distil, mias, reader
     from train.cv import Config, default_cache, scale_features, trunk_features
     from train.data import load_dataset

@@ -3,7 +3,7 @@
     python scripts/report_timing.py ../shared/mias [--rows 50000] [--days 365] [--folder DIR] [--record FILE]
 
 Builds the log with the code edge-classify logs with: `edge-classify --log` reads 20 development
-scans (10 women) and two bad files into a seed log, then `edge.results_log.ResultsLog.add` writes
+scans (10 women) and two bad files into a seed log, then `edge.results.log.ResultsLog.add` writes
 their rows again and again, each copy under its own --id and woman, at times spread over `--days`
 working days (8:00 to 16:00 local time), with a fresh sha256 for all but the last day's scans (so
 only those can get a picture, as on a board whose older scans are gone). Then it times
@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 SEED_SCANS = [f"mdb{n:03d}.png" for n in range(3, 23)]  # mdb003..mdb022: 10 women of the development split
@@ -49,8 +49,8 @@ def seed_log(mias: Path, folder: Path, model: Path | None = None) -> Path:
 
 @contextmanager
 def clock(moments):
-    """edge.results_log's clock, set to each of `moments` in turn (one per row written)."""
-    import edge.results_log as results_log
+    """edge.results.log's clock, set to each of `moments` in turn (one per row written)."""
+    import edge.results.log as results_log
 
     real = results_log.datetime
 
@@ -68,7 +68,7 @@ def clock(moments):
 
 def build_log(mias: Path, folder: Path, rows: int = 50_000, days: int = 365, model: Path | None = None) -> Path:
     """`rows` rows over `days` working days, copies of the seed log's rows (see the module's docstring)."""
-    from edge.results_log import LogReader, ResultsLog
+    from edge.results.log import LogReader, ResultsLog
 
     with LogReader(seed_log(mias, folder, model)) as reader:
         seed = list(reader.rows())
@@ -116,7 +116,7 @@ def timed(argv: list[str]) -> dict:
 
 
 def last_day(log: Path) -> str:
-    from edge.results_log import LogReader
+    from edge.results.log import LogReader
 
     with LogReader(log) as reader:
         *_, row = reader.rows()
@@ -136,7 +136,7 @@ def main() -> None:
     built = time.perf_counter() - started
     report = str(Path(sys.executable).with_name("edge-report"))
     day = last_day(log)
-    from edge.bench import cpu_model
+    from edge.inference.bench import cpu_model
 
     result = {
         "machine": f"{cpu_model()}, {os.cpu_count()} cores ({platform.machine()})",

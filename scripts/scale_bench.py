@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bench import describe_system
+from edge.inference.bench import describe_system
 from edge.fileio import atomic_write_text
 
 KINDS = ("pipeline", "one process", "two workers")
@@ -98,8 +98,8 @@ def page(record: dict) -> str:
     lines = [
         "# Scale-out training: one process, two localhost workers, the input pipeline",
         "",
-        "Research software, not a medical device. What `edge-train --strategy` trains and how: the README's "
-        "[Retraining at scale](../../README.md#retraining-at-scale-tfdistribute) and `train/distributed.py`.",
+        "Research software, not a medical device. What `edge-train --strategy` trains and how: "
+        "docs/retraining.md and `train/distributed.py`.",
         "",
         f"Measured on **{system['cpu']}, {system['cores']} cores ({system['machine']})**, {record['when']}, "
         f"{s['rounds']} rounds in rotating order, medians; load average {record['load_before'][0]} before and "

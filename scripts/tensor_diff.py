@@ -35,8 +35,8 @@ import numpy as np
 
 
 def prepared_input(scan: Path, out: Path) -> None:
-    from edge.classifier import Classifier
-    from edge.decode import read_scan
+    from edge.inference.classifier import Classifier
+    from edge.scan.decode import read_scan
 
     np.save(out, Classifier().prepare(read_scan(scan)).image)
 
@@ -51,7 +51,7 @@ def expose(out: Path, model: Path | None) -> None:
 
 def _tree(model: Path | None):
     from convert.edgetpu import parse_model
-    from edge.classifier import default_model_path
+    from edge.inference.classifier import default_model_path
 
     return parse_model(Path(model or default_model_path()).read_bytes())
 
@@ -71,7 +71,7 @@ def split(folder: Path, model: Path | None) -> None:
         tree = _tree(model)
         graph, buffers = tree.subgraphs[0], tree.buffers
         op = graph.operators[position]
-        constant = lambda i: buffers[graph.tensors[i].buffer].data is not None  # noqa: E731
+        constant = lambda i: buffers[graph.tensors[i].buffer].data is not None  # noqa: E731, B023 (used in this iteration only)
         graph.operators = [op]
         graph.inputs = [int(i) for i in op.inputs if i >= 0 and not constant(i)]
         graph.outputs = [int(i) for i in op.outputs]
@@ -80,7 +80,7 @@ def split(folder: Path, model: Path | None) -> None:
 
 
 def isolated(folder: Path, reference: Path, out: Path, kernels: str, runtime: str, threads: int) -> None:
-    from edge.runtime import make_interpreter, runtime_version
+    from edge.inference.runtime import make_interpreter, runtime_version
 
     given = np.load(reference)
     about = json.loads(str(given["about"]))
@@ -103,7 +103,7 @@ def isolated(folder: Path, reference: Path, out: Path, kernels: str, runtime: st
 
 
 def dump(model: Path, image: Path, out: Path, kernels: str, runtime: str, threads: int) -> None:
-    from edge.runtime import make_interpreter, runtime_version
+    from edge.inference.runtime import make_interpreter, runtime_version
 
     interpreter = make_interpreter(model.read_bytes(), threads=threads, runtime=runtime, kernels=kernels)
     detail = interpreter.get_input_details()[0]
@@ -127,9 +127,9 @@ def dump(model: Path, image: Path, out: Path, kernels: str, runtime: str, thread
 def outputs(folder: Path, out: Path, kernels: str, runtime: str, threads: int) -> None:
     import platform
 
-    from edge.classifier import Classifier
-    from edge.decode import read_scan
-    from edge.runtime import runtime_version
+    from edge.inference.classifier import Classifier
+    from edge.scan.decode import read_scan
+    from edge.inference.runtime import runtime_version
 
     classifier = Classifier(threads=threads, runtime=runtime, kernels=kernels)
     scans = sorted(p for p in folder.iterdir() if p.stem.startswith("mdb") and p.suffix in (".png", ".pgm"))

@@ -1,11 +1,10 @@
-"""The one probability model every answer obeys (edge.reading), as a check on a printed record."""
+"""The one probability model every answer obeys (edge.inference.reading), as a check on a printed record."""
 
 from __future__ import annotations
 
 import math
 
 from edge import LABELS
-
 TOLERANCE = 2e-4  # records keep 4 decimals
 
 

@@ -22,14 +22,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from edge.decode import MAX_PIXELS, read_scan
+from edge.scan.decode import MAX_PIXELS, read_scan
 from edge.errors import EdgeError
 from edge.preprocess import prepare
 
 SCAN = "mdb005.png"  # a real development-split scan
 REPO = Path(__file__).resolve().parents[1]
 SUMMARY = REPO / "reports" / "reliability" / "summary.json"
-"""Written only when RELIABILITY_REPORT=1: the figures the README's reliability table quotes."""
+"""Written only when RELIABILITY_REPORT=1: the figures the table of docs/reliability.md quotes."""
 
 
 def record_figures(section: str, figures: dict) -> None:
@@ -187,7 +187,7 @@ def test_odd_but_valid_inputs_decode_to_the_same_scan(scan, corpus):
 def test_a_fifo_is_refused_without_blocking(corpus):
     """read_scan must return at once; a blocking open would hang this test (and a whole batch)."""
     fifo = next(case.path for case in corpus if case.kind == "FIFO named .png")
-    code = f"from edge.decode import read_scan\ntry:\n    read_scan({str(fifo)!r})\nexcept Exception as exc:\n    print(exc)"
+    code = f"from edge.scan.decode import read_scan\ntry:\n    read_scan({str(fifo)!r})\nexcept Exception as exc:\n    print(exc)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "not a regular file" in result.stdout
 
@@ -199,7 +199,7 @@ def test_a_file_the_process_may_not_read(scan, tmp_path):
     path = tmp_path / "locked.png"
     path.write_bytes(_encoded(Image.fromarray(scan), "PNG"))
     path.chmod(0)
-    code = f"from edge.decode import read_scan\ntry:\n    read_scan({str(path)!r})\nexcept Exception as exc:\n    print(type(exc).__name__, exc)"
+    code = f"from edge.scan.decode import read_scan\ntry:\n    read_scan({str(path)!r})\nexcept Exception as exc:\n    print(type(exc).__name__, exc)"
     result = subprocess.run(_without_file_capabilities([sys.executable, "-c", code]), capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == f"EdgeError {path}: permission denied", result.stderr
 
@@ -217,7 +217,7 @@ BOMB_READER = textwrap.dedent(
     """
     import resource, sys
     import numpy as np
-    from edge.decode import read_scan
+    from edge.scan.decode import read_scan
     from edge.errors import EdgeError
     with open("/proc/self/status") as status:
         vm = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
@@ -283,7 +283,7 @@ def test_dicom_without_pydicom_is_one_clear_line(tmp_path):
                 if name.split(".")[0] == "pydicom":
                     raise ImportError(name)
         sys.meta_path.insert(0, Block())
-        from edge.decode import read_scan
+        from edge.scan.decode import read_scan
         try:
             read_scan({str(path)!r})
         except Exception as exc:
@@ -291,13 +291,13 @@ def test_dicom_without_pydicom_is_one_clear_line(tmp_path):
         """
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    from edge.dicom import INSTALL_HINT
+    from edge.scan.dicom import INSTALL_HINT
 
     assert result.stdout.strip() == f"EdgeError {path}: {INSTALL_HINT}"
 
 
 def test_dicom_errors_and_pixels_never_carry_patient_fields(tmp_path):
-    from edge.dicom import patient_id
+    from edge.scan.dicom import patient_id
 
     good = write_dicom(tmp_path / "good.dcm", np.full((64, 64), 7, np.uint16), PatientName="Leak^Never", PatientID="PID-LEAK-1")
     bad = write_dicom(tmp_path / "bad.dcm", None, PatientName="Leak^Never", PatientID="PID-LEAK-1")
@@ -311,7 +311,7 @@ def test_dicom_errors_and_pixels_never_carry_patient_fields(tmp_path):
 
 
 def test_a_dicom_with_a_broken_display_window_is_read_without_it(tmp_path):
-    from edge.dicom import DicomWindowWarning
+    from edge.scan.dicom import DicomWindowWarning
 
     pixels = (np.arange(64 * 64).reshape(64, 64) % 4096).astype(np.uint16)
     path = write_dicom(tmp_path / "zero_width.dcm", pixels, RescaleSlope=2, RescaleIntercept=-100, WindowCenter=40, WindowWidth=0)

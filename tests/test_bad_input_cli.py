@@ -2,7 +2,7 @@
 
 Each bad input must give one line naming the file and the problem (no traceback), the real
 scans around them must still be classified, and the exit status at the end must be 1. An
-all-black or all-white image decodes, but is refused as not a mammogram (edge.plausibility).
+all-black or all-white image decodes, but is refused as not a mammogram (edge.scan.plausibility).
 The batch runs without the CAP_DAC_OVERRIDE capability (see `test_a_file_the_process_may_not_read`),
 so a chmod-000 file really is unreadable even though the tests run as root.
 """
@@ -10,7 +10,6 @@ so a chmod-000 file really is unreadable even though the tests run as root.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -56,7 +55,7 @@ def batch(mias_dir, tmp_path_factory) -> tuple[list[Path], list[Case], list[Path
 
 def cli_error(case: Case) -> str:
     """What the command says: the decoder's error, or for a blank image (which the decoder reads
-    and prepare flags) the refusal of edge.plausibility."""
+    and prepare flags) the refusal of edge.scan.plausibility."""
     return "does not look like a mammogram: blank" if case.flagged else case.error
 
 

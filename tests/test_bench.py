@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from commands import run
-from edge import bench
-from edge.classifier import Classifier
+from edge.inference import bench
+from edge.inference.classifier import Classifier
 
 STAT_FIELDS = {"count", "min_ms", "median_ms", "mean_ms", "p90_ms", "p99_ms", "max_ms", "std_ms"}
 
@@ -84,7 +84,7 @@ def test_record_has_every_field_and_names_the_machine(record, models):
     assert record["load_ms"] > 0 and record["first_inference_ms"] > 0
     assert set(record["end_to_end_stages"]) == {"decode", "prepare", "run", "postprocess"}
     assert record["peak_rss_mb"]["classify_process"] > 0 and record["peak_rss_mb"]["bench_process"] > 0
-    assert "edge-classify" in " ".join(record["cold_start_command"]) or "edge.classify_cli" in " ".join(record["cold_start_command"])
+    assert "edge-classify" in " ".join(record["cold_start_command"]) or "edge.cli.classify" in " ".join(record["cold_start_command"])
     table = bench.format_table(record)
     assert record["system"]["cpu"] in table and "invoke (bare)" in table and "cold start" in table
 
@@ -215,7 +215,7 @@ def test_an_edge_tpu_board_without_a_compiled_model_is_the_same_clear_error_as_i
 
 
 def test_a_pi_config_on_another_machine_says_so_in_one_line(models):
-    from edge.device import board_mismatch, load_device
+    from edge.inference.device import board_mismatch, load_device
 
     expected = board_mismatch(load_device("rpi4"))
     if expected is None:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from classify_support import json_lines, model_file, no_traceback, run_classify  # noqa: F401 (fixture)
-from edge import camera
-from edge.classifier import Classifier
-from edge.classify_cli import run
-from edge.decode import read_scan
+from edge.scan import camera
+from edge.inference.classifier import Classifier
+from edge.cli.classify import run
+from edge.scan.decode import read_scan
 from edge.errors import EdgeError
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import shutil
 import textwrap
@@ -19,11 +18,11 @@ from PIL import Image
 from coherence import coherence_problems
 from classify_support import KEYS, json_lines, model_file, no_traceback, run_classify  # noqa: F401 (fixture)
 from edge import LABELS
-from edge.classifier import Classifier, Quantization, _input_table
-from edge.decode import read_scan
+from edge.inference.classifier import Classifier, Quantization, _input_table
+from edge.scan.decode import read_scan
 from edge.errors import EdgeError
 from edge.fileio import sha256_file
-from edge.manifest import load_manifest, manifest_path_for
+from edge.inference.manifest import load_manifest, manifest_path_for
 from edge.preprocess import Geometry
 
 SCANS = ("mdb005", "mdb028", "mdb010")  # CIRC masses; mdb028 (malignant) at row 1024-314, col 338
@@ -106,8 +105,7 @@ def test_a_failed_scan_is_one_error_and_the_batch_goes_on(model_file, scans, tmp
 
 
 def test_an_unexpected_exception_in_one_scan_does_not_end_the_batch(classifier, scans, monkeypatch):
-    from edge import batch
-
+    from edge.results import batch
     real = classifier.answer
     calls = []
 
@@ -263,7 +261,7 @@ def test_overlay_png_size_and_atomic_write(model_file, scans, tmp_path):
 
 
 def test_heat_map_lands_where_the_geometry_says_also_when_mirrored():
-    from edge.overlay import heat_on_scan
+    from edge.results.overlay import heat_on_scan
 
     for flipped in (False, True):
         geometry = Geometry(scan_shape=(1000, 800), flipped=flipped, top=100, left=50, side=700, size=64)
@@ -330,7 +328,7 @@ def test_no_network_during_a_run(model_file, scans, tmp_path):
 
 def test_only_what_the_options_need_is_imported(model_file, scans):
     """Cold start: one scan with --json loads no camera, DICOM, SQLite, drawing or TensorFlow code, and
-    numpy gets one BLAS thread (`edge.cli_common.one_blas_thread`: a second one took the cores from the invoke)."""
+    numpy gets one BLAS thread (`edge.cli.common.one_blas_thread`: a second one took the cores from the invoke)."""
     import os
     import subprocess
     import sys
@@ -339,12 +337,12 @@ def test_only_what_the_options_need_is_imported(model_file, scans):
         f"""
         import sys
         sys.argv = ["edge-classify", {str(scans[0])!r}, "--model", {str(model_file)!r}, "--json"]
-        from edge.classify_cli import main
+        from edge.cli.classify import main
         try:
             main()
         except SystemExit as exit:
             assert exit.code == 0, exit.code
-        heavy = {{"picamera2", "pydicom", "sqlite3", "tensorflow", "keras", "matplotlib", "PIL.ImageDraw", "edge.overlay"}}
+        heavy = {{"picamera2", "pydicom", "sqlite3", "tensorflow", "keras", "matplotlib", "PIL.ImageDraw", "edge.results.overlay"}}
         print("loaded:", sorted(heavy & set(sys.modules)), file=sys.stderr)
         from threadpoolctl import threadpool_info
         print("blas threads:", [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"], file=sys.stderr)
@@ -375,9 +373,9 @@ def test_a_blank_scan_gets_a_quality_note_from_the_library_and_is_refused_by_the
 
 
 def test_without_a_packaged_model_the_error_says_what_to_do(monkeypatch, tmp_path):
-    from edge import classifier as classifier_module
-    from edge.classify_cli import _classifier
-    from edge.device import default_config
+    from edge.inference import classifier as classifier_module
+    from edge.cli.classify import _classifier
+    from edge.inference.device import default_config
 
     monkeypatch.setattr(classifier_module, "default_model_path", lambda variant="model.tflite": tmp_path / variant)
     with pytest.raises(EdgeError, match="no packaged model model.tflite.*--model FILE"):
@@ -412,8 +410,7 @@ def test_a_batch_runs_two_scans_at_once_where_the_kernels_use_one_thread(model_f
     """A 16x8 model (one-thread int16 kernels) gets a second interpreter and a batch reads two scans at
     once on the two, with the same answers, in the same order, as with one; a model on multi-threaded
     int8 kernels gets none, and neither does one on a one-core machine."""
-    from edge import batch
-
+    from edge.results import batch
     if Classifier(model_file).input_dtype != np.int16:
         pytest.skip("the model under test is not 16x8")
 

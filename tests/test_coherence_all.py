@@ -6,7 +6,7 @@ from pathlib import Path
 
 from classify_support import json_lines, model_file, no_traceback, run_classify  # noqa: F401 (fixture)
 from coherence import coherence_problems
-from edge.manifest import load_manifest, manifest_path_for
+from edge.inference.manifest import load_manifest, manifest_path_for
 
 
 def test_every_development_scan_is_answered_coherently_beside_the_other_breast(mias_dir, model_file):

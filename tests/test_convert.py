@@ -10,8 +10,8 @@ import pytest
 
 from edge import LABELS
 from edge.errors import EdgeError
-from edge.manifest import OUTPUT_NAMES, load_manifest, manifest_path_for, read_verified_model, save_manifest
-from edge.runtime import make_interpreter
+from edge.inference.manifest import OUTPUT_NAMES, load_manifest, manifest_path_for, read_verified_model, save_manifest
+from edge.inference.runtime import make_interpreter
 
 
 def test_tiny_model_converts_to_full_int8_with_uint8_io(tiny_model_dir):
@@ -62,7 +62,7 @@ def test_output_positions_follow_the_float_model(tiny_model_dir, records):
     Each output must be close to the float output of its name and fit it better than the float
     output of any other name of the same shape (abnormal and malignant are both (1, 1))."""
     from convert.quantize import prepared_images, run_keras
-    from edge.classifier import Classifier, Quantization
+    from edge.inference.classifier import Classifier, Quantization
     from tiny_support import tiny_model
 
     model = tiny_model()  # same seed as the fixture: same weights
@@ -126,7 +126,7 @@ def test_the_gate_runs_the_board_classifier_on_both_sides(tiny_model_dir, record
     postprocess, unquantized (so within an output step of postprocess on them quantized)."""
     from convert import board
     from convert.quantize import run_keras
-    from edge.classifier import Classifier
+    from edge.inference.classifier import Classifier
     from edge.preprocess import prepare
     from tiny_support import tiny_model
 
@@ -183,7 +183,8 @@ def test_int16_activations_compute_what_the_float_model_computes(records):
     """TFLite's 16x8 mode (int8 weights, int16 activations, int16 input): on real scans a trunk's
     features stay far closer to the float network's than with int8 activations, and the input takes
     every grey level of the prepared pixels through the board's table."""
-    from convert.quantize import interpreter_outputs, prepared_images, quantize, run_keras
+    from convert.quantize import interpreter_outputs, prepared_images, run_keras
+    from train.quantizer import quantize
 
     model = _tiny_trunk()
     images = prepared_images(records[:8], 64)
@@ -197,7 +198,8 @@ def test_int16_activations_compute_what_the_float_model_computes(records):
 
 
 def test_unknown_activations_are_refused(records):
-    from convert.quantize import prepared_images, quantize
+    from convert.quantize import prepared_images
+    from train.quantizer import quantize
     from tiny_support import tiny_model
 
     with pytest.raises(EdgeError, match="activations must be one of int16, int8"):

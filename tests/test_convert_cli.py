@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 from commands import command
-from edge.manifest import load_manifest, read_verified_model
+from edge.inference.manifest import load_manifest, read_verified_model
 
 @pytest.fixture(scope="module")
 def small_mias(mias_dir, records, tmp_path_factory):

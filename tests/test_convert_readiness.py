@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from convert.edgetpu import check_readiness
-from convert.quantize import quantize
+from train.quantizer import quantize
 from tiny_support import tiny_model
 
 

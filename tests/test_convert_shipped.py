@@ -9,9 +9,9 @@ import numpy as np
 
 from convert.edgetpu import check_readiness
 from edge import LABELS
-from edge.heads import Heads, output_names
-from edge.manifest import expected_outputs, load_manifest, read_verified_model
-from edge.runtime import make_interpreter
+from edge.inference.heads import Heads, output_names
+from edge.inference.manifest import expected_outputs, load_manifest, read_verified_model
+from edge.inference.runtime import make_interpreter
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "edge" / "models"
@@ -20,7 +20,7 @@ REPORT = REPO / "reports" / "fidelity" / "fidelity.json"
 
 def test_shipped_model_matches_manifest_and_report():
     manifest = load_manifest(MODELS / "model.json")
-    content = read_verified_model(manifest, MODELS / manifest.model_file)
+    read_verified_model(manifest, MODELS / manifest.model_file)
     report = json.loads(REPORT.read_text())
     assert report["context"]["sha256"] == manifest.sha256, "reports/fidelity is not about the shipped model"
     assert report["fidelity"]["passed"] and report["fidelity"]["scans"] == 258

@@ -7,14 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from classify_support import REPO, SHIPPED, json_lines, model_file, no_traceback, run_classify  # noqa: F401 (fixture)
-from edge.classifier import Classifier
-from edge.classify_cli import _classifier, choose_board
-from edge.device import DeviceConfig, known_devices, load_config_file, load_device, parse_config
+from edge.inference.classifier import Classifier
+from edge.cli.classify import _classifier, choose_board
+from edge.inference.device import DeviceConfig, known_devices, load_config_file, load_device, parse_config
 from edge.errors import EdgeError
 
 BOARDS = {"rpi4", "rpi5", "coral-usb", "coral-devboard", "x86"}
@@ -130,7 +129,7 @@ def test_configs_load_after_a_plain_install(model_file, mias_dir, tmp_path):
     assert installed.returncode == 0, installed.stderr
     shutil.rmtree(source)  # nothing may come from a source tree
     env = {**os.environ, "PYTHONPATH": str(target)}
-    code = "import edge, edge.device as d; print(edge.__file__); print(' '.join(d.known_devices()))"
+    code = "import edge, edge.inference.device as d; print(edge.__file__); print(' '.join(d.known_devices()))"
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert probe.returncode == 0, probe.stderr
     where, names = probe.stdout.splitlines()

@@ -1,8 +1,8 @@
-"""`--device rpi4` on a machine that is not a Pi 4 is said in one line (edge.device.board_mismatch)."""
+"""`--device rpi4` on a machine that is not a Pi 4 is said in one line (edge.inference.device.board_mismatch)."""
 
 from __future__ import annotations
 
-from edge.device import board_mismatch, load_device, machine_model, parse_config
+from edge.inference.device import board_mismatch, load_device, machine_model, parse_config
 
 
 def test_a_pi_config_on_another_machine_says_so_in_one_line():

@@ -96,8 +96,8 @@ def _converted_kernel_error(tuned, images) -> float:
     int8 kernel the converter makes of it (dequantized, per channel), over every convolution."""
     import keras
 
-    from convert.quantize import quantize
-    from edge.runtime import make_interpreter
+    from train.quantizer import quantize
+    from edge.inference.runtime import make_interpreter
     from train import trunk
 
     inputs, cells = trunk.build(images.shape[1], batch_size=1, tuned=tuned)

@@ -15,8 +15,6 @@ from commands import command, run
 from test_labels_csv import write_labels
 
 from edge import LABELS
-
-
 @pytest.fixture(scope="module")
 def small_folder(records, tmp_path_factory):
     """The first 24 development scans (12 women) as a labels.csv folder."""
@@ -103,7 +101,7 @@ def test_each_worker_reads_its_own_shard_prepared_as_the_device_prepares_it(reco
         epoch = [tuple(np.asarray(part)[k] for part in batch) for batch in (next(batches) for _ in range(3)) for k in range(2)][:5]
         rows = [owner[image.tobytes()] for image, *_ in epoch]  # every image is a prepared development scan...
         assert sorted(rows) == list(range(worker, 10, 2))  # ... of this worker's shard, each once an epoch
-        for (image, heat, kind, abnormal, malignant), i in zip(epoch, rows):
+        for (_image, heat, kind, abnormal, malignant), i in zip(epoch, rows):
             record = chosen[i]
             assert (kind, abnormal, malignant) == (LABELS.index(record.label), record.abnormal, record.malignant)
             assert heat.shape == (4, 4) and (heat.max() == 1) == bool(record.lesions)

@@ -1,4 +1,4 @@
-"""Reading a woman's scans together (edge.exams, edge.batch) through the real `edge-classify`.
+"""Reading a woman's scans together (edge.results.exams, edge.results.batch) through the real `edge-classify`.
 
 The model is the shipped one with a `reading` section added to a copy of its manifest (the
 model bytes, hence the sha256, are unchanged), so the answer beside the other breast differs
@@ -15,9 +15,9 @@ import pytest
 
 from classify_support import SHIPPED, json_lines, no_traceback, run_classify
 from coherence import coherence_problems
-from edge.classifier import Classifier
-from edge.decode import read_scan
-from edge.results_log import ResultsLog
+from edge.inference.classifier import Classifier
+from edge.scan.decode import read_scan
+from edge.results.log import ResultsLog
 
 READING = {"single": {"weights": [1.0, 0.5], "bias": 0.0},
            "paired": {"weights": [1.0, 0.5, -0.8, -0.4], "bias": 0.3}}

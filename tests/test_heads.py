@@ -1,4 +1,4 @@
-"""The heads beside the quantized trunk (edge.heads): the board computes what was cross-validated."""
+"""The heads beside the quantized trunk (edge.inference.heads): the board computes what was cross-validated."""
 
 from __future__ import annotations
 
@@ -27,11 +27,11 @@ def small(records):
 def model_dir(small, tmp_path_factory):
     """The trunk network converted as edge-convert converts it, the heads and a reading stage in its manifest."""
     from convert import quantize
-    from train import reader
+    from train import quantizer, reader
 
     dataset, features, heads = small
     network = reader.build_network(64, (1, 2))
-    content = quantize.embed_heads(quantize.quantize(network, quantize.representative_images(dataset.images), "int16"), heads.to_json())
+    content = quantize.embed_heads(quantizer.quantize(network, quantizer.representative_images(dataset.images), "int16"), heads.to_json())
     names = reader.output_names(2)
     ev = reader.evidence(reader.outputs(features, heads))
     reading = reader.fit_reading(ev, reader.partners(dataset), dataset.abnormal.astype(int), np.arange(18))
@@ -57,7 +57,7 @@ def test_the_network_outputs_the_cell_features_of_each_scale(small):
 
 
 def test_a_network_with_its_heads_inside_splits_into_the_same_function(small):
-    """split_model (how edge-train --strategy ships): the trunk network and edge.heads compute what build_model computes."""
+    """split_model (how edge-train --strategy ships): the trunk network and edge.inference.heads compute what build_model computes."""
     from train import reader
 
     dataset, features, _ = small
@@ -75,8 +75,8 @@ def test_a_network_with_its_heads_inside_splits_into_the_same_function(small):
 
 
 def test_the_board_computes_the_cross_validated_heads_on_the_quantized_features(small, model_dir):
-    """Classifier (builtin kernels, as the desktop runs) == edge.heads on train.trunk.quantized_features, scan by scan."""
-    from edge.classifier import Classifier
+    """Classifier (builtin kernels, as the desktop runs) == edge.inference.heads on train.trunk.quantized_features, scan by scan."""
+    from edge.inference.classifier import Classifier
     from train import reader
 
     dataset, features, heads = small
@@ -104,7 +104,7 @@ def test_edge_classify_answers_with_the_heads(model_dir, records):
 
 
 def test_heads_round_trip_and_refuse_what_does_not_fit(small):
-    from edge.heads import Heads, _matrix, outputs
+    from edge.inference.heads import Heads, _matrix, outputs
 
     _, features, heads = small
     assert heads.cell_hidden, "the shipped cell head has a hidden layer"
@@ -138,8 +138,8 @@ def test_the_model_file_holds_its_heads_and_refuses_edited_ones(model_dir, tmp_p
     import shutil
 
     from convert import quantize
-    from edge.classifier import Classifier
-    from edge.heads import canonical
+    from edge.inference.classifier import Classifier
+    from edge.inference.heads import canonical
 
     content = (model_dir / "model.tflite").read_bytes()
     raw = json.loads((model_dir / "model.json").read_text())
@@ -157,9 +157,9 @@ def test_the_model_file_holds_its_heads_and_refuses_edited_ones(model_dir, tmp_p
 def test_a_manifest_whose_heads_do_not_fit_its_model_is_refused(model_dir, tmp_path, monkeypatch):
     import shutil
 
-    from edge import classifier as classifier_module
-    from edge.classifier import Classifier
-    from edge.heads import _matrix, _packed
+    from edge.inference import classifier as classifier_module
+    from edge.inference.classifier import Classifier
+    from edge.inference.heads import _matrix, _packed
 
     monkeypatch.setattr(classifier_module, "held_in", lambda content, raw: True)  # past the file check: the shapes' own checks
     for name in ("model.tflite", "model.json"):

@@ -155,7 +155,7 @@ def test_every_bad_row_is_named_at_once(mias_dir, tmp_path):
     a, b = labels_csv.load(tmp_path)
     assert (a.id, a.side, a.patient, a.severity, a.tissue) == ("a", "right", 1, None, "")
     assert (b.id, b.side, b.label, b.severity, b.patient) == ("sub/b", "left", "CIRC", "B", 1)
-    assert [(l.row, l.col, l.radius) for l in b.lesions] == [(10, 20, 5), (30.5, 40, 6)]
+    assert [(lesion.row, lesion.col, lesion.radius) for lesion in b.lesions] == [(10, 20, 5), (30.5, 40, 6)]
     result = run("edge-train", "--data", tmp_path, "--summary")
     assert result.returncode == 0 and "images    2" in result.stdout and "not given 2" in result.stdout
 

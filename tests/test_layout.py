@@ -22,7 +22,7 @@ def test_edge_imports_without_tensorflow():
     code = BLOCKER + textwrap.dedent(
         """
         import pkgutil, importlib, edge
-        names = [m.name for m in pkgutil.walk_packages(edge.__path__, "edge.") if m.name not in {"edge.dicom"}]
+        names = [m.name for m in pkgutil.walk_packages(edge.__path__, "edge.") if m.name not in {"edge.scan.dicom"}]
         for name in names:
             importlib.import_module(name)
         assert not any(n.split(".")[0] in {"tensorflow", "keras"} for n in sys.modules)
@@ -37,11 +37,11 @@ def test_edge_imports_without_tensorflow():
 def test_the_device_commands_parse_without_typer():
     code = BLOCKER + textwrap.dedent(
         """
-        from edge.cli import build_parser
-        from edge.classify_cli import build_parser as classify_parser
+        from edge.cli.bench import build_parser
+        from edge.cli.classify import build_parser as classify_parser
         build_parser().parse_args(["--runs", "3", "--compare", "a.tflite", "b.tflite"])
         classify_parser().parse_args(["scan.png", "--json"])
-        from edge.report_cli import build_parser as report_parser
+        from edge.cli.report import build_parser as report_parser
         report_parser().parse_args(["results.db", "--out", "report", "--since", "2026-12-01"])
         """
     )
@@ -81,3 +81,69 @@ def test_the_readme_layout_names_every_top_level_folder():
     tracked = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True, check=True).stdout.split()
     folders = {path.split("/")[0] for path in tracked if "/" in path}
     assert folders <= listed, f"not in the README layout: {sorted(folders - listed)}"
+
+
+PACKAGES = ("edge", "train", "convert")
+"""Each package imports only those before it: the device stands alone, training uses it, the converter uses both."""
+EDGE_GROUPS = ("", "scan", "inference", "results", "report", "cli")
+"""edge's folders, each importing only the ones before it ("" is edge's own modules: errors, files, words, prepare)."""
+
+
+def _imports() -> dict[str, set[str]]:
+    """Every module of the three packages and the modules of theirs it imports, lazy imports included."""
+    import ast
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    modules = {}
+    for package in PACKAGES:
+        for path in (repo / package).rglob("*.py"):
+            name = ".".join(path.relative_to(repo).with_suffix("").parts).removesuffix(".__init__")
+            modules[name] = path
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                continue
+            found |= {target for target in targets if target in modules and target != name}
+        graph[name] = found
+    return graph
+
+
+def test_no_import_circles():
+    graph, done, path = _imports(), set(), []
+
+    def visit(name):
+        if name in path:
+            raise AssertionError("import circle: " + " -> ".join(path[path.index(name):] + [name]))
+        if name in done:
+            return
+        path.append(name)
+        for other in sorted(graph[name]):
+            visit(other)
+        path.pop()
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name)
+
+
+def test_packages_and_edge_folders_import_one_way():
+    def group(name: str) -> str:
+        parts = name.split(".")
+        return parts[1] if len(parts) > 2 else ""
+
+    wrong = []
+    for name, others in _imports().items():
+        for other in others:
+            mine, theirs = name.split(".")[0], other.split(".")[0]
+            if PACKAGES.index(theirs) > PACKAGES.index(mine):
+                wrong.append(f"{name} -> {other}")
+            elif mine == theirs == "edge" and EDGE_GROUPS.index(group(other)) > EDGE_GROUPS.index(group(name)):
+                wrong.append(f"{name} -> {other}")
+    assert not wrong, wrong

@@ -120,7 +120,7 @@ def test_evaluate_document(table):
 
 
 def test_the_label_follows_the_triage_threshold_as_on_the_device():
-    """NORM exactly below the threshold, otherwise the most likely finding (edge.reading)."""
+    """NORM exactly below the threshold, otherwise the most likely finding (edge.inference.reading)."""
     probs = np.array([[0.05, 0.30, 0.0, 0.0, 0.0, 0.05, 0.60], [0.05, 0.30, 0.0, 0.0, 0.0, 0.05, 0.60]])
     table = metrics.Table(
         np.array(["a", "b"]), np.array([1, 2]), np.array([0, 0]), np.array(["CIRC", "NORM"]), np.array(["B", ""]),

@@ -47,7 +47,7 @@ def test_mixed_severity_counts_as_malignant(records):
 def test_two_circles_in_bottom_left_origin_converted_to_rows(records):
     mdb005 = by_id(records)["mdb005"]
     assert mdb005.label == "CIRC" and mdb005.severity == "B"
-    assert [(l.row, l.col, l.radius) for l in mdb005.lesions] == [(1024 - 133, 477, 30), (1024 - 168, 500, 26)]
+    assert [(lesion.row, lesion.col, lesion.radius) for lesion in mdb005.lesions] == [(1024 - 133, 477, 30), (1024 - 168, 500, 26)]
 
 
 def test_rows_without_coordinates(records):

@@ -1,4 +1,4 @@
-"""Not a mammogram: refused with one line, the batch goes on, exit 1 (edge.plausibility);
+"""Not a mammogram: refused with one line, the batch goes on, exit 1 (edge.scan.plausibility);
 and every development scan, however it is saved, is still read (false-refusal rate 0).
 
 The refused side: photos, a screenshot, a terminal, a text page, a gradient, noise, thumbnails
@@ -18,7 +18,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from classify_support import json_lines, model_file, no_traceback, run_classify  # noqa: F401 (fixture)
-from edge import plausibility
+from edge.scan import plausibility
 from test_bad_input import record_figures
 
 PYDICOM_FILES = {  # file -> what it is (its Modality, BodyPartExamined)
@@ -189,7 +189,7 @@ def test_real_scans_saved_in_other_forms_are_read_by_the_command(model_file, mia
 
 
 def test_the_limits_do_not_depend_on_the_model():
-    """The check reads pixels only: nothing in edge.plausibility imports the classifier or a manifest."""
+    """The check reads pixels only: nothing in edge.scan.plausibility imports the classifier or a manifest."""
     source = Path(plausibility.__file__).read_text()
     assert "classifier" not in source.split('"""', 2)[2] and "manifest" not in source.split('"""', 2)[2]
 

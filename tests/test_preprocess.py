@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from edge.decode import read_scan
+from edge.scan.decode import read_scan
 from edge.preprocess import DEFAULT_SIZE, prepare
 
 

@@ -17,15 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from edge.decode import SCAN_SUFFIXES, read_scan
+from edge.scan.decode import SCAN_SUFFIXES, read_scan
 from edge.errors import EdgeError
 from edge.preprocess import prepare
 
 from test_bad_input import record_figures
 
 pytestmark = [
-    pytest.mark.filterwarnings("ignore::edge.decode.ColourScanWarning"),  # expected: colour modes on purpose
-    pytest.mark.filterwarnings("ignore::edge.dicom.DicomWindowWarning"),  # expected: broken windows on purpose
+    pytest.mark.filterwarnings("ignore::edge.scan.decode.ColourScanWarning"),  # expected: colour modes on purpose
+    pytest.mark.filterwarnings("ignore::edge.scan.dicom.DicomWindowWarning"),  # expected: broken windows on purpose
     # Known: a float image spanning about +-3e38 overflows float32 in preprocess._to_uint8 (a
     # result with wrong pixels, not a crash); no scanner writes such a file.
     pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
@@ -231,7 +231,7 @@ def test_odd_dicom_files_give_a_result_or_edge_error(case):
 
 
 def test_zz_record_property_counts():
-    """Runs after the properties above (file order): the counts the README table quotes."""
+    """Runs after the properties above (file order): the counts the table of docs/reliability.md quotes."""
     if not all(counts.values()):
         pytest.skip("run with the property tests to record their counts")
     assert counts == {"random bytes": RANDOM_BYTES, "odd images": ODD_IMAGES, "mutated real files": MUTATIONS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.readme_blocks import markers, replace_marked, replace_section, rewrite
+from train.doc_blocks import markers, replace_marked, replace_section, rewrite
 
 README = "# Title\n\n## One\ntext\n<!-- figures:begin -->\nold\n<!-- figures:end -->\nafter\n\n## Two\nmore\n"
 

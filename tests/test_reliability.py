@@ -10,7 +10,6 @@ different points, then lets a last run finish. Three trials.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import sqlite3
@@ -156,10 +155,9 @@ import json, sys
 from pathlib import Path
 import numpy as np
 from PIL import Image
-from edge.classifier import Classifier
+from edge.inference.classifier import Classifier
 from edge.fileio import atomic_write_text
-from edge import overlay
-
+from edge.results import overlay
 model, scan_path, out = sys.argv[1:]
 scan = np.asarray(Image.open(scan_path))
 result = Classifier(model).classify(scan)
@@ -174,13 +172,13 @@ WRITER_KILLS = 8
 
 
 def test_overlay_and_report_writes_survive_kill_9(scan_dir, tiny_model_dir, tmp_path):
-    """A process rewriting overlay PNGs and JSON reports (edge.overlay.write,
+    """A process rewriting overlay PNGs and JSON reports (edge.results.overlay.write,
     edge.fileio.atomic_write_text) in a loop, killed at six different moments: every file a
     reader can see is whole; an interrupted write leaves at most a hidden .tmp file, which the
     scan walker skips."""
     import sys
 
-    from edge.inputs import expand
+    from edge.scan.inputs import expand
 
     out = tmp_path / "written"
     out.mkdir()

@@ -1,6 +1,6 @@
 """A year of a busy centre: a 50 000-row results log reports in seconds and in bounded memory.
 
-The log is written by `edge.results_log.ResultsLog.add`, the code edge-classify logs with, from
+The log is written by `edge.results.log.ResultsLog.add`, the code edge-classify logs with, from
 a seed of real readings (scripts/report_timing.py: `build_log`); each report runs in its own
 process, timed with its peak resident memory. Memory must not grow with the log: the whole
 50 000-row log needs no more than a 5 000-row one, give or take a few MB.

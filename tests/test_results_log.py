@@ -10,8 +10,8 @@ import pytest
 from classify_support import json_lines, model_file, no_traceback, run_classify  # noqa: F401 (fixture)
 from edge.errors import EdgeError
 from edge.fileio import sha256_file
-from edge.manifest import load_manifest, manifest_path_for
-from edge.results_log import ResultsLog
+from edge.inference.manifest import load_manifest, manifest_path_for
+from edge.results.log import ResultsLog
 
 SCANS = ("mdb005", "mdb028", "mdb010")
 

@@ -2,7 +2,7 @@
 and on tflite-runtime 2.14 alone gives identical records for the same development scans.
 
 The runner asks every runtime for TFLite's builtin int8 kernels without the default XNNPACK
-delegate (`edge.runtime`, `kernels = "builtin"` in every device config), so on this machine (x86)
+delegate (`edge.inference.runtime`, `kernels = "builtin"` in every device config), so on this machine (x86)
 the integer arithmetic is the same and the outputs are bit-identical, not merely close. On
 aarch64 the two runtimes' builds are not the same code: scripts/arm64_check.sh and
 reports/boards/README.md say what an emulated Pi gives.
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.device import known_devices, load_device, parse_config
+from edge.inference.device import known_devices, load_device, parse_config
 from edge.errors import EdgeError
-from edge.runtime import KERNELS, make_interpreter
+from edge.inference.runtime import KERNELS, make_interpreter
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mias-edge"
@@ -90,7 +90,7 @@ def test_installed_edge_classify_gives_identical_answers_on_litert_and_tflite_ru
     old_pi = _old_pi_venv(_copy_of_checkout(tmp_path / "checkout"))
     who = subprocess.run(
         [str(old_pi / "python"), "-c",
-         "import importlib.util as u, numpy, edge; from edge.runtime import runtime_version; "
+         "import importlib.util as u, numpy, edge; from edge.inference.runtime import runtime_version; "
          "print(runtime_version(), numpy.__version__, u.find_spec('ai_edge_litert') is None, edge.__file__)"],
         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""},
     ).stdout.split()

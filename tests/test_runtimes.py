@@ -5,13 +5,13 @@ its own virtual environment outside the checkout, in the user's cache
 (`~/.cache/mias-edge/venv-tflite-2.14`, or under `$XDG_CACHE_HOME`): created on first use with
 `pip install tflite-runtime==2.14.0 "numpy<2" pillow` from the package index (about 130 MB) and
 reused afterwards. Set TFLITE_RUNTIME_PYTHON to a Python that already has tflite-runtime to skip it.
-Both sides run the board's own `edge.classifier.Classifier` (`Classifier.from_bytes`, as the
+Both sides run the board's own `edge.inference.classifier.Classifier` (`Classifier.from_bytes`, as the
 fidelity gate does) and compare its raw uint8 outputs.
 
 Two comparisons, because the runtimes' defaults do not run the same kernels:
 - the same kernels (the builtin int8 kernels, no default delegate) in both runtimes: outputs
   agree within one quantization step (measured: bit-identical);
-- each runtime as `edge.runtime.make_interpreter` builds it, as the board does: LiteRT 2.x
+- each runtime as `edge.inference.runtime.make_interpreter` builds it, as the board does: LiteRT 2.x
   hands int8 ops to its default XNNPACK delegate, tflite-runtime 2.14 does not, and XNNPACK
   rounds differently, and the difference grows through the network: for the shipped model the
   fidelity report measures it over all 258 scans (reports/fidelity/fidelity.md, "two kernel
@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.manifest import load_manifest, read_verified_model
-from edge.runtime import runtime_version
+from edge.inference.manifest import load_manifest, read_verified_model
+from edge.inference.runtime import runtime_version
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "edge" / "models" / "model.tflite"
@@ -43,9 +43,9 @@ RUNNER = textwrap.dedent(
     """
     import json, sys
     import numpy as np
-    from edge.classifier import Classifier
-    from edge.manifest import load_manifest, read_verified_model
-    from edge.runtime import runtime_version
+    from edge.inference.classifier import Classifier
+    from edge.inference.manifest import load_manifest, read_verified_model
+    from edge.inference.runtime import runtime_version
     model, manifest_path, images_path, out_path = sys.argv[1:5]
     manifest = load_manifest(manifest_path)
     content = read_verified_model(manifest, model)
@@ -93,7 +93,7 @@ def test_litert_and_tflite_runtime_2_14_agree_within_one_step(model_under_test, 
     assert images.dtype == np.uint8 and len(images) >= 10
     np.save(tmp_path / "images.npy", images)
 
-    from edge.classifier import Classifier
+    from edge.inference.classifier import Classifier
 
     content = read_verified_model(manifest, model_under_test)
     litert = {kernels: _run(Classifier.from_bytes(content, manifest, kernels=kernels, runtime="ai_edge_litert", threads=1), images)

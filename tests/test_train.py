@@ -184,7 +184,7 @@ def test_cell_heads_from_several_random_starts_are_one_wider_network(small):
     """`cell_seeds` networks fitted from different starts on the same cells give the mean of their
     logits, written as one network with their hidden layers side by side (what the board runs)."""
     from train import reader
-    from edge.heads import cell_head
+    from edge.inference.heads import cell_head
 
     dataset, scales, _, _ = small
     x, y, w = reader._cell_table(reader.neighbourhood(scales[0], 3), dataset, np.arange(24),
@@ -221,12 +221,12 @@ def test_the_network_with_a_context_converts_for_the_edge_tpu_and_classifies(sma
     from classify_support import KEYS, json_lines, run_classify
     from convert import quantize, rewrite
     from convert.edgetpu import check_readiness
-    from train import reader
+    from train import quantizer, reader
 
     dataset, scales, _, _ = small
     heads = reader.fit_heads(scales, dataset, np.arange(24), reader.Options(context=3, cell_hidden=0))
     model, _ = rewrite.split_concatenated_heads(reader.build_model(64, heads, (1, 2)))
-    content = quantize.quantize(model, dataset.images[:8])
+    content = quantizer.quantize(model, dataset.images[:8])
     readiness = check_readiness(content)
     assert readiness.ready and readiness.cpu_ops == [], readiness.summary()
     assert [op.name for op in readiness.ops].count("AVERAGE_POOL_2D") == 1 + 2  # the scale-2 input, each scale's neighbourhood

@@ -1,6 +1,6 @@
 """The report step's README section: inserted once after the protocol, replaced in place after that."""
 
-from edge.readme_blocks import replace_section
+from train.doc_blocks import replace_section
 from train.report import SECTION
 
 README = "# title\n\n## Evaluation protocol\ntext\n\n## Layout\nlayout\n"

@@ -20,12 +20,13 @@ from PIL import Image, ImageDraw
 from classify_support import json_lines, model_file, no_traceback, run_classify  # noqa: F401 (fixture)
 from coherence import coherence_problems
 from commands import command
-from edge import overlay, words
-from edge.classifier import Classifier
-from edge.decode import read_scan
+from edge.results import overlay
+from edge import words
+from edge.inference.classifier import Classifier
+from edge.scan.decode import read_scan
 from edge.fileio import sha256_file
-from edge.manifest import load_manifest, manifest_path_for
-from edge.results_log import ResultsLog
+from edge.inference.manifest import load_manifest, manifest_path_for
+from edge.results.log import ResultsLog
 
 OLD_SCHEMA = """
 CREATE TABLE results (id INTEGER PRIMARY KEY, time TEXT NOT NULL, file TEXT NOT NULL, file_sha256 TEXT,
@@ -259,7 +260,7 @@ def test_a_model_without_a_malignancy_head_says_what_its_p_malignant_is(model_fi
     """Its P(malignant) is P(abnormal) times the training rate: --version and the report's figures say so; a model with a head does not."""
     import dataclasses
 
-    from edge.manifest import headline_figures
+    from edge.inference.manifest import headline_figures
 
     manifest = load_manifest(manifest_path_for(model_file))
     malignant = manifest.heads["malignant"]
@@ -274,7 +275,7 @@ def test_the_dicom_hint_names_the_offline_step(mias_dir, tmp_path):
     from test_bad_input import write_dicom
 
     scan = write_dicom(tmp_path / "scan.dcm", np.asarray(Image.open(mias_dir / "mdb005.png")).astype(np.uint16) * 16)
-    code = "import sys; sys.modules['pydicom'] = None; from edge.classify_cli import main; main()"
+    code = "import sys; sys.modules['pydicom'] = None; from edge.cli.classify import main; main()"
     result = subprocess.run([sys.executable, "-c", code, str(scan)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     (line,) = result.stderr.splitlines()

@@ -34,7 +34,8 @@ def tiny_model(size: int = TINY_SIZE, seed: int = 0, batch_size: int | None = 1)
 
 def build_tiny_model_dir(records: Sequence[Any], folder: str | Path, size: int = TINY_SIZE, seed: int = 0) -> Path:
     """Convert `tiny_model` with `records` (real MIAS scans) as calibration; write model.tflite + model.json."""
-    from convert.quantize import build_manifest, output_positions, prepared_images, quantize, write_model_folder
+    from convert.quantize import build_manifest, output_positions, prepared_images, write_model_folder
+    from train.quantizer import quantize
 
     model = tiny_model(size, seed)
     images = prepared_images(records, size)

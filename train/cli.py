@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge.cli_common import fail, friendly_errors, make_app, one_blas_thread
+from edge.cli.common import one_blas_thread
+from train.desktop_cli import fail, friendly_errors, make_app
 
 one_blas_thread()  # before numpy loads: the cell head's fits, beside another job, ran 4x faster with one
 from train.distil import EPOCHS as DISTIL_EPOCHS  # noqa: E402
@@ -99,7 +100,7 @@ def train(
         raise fail(f"--cell-hidden must be 0 or more, got {cell_hidden}")
     if cell_seeds < 1:
         raise fail(f"--cell-seeds must be 1 or more, got {cell_seeds}")
-    from convert.quantize import ACTIVATIONS
+    from train.quantizer import ACTIVATIONS
 
     if activations not in ACTIVATIONS:
         raise fail(f"--activations must be {' or '.join(ACTIVATIONS)}, got {activations}")

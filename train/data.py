@@ -13,7 +13,7 @@ import numpy as np
 
 from edge import LABELS
 from edge.preprocess import Geometry, prepare
-from train.records import ScanRecord
+from train.scan_record import ScanRecord
 
 IGNORE = -1.0
 """Heat-map target of an image whose lesion has no coordinates: the cell loss skips it."""

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from train import trunk
+
 EPOCHS = 4
 """Passes over every scan at every scale; the held-out drift stops falling after about two."""
 LEARNING_RATE = 1e-4
@@ -55,8 +57,6 @@ def _folded(size: int) -> list[_Conv]:
     import keras
     import tensorflow as tf
     from keras import layers
-
-    from train import trunk
 
     inputs, cells = trunk.build(size)
     model = keras.Model(inputs, cells)
@@ -167,22 +167,8 @@ def drift(features: np.ndarray, reference: np.ndarray) -> float:
     return float(np.median((features - reference).std((0, 1, 2)) / (reference.std((0, 1, 2)) + 1e-6)))
 
 
-def digest(tuned: Tuned | None) -> str:
-    """What features computed with `tuned` depend on (empty: the ImageNet weights as they are)."""
-    if tuned is None:
-        return ""
-    h = hashlib.sha256()
-    for name in sorted(tuned):
-        for array in tuned[name]:
-            h.update(name.encode())
-            h.update(np.ascontiguousarray(array).tobytes())
-    return h.hexdigest()[:16]
-
-
 def key(images: list[np.ndarray], epochs: int, seed: int) -> str:
     """What distilled weights depend on: the pixels at each scale, this file, the trunk and the settings."""
-    from train import trunk
-
     h = hashlib.sha256()
     for x in images:
         h.update(trunk.cache_key(x).encode())

@@ -16,7 +16,7 @@ thousands of scans on GPUs or several machines. What runs under the strategy:
   a finding without a location is never used at cell level), the hottest cell vs abnormal, and
   for findings the kind and the malignancy.
 Then the network is split as the default path ships it (`reader.split_model`): the trunks alone at
-batch 1 as the quantized network, the heads as `edge.heads.Heads` in its `training.json`, run in float
+batch 1 as the quantized network, the heads as `edge.inference.heads.Heads` in its `training.json`, run in float
 beside it on the board. On the chief only, the cheap part: the reading stage and the triage
 threshold are fitted on held-out women (fold 0 of `patient_folds`), read through those same heads.
 
@@ -40,11 +40,11 @@ import numpy as np
 
 from edge import LABELS
 from edge.errors import EdgeError
-from edge.heads import canonical, outputs
-from edge.reading import Logistic, Reading, answer
+from edge.inference.heads import canonical, outputs
+from edge.inference.reading import Logistic, Reading, answer
 from train import handoff, metrics, reader, records as training_records, trunk
 from train.data import heatmap_target, load_dataset, prepare_record
-from train.records import ScanRecord
+from train.scan_record import ScanRecord
 from train.splits import patient_folds
 
 TRUNK_BLOCKS = 11  # the trunk is read at conv_pw_11 (train.trunk.TAP)

@@ -16,8 +16,8 @@ from typing import Any
 from edge import LABELS
 from edge.errors import EdgeError
 from edge.fileio import atomic_write_text, read_json_object
-from edge.heads import Heads
-from edge.manifest import OUTPUT_NAMES, expected_outputs
+from edge.inference.heads import Heads
+from edge.inference.manifest import OUTPUT_NAMES, expected_outputs
 
 FILE = "training.json"
 
@@ -35,10 +35,10 @@ class Handoff:
 
     input_size: int
     triage: Triage
-    reading: dict[str, Any] | None = None  # edge.reading.Reading.to_json(), or None: scan by scan
+    reading: dict[str, Any] | None = None  # edge.inference.reading.Reading.to_json(), or None: scan by scan
     labels: tuple[str, ...] = LABELS
-    outputs: tuple[str, ...] = OUTPUT_NAMES  # with heads: edge.heads.output_names, the cell features of each scale
-    heads: dict[str, Any] | None = None  # edge.heads.Heads.to_json(), run beside the network; None: heads in the network
+    outputs: tuple[str, ...] = OUTPUT_NAMES  # with heads: edge.inference.heads.output_names, the cell features of each scale
+    heads: dict[str, Any] | None = None  # edge.inference.heads.Heads.to_json(), run beside the network; None: heads in the network
     metrics: dict[str, Any] = field(default_factory=dict)  # headline out-of-fold figures with CIs
     data: dict[str, Any] = field(default_factory=dict)  # what the model was trained on
     record: dict[str, Any] = field(default_factory=dict)  # configuration, comparison, command, seconds
@@ -93,7 +93,7 @@ def read(path: str | Path) -> Handoff:
         except (KeyError, TypeError, ValueError) as exc:
             raise EdgeError(f"{path}: {FILE} has invalid heads ({exc})") from None
     if handoff.reading is not None:
-        from edge.reading import Reading
+        from edge.inference.reading import Reading
 
         try:
             Reading.from_json(handoff.reading)

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from edge import LABELS
 from edge.errors import EdgeError
 from edge.fileio import read_text
-from train.records import LABELS_FILE, TISSUES, Lesion, ScanRecord
+from train.scan_record import LABELS_FILE, TISSUES, Lesion, ScanRecord
 
 REQUIRED = ("file", "woman", "side", "class", "severity")
 OPTIONAL = ("circles", "tissue")

@@ -18,7 +18,6 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from edge import LABELS
-
 COLUMNS = ("id", "patient", "fold", "true_class", "severity", *LABELS, "abnormal", "malignant")
 EXAM_COLUMNS = ("woman", "contralateral", "threshold")
 """Optional: the woman, the partner scan read beside (empty: read alone), the test fold's triage
@@ -45,7 +44,7 @@ class Table:
 
     @classmethod
     def from_records(cls, records, fold, probs, abnormal, malignant, contralateral=None, threshold=None) -> "Table":
-        """Out-of-fold outputs of the records (train.records.ScanRecord) as a table."""
+        """Out-of-fold outputs of the records (train.scan_record.ScanRecord) as a table."""
         exam = ()
         if contralateral is not None:
             exam = (np.array([r.woman for r in records]), np.asarray(contralateral), np.asarray(threshold, float))
@@ -80,7 +79,7 @@ class Table:
         return (self.severity == "M").astype(int)
 
     def predicted_class(self, thresholds: np.ndarray | None = None) -> np.ndarray:
-        """The label the device prints (edge.reading): NORM below the triage threshold, otherwise
+        """The label the device prints (edge.inference.reading): NORM below the triage threshold, otherwise
         the most likely finding. Without thresholds: the most probable of the 7 classes."""
         if thresholds is None:
             return self.probs.argmax(1)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from edge import LABELS
 from edge.errors import EdgeError
-from edge.exams import mias_woman
-from train.records import Lesion, ScanRecord
+from edge.results.exams import mias_woman
+from train.scan_record import Lesion, ScanRecord
 
 SCAN_SIZE = 1024
 SCAN_FORMATS = (".pgm", ".png")

@@ -13,10 +13,10 @@ cheap enough to nest:
   the abnormal training scans only (a 6-class and a binary logistic regression); the malignancy
   head can also read a focused pooling (`FOCUS`, off), and is kept only where it beats the
   training rate of malignancy (`MALIGNANCY_SEARCH`).
-- the reading stage (`edge.reading.Reading`): P(abnormal) from the heat-map evidence of a scan,
+- the reading stage (`edge.inference.reading.Reading`): P(abnormal) from the heat-map evidence of a scan,
   alone and beside the other breast, fitted on inner out-of-fold evidence of the training folds.
 What ships is the trunk alone as the int8 network (`build_network`: one output of cell features
-per scale) and the heads beside it in the manifest, run in float by `edge.heads` on the board:
+per scale) and the heads beside it in the manifest, run in float by `edge.inference.heads` on the board:
 the same function on the same int8 features as here, so the board computes exactly what was
 cross-validated. (`build_model` puts the heads in the graph as layers, for the gradient-trained
 path of `train.distributed`, which ships them split the same way: `split_model`.)
@@ -29,8 +29,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edge import LABELS
-from edge.heads import Heads, Outputs, cell_head, neighbourhood, output_names, outputs, pooled
-from edge.reading import Logistic, Reading, answer, heat_evidence
+from edge.inference.heads import Heads, Outputs, cell_head, neighbourhood, output_names, outputs, pooled
+from edge.inference.reading import Logistic, Reading, answer, heat_evidence
 from train import metrics
 from train.data import Dataset, heatmap_target
 
@@ -59,7 +59,7 @@ CELL_HIDDEN, CELL_ALPHA = 64, 10.0
 not a logistic regression: whether a cell is a lesion is not one direction in the trunk's features.
 On the distilled trunk's int8 features (research/ablation): AUC abnormal 0.764 -> 0.782,
 specificity at the threshold 0.371 -> 0.425, pointing game 36 -> 40 of 88. It runs in numpy beside
-the int8 network (`edge.heads.Heads.cell_logits`), about 2 x 10^7 multiply-adds a scan. Chosen on the
+the int8 network (`edge.inference.heads.Heads.cell_logits`), about 2 x 10^7 multiply-adds a scan. Chosen on the
 CV folds among seven settings (research/reader/cell_head.txt, `research/reader/cell_head_probe.py`, 41 minutes):
 AUC abnormal 0.745-0.782, specificity 0.41-0.47 for all but one, so these figures are optimistic by the choice."""
 
@@ -146,7 +146,7 @@ def _logistic(x: np.ndarray, y: np.ndarray, c: float, weight: np.ndarray | None 
     mean, scale = x.mean(0), x.std(0) + 1e-3
     fit = LogisticRegression(C=c, class_weight="balanced" if balanced else None, max_iter=500)
     fit.fit((x - mean) / scale, y, sample_weight=weight)
-    coef = fit.coef_ / scale.astype(np.float64)  # (k, d), float64 as the heads travel (edge.heads.Heads.to_json)
+    coef = fit.coef_ / scale.astype(np.float64)  # (k, d), float64 as the heads travel (edge.inference.heads.Heads.to_json)
     bias = fit.intercept_ - coef @ mean.astype(np.float64)
     return coef, bias, fit.classes_
 
@@ -337,7 +337,7 @@ def _malignancy_choice(pool: np.ndarray, malignant: np.ndarray, patients: list, 
 
 
 def evidence(out: Outputs) -> np.ndarray:
-    """(n, 2) `edge.reading.heat_evidence` of every scan."""
+    """(n, 2) `edge.inference.reading.heat_evidence` of every scan."""
     return np.stack([heat_evidence(h) for h in out.heatmap])
 
 
@@ -440,7 +440,7 @@ def final_reading(scales: list[np.ndarray], data: Dataset, folds: np.ndarray, op
 
 def build_network(size: int, factors: tuple[int, ...], batch_size: int | None = 1, tuned=None):
     """The shipped network: the trunk at each scale f, reading the input average-pooled f x f (as
-    `scale_images` does), its cell features the outputs `cells0`, `cells1`, ... (`edge.heads`)."""
+    `scale_images` does), its cell features the outputs `cells0`, `cells1`, ... (`edge.inference.heads`)."""
     import keras
     from keras import layers
 
@@ -509,8 +509,8 @@ def build_model(size: int, heads: Heads, factors: tuple[int, ...], batch_size: i
 
 def split_model(model, size: int, factors: tuple[int, ...]):
     """(network, Heads) of a `build_model` network: its trunks as `build_network`, its heads as
-    `edge.heads.Heads`, what ships (heads inside the int8 graph round their large, cancelling
-    weights to int8; beside it they run in float, `edge.heads`)."""
+    `edge.inference.heads.Heads`, what ships (heads inside the int8 graph round their large, cancelling
+    weights to int8; beside it they run in float, `edge.inference.heads`)."""
     names = {layer.name for layer in model.layers}
     if any(name.startswith("focused") for name in names):
         raise ValueError("a network with a focused block cannot be split: its sharpness is folded into its weights")

@@ -1,6 +1,6 @@
 """One record per training scan, whatever folder it came from: mini-MIAS or a centre's labels.csv.
 
-Two readers fill the same `ScanRecord`: `train.mias` (the MIAS layout: `Info.txt` and
+Two readers fill the same `ScanRecord` (`train.scan_record`): `train.mias` (the MIAS layout: `Info.txt` and
 mdbNNN files) and `train.labels_csv` (any folder with a `labels.csv`). Everything after
 loading (preparation, folds, training, reports, conversion) sees records only, so both
 sources feed the same training and the same reports. `load` picks the reader.
@@ -9,63 +9,17 @@ sources feed the same training and the same reports. `load` picks the reader.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from edge import LABELS
-from edge.decode import read_scan
-
-TISSUES = {"F": "fatty", "G": "fatty-glandular", "D": "dense-glandular"}
-LABELS_FILE = "labels.csv"
-
-
-@dataclass(frozen=True)
-class Lesion:
-    """An annotated circle in scan pixels (row from the top, column from the left)."""
-
-    row: float
-    col: float
-    radius: float
-    severity: str
-
-
-@dataclass(frozen=True)
-class ScanRecord:
-    """One scan with everything its labels say about it."""
-
-    id: str  # names the scan in reports: mdbNNN, or the labels.csv file without its suffix
-    path: Path
-    patient: int  # the woman's number: folds keep her scans together, (patient, side) pairs her breasts
-    woman: str  # her name in reports, as edge-classify prints it (MIAS: mias-N)
-    side: str  # "left" or "right"
-    tissue: str  # F, G, D, or "" when not given
-    label: str  # a MIAS code (edge.LABELS)
-    severity: str | None  # "B", "M", or None for NORM
-    lesions: tuple[Lesion, ...] = ()
-    lesions_without_location: int = 0  # lesions known to exist but not drawn (never used at cell level)
-
-    @property
-    def abnormal(self) -> bool:
-        return self.label != "NORM"
-
-    @property
-    def malignant(self) -> bool:
-        return self.severity == "M"
-
-    def pixels(self) -> np.ndarray:
-        return read_scan(self.path)
-
+from train import labels_csv, mias
+from train.scan_record import LABELS_FILE, TISSUES, ScanRecord
 
 def load(data_dir: str | Path) -> list[ScanRecord]:
     """The records of `data_dir`: its labels.csv when it has one, else the MIAS layout (Info.txt)."""
     if (Path(data_dir) / LABELS_FILE).is_file():
-        from train import labels_csv
-
         return labels_csv.load(data_dir)
-    from train import mias
-
     return mias.load(data_dir)
 
 

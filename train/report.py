@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge import LABELS
-from edge.readme_blocks import replace_section, rewrite
+from train.doc_blocks import replace_section, rewrite
 from train import metrics
 
 NOTE = "Research software, not a medical device."
@@ -176,7 +176,7 @@ def referral_sentence(document: dict) -> str:
 
 def malignancy_sentence(training: dict) -> str:
     """What P(malignant) is made of when the shipped model has no malignancy head (else nothing to say)."""
-    from edge.manifest import no_malignancy_head
+    from edge.inference.manifest import no_malignancy_head
     from train.reader import KIND_C
 
     rate = no_malignancy_head(training.get("heads"))
@@ -244,7 +244,7 @@ def summary(document: dict, table: metrics.Table) -> str:
     ) + "."]
     if "by_tissue" in document:
         lines += ["", "## By breast tissue", "", "| tissue | images | abnormal | AUC abnormal | AUC malignant | bal. acc. | sens. at thr. | spec. at thr. |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        from train.records import TISSUES
+        from train.scan_record import TISSUES
 
         for code, group in document["by_tissue"].items():
             lines.append(
@@ -381,10 +381,10 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         "`edge.preprocess.prepare`), batch 1. The quantized network is the trunk alone, in TFLite's 16x8 mode: int8 "
         "weights, int16 activations, integer builtins (convolutions, depthwise convolutions, ReLU6, average pooling) "
         "that compute the float network's features to about a thousandth of their spread on any CPU. Its outputs are "
-        "the cell features of each scale, and the heads run in float beside it (`edge/heads.py`, weights in the "
+        "the cell features of each scale, and the heads run in float beside it (`edge/inference/heads.py`, weights in the "
         "manifest), so the board computes what was cross-validated (the cell head's hidden weights rounded to "
         "float32). The Edge TPU runs int8 activations only: `edge-convert --activations int8` makes that model, "
-        "which does not pass the converter's agreement gate (see the README).",
+        "which does not pass the converter's agreement gate (see docs/convert.md).",
         "- The trunk is ImageNet MobileNet v1 (alpha 0.25, Apache-2.0 weights in `train/weights/`), distilled for "
         "int8 (`train/distil.py`: trained with int8-rounded weights and activations to reproduce the float ImageNet "
         "trunk's own features, from the scans' pixels only, never their labels), then frozen. Learnt on "
@@ -395,7 +395,7 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         "average and maximum, or the average alone, and the L2 strength: chosen inside each training fold by an inner "
         "patient-grouped cross-validation among candidates set after a probe on these folds), "
         "P(malignant | abnormal) from the whole-breast average and maximum, and the reading stage "
-        "(`edge/reading.py`): P(abnormal) from the hottest cells of the scan and of the other breast of the same woman.",
+        "(`edge/inference/reading.py`): P(abnormal) from the hottest cells of the scan and of the other breast of the same woman.",
         "- One probability model: P(NORM) = 1 - P(abnormal); P(malignant) = P(abnormal) x P(malignant | abnormal); the "
         "label is NORM exactly when the triage is routine. A scan without its partner is read alone by the same "
         "model's single-breast stage.",
@@ -439,7 +439,7 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
             "",
         ]
     if "by_tissue" in document:
-        from train.records import TISSUES
+        from train.scan_record import TISSUES
 
         lines += [
             "## Subgroups by breast tissue",
@@ -486,7 +486,7 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         "Speed and size of the quantized model on this machine and on boards: `reports/fidelity/` and `reports/bench/` "
         "(written by `edge-convert` and `edge-bench`).",
         "",
-        "Regenerate: see the README section *Model and evaluation*. This card is written by "
+        "Regenerate: see docs/model.md. This card is written by "
         "`python -m train.report reports/cv --card MODEL_CARD.md` from `reports/cv/metrics.json`, `models/training.json` "
         "and `research/ablation/ablation.json`.",
         "",
@@ -594,7 +594,7 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
         "```bash",
         training.get("record", {}).get("command") or "edge-train --data ../shared/mias --out runs/main --reports reports/cv",
         "cp runs/main/final/model.keras models/final.keras && cp runs/main/final/training.json models/training.json",
-        "python -m train.report reports/cv --card MODEL_CARD.md --readme README.md",
+        "python -m train.report reports/cv --card MODEL_CARD.md --readme docs/model.md",
         "```",
         "The last line recomputes every figure from `reports/cv/predictions.csv` (and `images.csv`) alone.",
         "",
@@ -610,7 +610,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--card", help="also write the model card here (e.g. MODEL_CARD.md)")
     parser.add_argument("--training", default="models/training.json", help="training.json of the shipped model")
     parser.add_argument("--comparison", default="research/ablation/ablation.json", help="the ablation's rows")
-    parser.add_argument("--readme", help="also rewrite this README's 'Model and evaluation' section")
+    parser.add_argument("--readme", help="also rewrite this page's 'Model and evaluation' section (docs/model.md)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     document = build(args.reports)
     print("\n".join(headline_rows(document)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from train.records import ScanRecord
+from train.scan_record import ScanRecord
 
 
 def patient_folds(records: list[ScanRecord], k: int = 5, seed: int = 0) -> np.ndarray:

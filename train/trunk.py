@@ -72,12 +72,22 @@ def _check_weights() -> None:
         raise ValueError(f"{WEIGHTS}: sha256 {digest[:12]}... is not the expected {WEIGHTS_SHA256[:12]}...")
 
 
+def tuned_digest(tuned) -> str:
+    """What features computed with `tuned` (distilled weights by layer) depend on; empty for the ImageNet weights."""
+    if tuned is None:
+        return ""
+    h = hashlib.sha256()
+    for name in sorted(tuned):
+        for array in tuned[name]:
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()[:16]
+
+
 def cache_key(images: np.ndarray, tuned=None) -> str:
     """What the features depend on: the prepared pixels, this file and the weights (and `tuned`'s)."""
-    from train import distil
-
     digest = hashlib.sha256()
-    digest.update(distil.digest(tuned).encode())
+    digest.update(tuned_digest(tuned).encode())
     digest.update(np.ascontiguousarray(images).tobytes())
     digest.update(Path(__file__).read_bytes())
     digest.update(WEIGHTS_SHA256.encode())
@@ -120,9 +130,9 @@ def quantized_features(images: np.ndarray, factors: tuple[int, ...], cache: Path
     import keras
     from keras import layers
 
-    from convert.quantize import quantize, representative_images
-    from edge.classifier import Quantization, model_input
-    from edge.runtime import make_interpreter
+    from train.quantizer import quantize, representative_images
+    from edge.inference.classifier import Quantization, model_input
+    from edge.inference.runtime import make_interpreter
 
     size = images.shape[1]
     inputs = keras.Input(shape=(size, size, 1), batch_size=1, name="scan")

@@ -22,7 +22,7 @@ import numpy as np
 
 def main(data_dir: str) -> None:
     from edge import LABELS
-    from edge.reading import answer
+    from edge.inference.reading import answer
     from train import metrics, mias, reader
     from train.cv import Config, default_cache, trunk_features
     from train.data import load_dataset

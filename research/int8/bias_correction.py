@@ -23,9 +23,10 @@ from board_features import model_features
 
 def main(data_dir: str) -> None:
     from bias import correct_biases
-    from convert.quantize import float_tflite, quantize, representative_images
-    from edge.heads import outputs
-    from edge.reading import answer
+    from convert.quantize import float_tflite
+    from train.quantizer import quantize, representative_images
+    from edge.inference.heads import outputs
+    from edge.inference.reading import answer
     from train import cv, metrics, reader, records
     from train.data import load_dataset
     from train.splits import patient_folds

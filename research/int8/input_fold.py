@@ -50,11 +50,11 @@ def main(data_dir: str) -> None:
     import keras
     from keras import layers
 
-    from convert.quantize import quantize, representative_images
+    from train.quantizer import quantize, representative_images
     from edge import LABELS
-    from edge.heads import Heads, outputs
-    from edge.manifest import load_manifest
-    from edge.reading import Reading, answer
+    from edge.inference.heads import Heads, outputs
+    from edge.inference.manifest import load_manifest
+    from edge.inference.reading import Reading, answer
     from train import distil, mias, reader
     from train.data import load_dataset
 

@@ -40,9 +40,9 @@ def main(data_dir: str) -> None:
     import keras
 
     from edge import LABELS
-    from edge.heads import Heads, output_names, outputs, pooled
-    from edge.manifest import load_manifest
-    from edge.reading import Reading, answer
+    from edge.inference.heads import Heads, output_names, outputs, pooled
+    from edge.inference.manifest import load_manifest
+    from edge.inference.reading import Reading, answer
     from train import mias, reader
     from train.data import load_dataset
 

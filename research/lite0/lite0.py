@@ -141,7 +141,7 @@ def port_state_dict(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]
         return [take(f"{prefix}.{k}") for k in ("weight", "bias", "running_mean", "running_var")]
 
     out = {"stem_conv": conv("_conv_stem.weight"), "stem_bn": bn("_bn0")}
-    for index, (cin, expand, kernel, stride, cout) in enumerate(block_specs()):
+    for index, (cin, expand, kernel, _stride, cout) in enumerate(block_specs()):
         p, name = f"_blocks.{index}", f"block{index}"
         if expand != 1:
             out[f"{name}_expand_conv"] = conv(f"{p}._expand_conv.weight")
@@ -242,7 +242,6 @@ def build_shippable(size: int, heads: dict[str, np.ndarray] | None = None, batch
     from keras import layers
 
     from edge import LABELS
-
     if size % 16:
         raise ValueError(f"input size must be a multiple of 16, got {size}")
     inputs = keras.Input(shape=(size, size, 1), batch_size=batch_size, name="scan")

@@ -36,7 +36,7 @@ import numpy as np
 from edge import LABELS
 from edge.preprocess import prepare
 from train import metrics, mias
-from train.records import ScanRecord
+from train.scan_record import ScanRecord
 from train.splits import patient_folds
 
 SIZES = (320, 448)
@@ -109,7 +109,6 @@ def _prepare_source_sha() -> str:
     import inspect
 
     from edge import preprocess
-
     return hashlib.sha256(inspect.getsource(preprocess).encode()).hexdigest()
 
 

@@ -4,7 +4,7 @@ their hottest cells: both prepared breasts have the chest wall on the left and a
 
     python research/reader/asymmetry_probe.py ../shared/mias > research/reader/asymmetry.txt   # 8 minutes on the 2-core machine
 
-Each setting adds to the shipped evidence of the two breasts (`edge.reading.heat_evidence`, 4 numbers):
+Each setting adds to the shipped evidence of the two breasts (`edge.inference.reading.heat_evidence`, 4 numbers):
 - `asymK`: [hottest, mean of the 5 hottest] of the asymmetry map, the scan's cell logits minus the
   largest logit of the other breast within K x K cells of the same place (K absorbs misalignment);
   `asymK alone`: the same without the other breast's own evidence;
@@ -12,7 +12,7 @@ Each setting adds to the shipped evidence of the two breasts (`edge.reading.heat
 - `smoothK` (the evidence of both heat-maps averaged over K x K cells first) and `mean heat` (each
   heat-map's mean logit added) change each breast's own evidence, with no comparison of places;
 - `whole breast C`: a third number a breast, the logit of an abnormal-vs-normal logistic regression
-  (L2 strength C, balanced) on the breast's pooled cell features (`edge.heads.pooled`, what the kind
+  (L2 strength C, balanced) on the breast's pooled cell features (`edge.inference.heads.pooled`, what the kind
   head reads), fitted with the heads on each inner and outer training set; `whole breast C alone`:
   that number only, to show what the pooled features know on their own.
 Nested as `train.reader.cross_validate` runs it, on the shipped configuration's int16 features: the
@@ -27,12 +27,12 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from edge.reading import heat_logit as logit
+from edge.inference.reading import heat_logit as logit
 
 
 def top(values: np.ndarray) -> np.ndarray:
     """(n, 2): [largest, mean of the 5 largest] of each map."""
-    from edge.reading import TOP_CELLS
+    from edge.inference.reading import TOP_CELLS
 
     cells = np.sort(values.reshape(len(values), -1), 1)[:, ::-1]
     return np.stack([cells[:, 0], cells[:, :TOP_CELLS].mean(1)], 1)
@@ -52,7 +52,7 @@ def settings() -> dict:
     """name -> evidence(own, other) -> (n, d); own and other are (heat-maps, {C: whole-breast logits})."""
     from scipy.ndimage import uniform_filter
 
-    from edge.reading import heat_evidence
+    from edge.inference.reading import heat_evidence
 
     def shipped(own, other):
         return np.stack([np.concatenate([heat_evidence(a), heat_evidence(b)]) for a, b in zip(own[0], other[0])])
@@ -110,7 +110,7 @@ def fold_outputs(data, scales, folds, options):
     """(inner, outer, classes, malignant): inner[a] = (heat-maps, {C: whole-breast logits}) of outer fold a's
     training scans, inner out of fold; outer the same out of fold; the out-of-fold kinds and P(malignant | abnormal)."""
     from edge import LABELS
-    from edge.heads import pooled
+    from edge.inference.heads import pooled
     from train import reader
 
     n, ks = len(data.records), sorted(set(folds.tolist()))
@@ -153,7 +153,7 @@ def read(evidence, inner, outer, y, folds, partner):
         training, test = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
         x = evidence(at(inner[a], training), at(inner[a], partner[training]))
         coef, bias, _ = reader._logistic(x, y[training], 1.0, balanced=False)
-        sigmoid = lambda x: 1 / (1 + np.exp(-(x @ coef[0] + bias[0])))
+        sigmoid = lambda x: 1 / (1 + np.exp(-(x @ coef[0] + bias[0])))  # noqa: B023 (used in this iteration only)
         threshold[test] = metrics.threshold_for_sensitivity(y[training], sigmoid(x))
         p[test] = sigmoid(evidence(at(outer, test), at(outer, partner[test])))
     return p, threshold
@@ -163,7 +163,7 @@ def main(data_dir: str) -> None:
     from reader_probe import setup
 
     from edge import LABELS
-    from edge.reading import answer
+    from edge.inference.reading import answer
     from train import metrics, reader
     from train.cv import heatmap_peaks
 

@@ -31,7 +31,7 @@ def main(data_dir: str) -> None:
 
         def counted(*args, **kwargs):
             c = choose(*args, **kwargs)
-            chosen[c] += 1
+            chosen[c] += 1  # noqa: B023 (used in this iteration only)
             return c
 
         reader._malignancy_choice = counted

@@ -26,7 +26,7 @@ def setup(data_dir: str, features: str = "int8"):
 
 def labels(scales, heads, reading, threshold) -> np.ndarray:
     """Each scan's label from these features, every scan read alone (as `edge-convert`'s gate reads it)."""
-    from edge.reading import answer
+    from edge.inference.reading import answer
     from train import reader
 
     out = reader.outputs(scales, heads)

@@ -5,7 +5,7 @@ breast, 8 beside the other breast) instead of those of their mean (2 and 4).
     python research/reader/scale_evidence_probe.py ../shared/mias > research/reader/scale_evidence.txt   # 17 minutes on the 2-core machine
 
 The shipped reader otherwise, nested as `edge-train` runs it, on the shipped configuration's int16 features.
-The device computes the averaged heat-map's evidence (`edge.reading.heat_evidence`); shipping this would
+The device computes the averaged heat-map's evidence (`edge.inference.reading.heat_evidence`); shipping this would
 change what the board computes and the manifest's reading stage.
 """
 
@@ -21,8 +21,8 @@ import numpy as np
 def main(data_dir: str) -> None:
     from reader_probe import score, setup
 
-    from edge import heads
-    from edge.reading import heat_evidence
+    from edge.inference import heads
+    from edge.inference.reading import heat_evidence
     from train import reader
 
     @dataclass(frozen=True)

@@ -56,7 +56,7 @@ def views_of(data, setting: str, factors, tuned, cache):
 
 def with_views(views):
     """Patch `train.reader._cell_table` so the training table holds the views of the same scans too."""
-    from edge.heads import neighbourhood
+    from edge.inference.heads import neighbourhood
     from train import reader
 
     original = reader._cell_table

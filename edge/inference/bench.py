@@ -39,8 +39,8 @@ from PIL import Image
 
 from edge.errors import EdgeError
 from edge.fileio import sha256_bytes
-from edge.manifest import manifest_path_for
-from edge.runtime import make_interpreter, runtime_version
+from edge.inference.manifest import manifest_path_for
+from edge.inference.runtime import make_interpreter, runtime_version
 
 FORMAT = 1
 SYNTHETIC_SIDE = 1024
@@ -253,7 +253,7 @@ def end_to_end_task(classifier: Any, image: Path) -> Task:
     """One scan through the runner as `edge-classify --json` does it, each step timed as a stage:
     decode the file, prepare, run (set input + invoke + read outputs), postprocess (dequantize,
     triage, heat-map and its peak on the scan, the JSON-ready record)."""
-    from edge.decode import read_scan
+    from edge.scan.decode import read_scan
 
     clock = time.perf_counter
 
@@ -281,7 +281,7 @@ def classify_command() -> list[str]:
     beside = Path(sys.executable).with_name("edge-classify")
     if beside.is_file() and os.access(beside, os.X_OK):
         return [str(beside)]
-    return [sys.executable, "-c", "from edge.classify_cli import main; main()"]
+    return [sys.executable, "-c", "from edge.cli.classify import main; main()"]
 
 
 @dataclass(frozen=True)
@@ -423,7 +423,7 @@ class Settings:
     classify_args: list[str] = field(default_factory=list)  # device options passed on to edge-classify
     make_classifier: Callable[[], Any] | None = None
     schedule: str = "auto"  # interleaved, sequential, or auto: sequential with a delegate (Edge TPU), else interleaved
-    kernels: str = "builtin"  # edge.runtime.KERNELS: builtin (what every device config runs) or the runtime's default
+    kernels: str = "builtin"  # edge.inference.runtime.KERNELS: builtin (what every device config runs) or the runtime's default
     board_name: str = ""  # the board the device config is for ("Raspberry Pi 4"), else its description
 
 
@@ -441,7 +441,7 @@ def run_benchmark(settings: Settings, progress: Callable[[str], None] = lambda _
             }
         else:
             image, image_record = settings.image, {"source": _shown(Path(settings.image))}
-        from edge.decode import read_scan
+        from edge.scan.decode import read_scan
 
         scan = read_scan(image)
         image_record.update(shape=list(scan.shape), dtype=scan.dtype.name)
@@ -558,7 +558,7 @@ RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
     "cold_start.median_ms": (int, float),
     "peak_rss_mb.classify_process": (int, float),
 }
-"""What a committed board figure must hold (`edge-bench --record`; the README's board table reads it)."""
+"""What a committed board figure must hold (`edge-bench --record`; the board table of docs/benchmarks.md reads it)."""
 
 
 def check_record(record: Any, where: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from edge.errors import EdgeError
-from edge.scanfile import MAX_PIXELS, check_scan_file, check_size, looks_like_dicom  # noqa: F401 (part of this API)
+from edge.scan.file import MAX_PIXELS, check_scan_file, check_size, looks_like_dicom  # noqa: F401 (part of this API)
 
 SCAN_SUFFIXES = (".pgm", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".dcm")
 
@@ -33,7 +33,7 @@ def read_scan(path: str | Path) -> np.ndarray:
     path = Path(path)
     head = check_scan_file(path)
     if looks_like_dicom(path, head):
-        from edge.dicom import read_dicom  # optional extra; imported only for DICOM files
+        from edge.scan.dicom import read_dicom  # optional extra; imported only for DICOM files
 
         return read_dicom(path)
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone flipped Pillow's global switch: do not trust it
@@ -79,7 +79,7 @@ def _to_grey_array(path: Path, image: Image.Image) -> np.ndarray:
     mode = image.mode
     if mode in ("1", "L", "P", "LA", "PA", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "La", "RGBa", "RGBX"):
         if mode not in ("L", "1", "LA", "La") and not (mode in ("P", "PA") and _palette_is_grey(image)):
-            from edge.plausibility import colour_problem
+            from edge.scan.plausibility import colour_problem
 
             refused = colour_problem(image)
             if refused:

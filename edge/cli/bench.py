@@ -1,8 +1,8 @@
-"""`edge-bench`: time the model on this board. A thin layer over `edge.bench`.
+"""`edge-bench`: time the model on this board. A thin layer over `edge.inference.bench`.
 
 Exit status: 0 done; 2 usage or set-up error (bad option, missing model or image, unknown device).
 
-Parsed with argparse like `edge-classify` (edge/classify_cli.py), so a board needs no
+Parsed with argparse like `edge-classify` (edge/cli/classify.py), so a board needs no
 command-line library besides the standard one. To add an option: one `add_argument` in
 `build_parser` and its use in `run`.
 """
@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge.cli_common import at_least, finish, one_blas_thread
+from edge.cli.common import at_least, finish, one_blas_thread
 from edge.errors import EdgeError
 
 one_blas_thread()  # before anything imports numpy
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON record to this file")
     parser.add_argument("--record", type=Path, metavar="FILE",
                         help="write the record as this board's figure to commit, reports/boards/NAME.json (it must be "
-                             "the board the device config is for; the README's board table is made from these files)")
+                             "the board the device config is for; the board table of docs/benchmarks.md is made from these files)")
     parser.add_argument("--schedule", choices=SCHEDULES, default="auto",
                         help="interleaved, sequential, or auto (sequential with a delegate: an Edge TPU caches one model)")
     return parser
@@ -56,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
     """The whole command for parsed `args`; returns the exit status."""
     import json
 
-    from edge import bench as lib
-    from edge.classifier import Classifier
-    from edge.classify_cli import choose_board, model_for_board
-    from edge.device import board_mismatch
+    from edge.inference import bench as lib
+    from edge.inference.classifier import Classifier
+    from edge.cli.classify import choose_board, model_for_board
+    from edge.inference.device import board_mismatch
     from edge.fileio import atomic_write_text
 
     board = choose_board(args.device, args.config)
@@ -105,14 +105,14 @@ def run(args: argparse.Namespace) -> int:
     if args.record is not None:
         atomic_write_text(args.record, json.dumps(lib.check_record(record, str(args.record)), indent=2) + "\n")
         print(f"recorded {args.record}; commit it, and python scripts/bench_readme.py reports/bench/x86.json --write "
-              "puts it in the README's board table", file=sys.stderr)
+              "puts it in the board table of docs/benchmarks.md", file=sys.stderr)
     print(text if args.as_json else lib.format_table(record), end="")
     return 0
 
 
 def _check_can_record(args: argparse.Namespace, model: Path) -> None:
     """A board record needs every figure of the board table: refuse before minutes of timing are lost."""
-    from edge.manifest import manifest_path_for
+    from edge.inference.manifest import manifest_path_for
 
     if args.cold_runs < 1:
         raise EdgeError("--record needs the cold-start runs (--cold-runs 1 or more): the board table shows the cold start")

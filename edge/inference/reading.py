@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from edge import LABELS
-
 TOP_CELLS = 5
 """The evidence of a scan: its hottest cell and the mean of its TOP_CELLS hottest cells."""
 EPS = 1.0 / 512

@@ -1,6 +1,6 @@
 """`edge-report`: the day's results for the referral hospital, from edge-classify's results log.
 
-A thin layer over `edge.report`, parsed with argparse like the other device commands (it runs on
+A thin layer over `edge.report.day`, parsed with argparse like the other device commands (it runs on
 the board, beside the log). It never writes the log: it opens it read-only, and a batch may go on
 appending to it meanwhile. Exit status: 0 the report was written, 2 usage or set-up error.
 """
@@ -11,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from edge.cli_common import EXIT_OK, at_least, finish
+from edge.cli.common import EXIT_OK, at_least, finish
 from edge.errors import EdgeError
 
 DESCRIPTION = (
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _moment(value: str) -> str:
-    from edge.report import bound
+    from edge.report.day import bound
 
     try:
         bound(value)
@@ -67,7 +67,8 @@ def run(log: Path, out: Path, since: str | None = None, until: str | None = None
     """The whole command as a function; returns the exit status (errors raise EdgeError)."""
     import time
 
-    from edge.report import Selection, bound, write_report
+    from edge.report.day import Selection, bound
+    from edge.report.write import write_report
     from edge.words import counted
 
     started = time.perf_counter()
@@ -125,8 +126,8 @@ def centre_from_config(config: Path | None) -> str | None:
 
 def installed_manifest(model: Path | None):
     """The manifest of --model FILE or of the packaged model; None when the packaged one has none."""
-    from edge.classifier import default_model_path
-    from edge.manifest import load_manifest, manifest_path_for
+    from edge.inference.classifier import default_model_path
+    from edge.inference.manifest import load_manifest, manifest_path_for
 
     if model is not None:
         return load_manifest(manifest_path_for(model))

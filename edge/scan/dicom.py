@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.scanfile import check_scan_file, check_size
+from edge.scan.file import check_scan_file, check_size
 from edge.errors import EdgeError
 
 INSTALL_HINT = (

@@ -1,5 +1,5 @@
 """The report page: one self-contained HTML file (styles inline, pictures embedded, nothing
-fetched), readable on a phone and printable on A4, written piece by piece by `edge.report`.
+fetched), readable on a phone and printable on A4, written piece by piece by `edge.report.day`.
 
 Every text comes from the log or from `edge.words` (the same words as the terminal and the
 overlay), escaped, with control characters shown as escapes (a file name can hold anything).
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.report import refused, woman_status
-from edge.results_log import LoggedRow
+from edge.report.day import refused, woman_status
+from edge.results.log import LoggedRow
 from edge.words import DISCLAIMER, FINDINGS, HEAT_LEGEND, TRIAGE, counted, local_time, printable, triage_rule, verdict
 
 TITLES = {
@@ -83,15 +83,15 @@ def text(value: Any) -> str:
 
 @dataclass
 class Page:
-    """The parts of the page, in the order edge.report writes them."""
+    """The parts of the page, in the order edge.report.day writes them."""
 
     centre: str | None
-    selection: Any  # edge.report.Selection
+    selection: Any  # edge.report.day.Selection
     log: Path
     made: str  # UTC ISO
-    counts: Any  # edge.report.Counts
-    manifest: Any  # edge.manifest.Manifest of the installed model, or None
-    pictures: Any  # edge.report.Pictures
+    counts: Any  # edge.report.day.Counts
+    manifest: Any  # edge.inference.manifest.Manifest of the installed model, or None
+    pictures: Any  # edge.report.day.Pictures
 
     def head(self) -> str:
         counts = self.counts
@@ -123,7 +123,7 @@ class Page:
 
     def _models(self) -> str:
         """The model of each scan: the installed one with its id and headline figures, any other by its id."""
-        from edge.manifest import headline_figures
+        from edge.inference.manifest import headline_figures
 
         models = dict(self.counts.models) or ({self.manifest.sha256: 0} if self.manifest else {})
         items = []
@@ -200,8 +200,8 @@ def _sentence(words: str) -> str:
 
 
 def _ramp() -> str:
-    """The heat-map's colour scale (edge.overlay.RAMP) as a CSS gradient."""
-    from edge.overlay import RAMP
+    """The heat-map's colour scale (edge.results.overlay.RAMP) as a CSS gradient."""
+    from edge.results.overlay import RAMP
 
     stops = ", ".join(f"rgb({int(r)},{int(g)},{int(b)})" for r, g, b in RAMP)
     return f"background: linear-gradient(to right, {stops})"

@@ -12,7 +12,7 @@ Model contract (what `edge-convert` writes; positions come from `manifest.output
 - input (1, S, S, 1), uint8 or int8 (int8 activations) or int16 (16x8, the shipped model), S = manifest.input_size; its real (dequantized) value
   is the grey level 0..255 of `edge.preprocess.prepare`'s image;
 - with `manifest.heads` (the shipped model): the cell features of each scale, `cells0` (1, g, g, C)
-  on the finest grid, `cells1`, ..., which `edge.heads` turns into the four values below in float;
+  on the finest grid, `cells1`, ..., which `edge.inference.heads` turns into the four values below in float;
 - without: classes (1, 7) probabilities in manifest.labels order; abnormal (1, 1); malignant
   (1, 1); heatmap (1, h, w) (or (1, h, w, 1)) in 0..1 on the model-input square.
 """
@@ -30,10 +30,10 @@ import numpy as np
 
 from edge import LABELS
 from edge.errors import EdgeError
-from edge.heads import Heads, held_in, outputs as head_outputs
-from edge.manifest import INPUT_DTYPES, Manifest, expected_outputs, load_manifest, manifest_path_for, read_verified_model, verify_model_bytes
+from edge.inference.heads import Heads, held_in, outputs as head_outputs
+from edge.inference.manifest import INPUT_DTYPES, Manifest, expected_outputs, load_manifest, manifest_path_for, read_verified_model, verify_model_bytes
 from edge.preprocess import Geometry, Prepared, prepare
-from edge.reading import Reading, answer as reading_answer, heat_evidence
+from edge.inference.reading import Reading, answer as reading_answer, heat_evidence
 
 DEFAULT_MODEL_FILE = "model.tflite"
 ROUND = 4
@@ -72,7 +72,7 @@ class Quantization(NamedTuple):
 class Evidence:
     """One scan's dequantized model outputs, before the exam-level reading."""
 
-    heat: np.ndarray  # edge.reading.heat_evidence of the heat-map
+    heat: np.ndarray  # edge.inference.reading.heat_evidence of the heat-map
     classes: np.ndarray  # P(class | abnormal), manifest label order
     abnormal: float  # the model's own P(abnormal) output (used when the manifest has no reading)
     malignant_if_abnormal: float
@@ -83,7 +83,7 @@ class Evidence:
 
 RawOutputs = tuple
 """The model's outputs as the interpreter returned them (quantized), in the order of `manifest.outputs`'
-names (`edge.manifest.expected_outputs`)."""
+names (`edge.inference.manifest.expected_outputs`)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,8 +139,8 @@ class Classifier:
     ) -> None:
         """`content`, when given, is the model's bytes (checked against the manifest all the same);
         `model_path` then only names the model in messages. `kernels`: "builtin" (the same int8
-        kernels on every runtime, as the device configs ask) or "default" (`edge.runtime`)."""
-        from edge.runtime import make_interpreter
+        kernels on every runtime, as the device configs ask) or "default" (`edge.inference.runtime`)."""
+        from edge.inference.runtime import make_interpreter
 
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         if manifest is None:
@@ -172,7 +172,7 @@ class Classifier:
 
     @classmethod
     def for_board(cls, board, model_path: str | Path | None = None, threads: int | None = None) -> "Classifier":
-        """A classifier with a board's settings (`edge.device.DeviceConfig`); `threads` overrides the board's."""
+        """A classifier with a board's settings (`edge.inference.device.DeviceConfig`); `threads` overrides the board's."""
         model_path = Path(model_path) if model_path is not None else default_model_path(board.model)
         if not model_path.is_file():
             raise EdgeError(f"{model_path}: model file not found")
@@ -184,7 +184,7 @@ class Classifier:
 
     @property
     def two_at_once(self) -> bool:
-        """Whether a batch gains by running two scans at once (`edge.batch`): kernels that use one
+        """Whether a batch gains by running two scans at once (`edge.results.batch`): kernels that use one
         thread (a 16x8 model's int16 ops, the reference kernels), no delegate, and a second core."""
         one_thread = self.input_dtype == np.int16 or self.kernels == "reference"
         return one_thread and not self.delegate and (os.cpu_count() or 1) >= 2
@@ -304,7 +304,7 @@ class Classifier:
         )
 
     def answer(self, own: Evidence, other: Evidence | None = None) -> Result:
-        """The coherent answer (`edge.reading`) for a scan, read beside the other breast when given.
+        """The coherent answer (`edge.inference.reading`) for a scan, read beside the other breast when given.
 
         A model whose manifest has no `reading` stage is read scan by scan: its `abnormal`
         output is P(abnormal), and the partner is not used."""
@@ -358,7 +358,7 @@ def _input_table(quant: Quantization, dtype: np.dtype, where: Path) -> np.ndarra
     """A 256-entry table grey level -> input value, or None when the grey level goes in as it is.
 
     Built once per model, so quantizing a scan is one table look-up. uint8 and int8 inputs are
-    int8 models'; int16 is a 16x8 model's (int16 activations, `convert.quantize.ACTIVATIONS`).
+    int8 models'; int16 is a 16x8 model's (int16 activations, `train.quantizer.ACTIVATIONS`).
     """
     if dtype == np.uint8 and quant in ((1.0, 0), (0.0, 0)):
         return None

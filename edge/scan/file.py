@@ -1,6 +1,6 @@
 """What every scan file passes before a decoder touches it, for the image decoder and DICOM alike.
 
-Kept apart from `edge.decode` and `edge.dicom` so that both can use it without importing each
+Kept apart from `edge.scan.decode` and `edge.scan.dicom` so that both can use it without importing each
 other (the DICOM reader is an optional extra, loaded only for DICOM files).
 """
 

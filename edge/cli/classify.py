@@ -1,4 +1,4 @@
-"""`edge-classify`: the command a health worker runs. A thin layer over `edge.batch`.
+"""`edge-classify`: the command a health worker runs. A thin layer over `edge.results.batch`.
 
 Exit status: 0 every scan classified; 1 at least one scan failed (the others were done);
 2 usage or set-up error (bad option, missing or mismatched model, unknown device, no camera).
@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from edge.cli_common import EXIT_OK, EXIT_SETUP, EXIT_SOME_FAILED, one_blas_thread
+from edge.cli.common import EXIT_OK, EXIT_SETUP, EXIT_SOME_FAILED, one_blas_thread
 from edge.errors import EdgeError
 
 one_blas_thread()  # before anything imports numpy
@@ -131,10 +131,10 @@ def run(
     err=None,
 ) -> int:
     """The whole command as a function (tests call it directly); returns the exit status."""
-    from edge.batch import Options, Source, camera_source, run_batch, summary
-    from edge.inputs import expand
+    from edge.results.batch import Options, Source, camera_source, run_batch, summary
+    from edge.scan.inputs import expand
 
-    from edge.exams import Exam, read_exams_csv
+    from edge.results.exams import Exam, read_exams_csv
 
     pairs = [Exam(f"exam-{k}", left, right) for k, (left, right) in enumerate(exam or [], 1)]
     pairs += read_exams_csv(exams) if exams is not None else []
@@ -152,12 +152,12 @@ def run(
                       exams=pairs, visit_id=visit_id, out=out or sys.stdout, err=err or sys.stderr)
     sources = []
     if camera:
-        from edge.camera import capture_grey
+        from edge.scan.camera import capture_grey
 
         sources.append(camera_source(capture_grey))  # an absent camera is a set-up error: exit 2
     sources_iter = _chain(sources, (Source.from_item(item) for item in expand([*paths, *_unlisted(pairs, paths)])))
     if log is not None:
-        from edge.results_log import ResultsLog
+        from edge.results.log import ResultsLog
 
         with ResultsLog(log) as results_log:
             options.log = results_log
@@ -174,8 +174,8 @@ def version_text(model: Path | None = None, device: str | None = None, config: P
     (the model is not loaded): id, date, the data it was trained on, headline out-of-fold figures."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from edge.classifier import default_model_path
-    from edge.manifest import headline_figures, load_manifest, manifest_path_for
+    from edge.inference.classifier import default_model_path
+    from edge.inference.manifest import headline_figures, load_manifest, manifest_path_for
     from edge.words import DISCLAIMER, triage_rule
 
     try:
@@ -217,7 +217,7 @@ def _chain(first, rest):
 
 def choose_board(device: str | None, config: Path | None):
     """The board settings of --device NAME or --config FILE (or the default CPU settings): the one chooser of the device commands."""
-    from edge.device import default_config, load_config_file, load_device
+    from edge.inference.device import default_config, load_config_file, load_device
 
     if device:
         return load_device(device)
@@ -229,7 +229,7 @@ def choose_board(device: str | None, config: Path | None):
 def model_for_board(board, model: Path | None) -> Path:
     """`model`, or the board's packaged variant; a missing variant (an Edge TPU model not compiled) is
     one clear error, the same in edge-classify and edge-bench."""
-    from edge.classifier import default_model_path
+    from edge.inference.classifier import default_model_path
 
     if model is not None:
         return model
@@ -245,7 +245,7 @@ def model_for_board(board, model: Path | None) -> Path:
 
 
 def _classifier(board, model: Path | None, threads: int | None):
-    from edge.classifier import Classifier
+    from edge.inference.classifier import Classifier
 
     return Classifier.for_board(board, model_for_board(board, model), threads=threads)
 

@@ -1,8 +1,8 @@
 """The day's results for the referral hospital, from the results log: what `edge-report` writes.
 
-Three files, all from one read-only snapshot of the log (`edge.results_log.LogReader`, so a
+`edge.report.write` writes three files, all from one read-only snapshot of the log (`edge.results.log.LogReader`, so a
 batch may go on appending meanwhile): `report.html`, the page a person reads, prints and sends
-(`edge.report_page`: women to refer first, then routine ones, then scans that failed or were
+(`edge.report.page`: women to refer first, then routine ones, then scans that failed or were
 refused); `results.csv` and `results.json`, one row per scan for the hospital's own systems.
 
 A year of a busy centre is some 50 000 rows, so rows are streamed, never held: the snapshot is
@@ -15,12 +15,7 @@ after the other), and pictures are made for the selected range only, for at most
 from __future__ import annotations
 
 import base64
-import csv
 import io
-import json
-import os
-import shutil
-import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
@@ -28,10 +23,10 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from edge.errors import EdgeError
-from edge.results_log import LoggedRow, LogReader, os_path
+from edge.results.log import LoggedRow, LogReader, os_path
 from edge.words import FINDINGS, local_time
 
-CSV_COLUMNS = {  # results.csv, in this order (the README lists them too)
+CSV_COLUMNS = {  # results.csv, in this order (docs/report.md lists them too)
     "row": "the results log's row id",
     "time": "when the row was logged, UTC (ISO 8601)",
     "local_time": "the same moment in this machine's local time",
@@ -101,8 +96,8 @@ def status(row: LoggedRow) -> str:
 
 
 def refused(row: LoggedRow) -> bool:
-    """A failure because the image plainly is not a mammogram (edge.plausibility)."""
-    from edge.plausibility import PREFIX
+    """A failure because the image plainly is not a mammogram (edge.scan.plausibility)."""
+    from edge.scan.plausibility import PREFIX
 
     return PREFIX in (row.error or "")
 
@@ -221,9 +216,9 @@ class Pictures:
         return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"), note
 
     def _image(self, row: LoggedRow):
-        from edge.decode import check_scan_file, read_scan
+        from edge.scan.decode import check_scan_file, read_scan
         from edge.fileio import sha256_file
-        from edge.overlay import blend, downsized
+        from edge.results.overlay import blend, downsized
 
         path = self.scans_dir / os_path(row.file)
         check_scan_file(path)  # a FIFO now at that path must not stall the report
@@ -233,95 +228,7 @@ class Pictures:
         if row.drawing is None:
             note = "no heat-map: the log kept none for this reading (written before it kept heat-maps)"
             return downsized(scan, PICTURE_SIDE).convert("RGB"), note
-        from edge.results_log import heatmap_and_geometry
+        from edge.results.log import heatmap_and_geometry
 
         heatmap, geometry = heatmap_and_geometry(row.drawing)
         return blend(scan, heatmap, geometry, PICTURE_SIDE), None
-
-
-@dataclass
-class Written:
-    """What a report run found, for the command's summary."""
-
-    counts: Counts
-    pictures: Pictures
-
-
-def write_report(log: Path, out: Path, selection: Selection, centre: str | None = None,
-                 scans_dir: Path = Path("."), max_pictures: int = 300, manifest=None) -> Written:
-    """Write report.html, results.csv and results.json for `selection` of the log into `out`.
-
-    `manifest` is the installed model's (`edge.manifest.Manifest`), whose id and headline figures
-    the page shows beside the scans it read; scans read by another model are said to be."""
-    from edge import report_page
-    from edge.fileio import atomic_writer, new_file_mode
-
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EdgeError(f"{out}: cannot create the report folder ({exc.strerror or exc})") from None
-    pictures = Pictures(scans_dir, max_pictures)
-    made = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    with LogReader(log) as reader, _spool(out) as referred, _spool(out) as failed:
-        counts = Counts(replaced=reader.replaced(selection.since, selection.until))
-        page = report_page.Page(centre=centre, selection=selection, log=log, made=made, counts=counts,
-                                manifest=manifest, pictures=pictures)
-        about = {"centre": centre, "range": selection.name, "since": selection.since, "until": selection.until,
-                 "id": selection.visit_id, "log": str(log), "made": made}
-        # First pass: the tables, the counts the page opens with, and its women to refer (so their
-        # pictures come first) and failures, spooled; second pass: the routine women.
-        with atomic_writer(out / "results.csv", text=True) as table, atomic_writer(out / "results.json", text=True) as data:
-            writer = csv.writer(table)
-            writer.writerow(CSV_COLUMNS)
-            data.write('{"report": ' + json.dumps(about) + ',\n "scans": [')
-            for woman in women(_tabulated(selection.rows(reader), counts, writer, data, lambda row: failed.write(page.failure(row)))):
-                kind = woman_status(woman)
-                counts.women[kind] += 1
-                if kind == "refer":
-                    referred.write(page.woman(woman))
-            data.write('\n ],\n "counts": ' + json.dumps(_counted(counts)) + "}\n")
-        with atomic_writer(out / "report.html", text=True) as html:
-            html.write(page.head())
-            _copied(referred, html, page, "refer")
-            html.write(page.section_start("routine"))
-            for woman in women(row for row in selection.rows(reader) if status(row) != "failed"):
-                if woman_status(woman) == "routine":
-                    html.write(page.woman(woman))
-            html.write(page.section_end("routine"))
-            _copied(failed, html, page, "failed")
-            html.write(page.tail())
-    for name in ("report.html", "results.csv", "results.json"):
-        os.chmod(out / name, new_file_mode())
-    return Written(counts, pictures)
-
-
-def _spool(folder: Path):
-    """A nameless temporary file beside the report (file names and ids stay where the report goes)."""
-    return tempfile.TemporaryFile("w+", encoding="utf-8", dir=folder)
-
-
-def _copied(spool, html, page, kind: str) -> None:
-    html.write(page.section_start(kind))
-    spool.seek(0)
-    shutil.copyfileobj(spool, html)
-    html.write(page.section_end(kind))
-
-
-def _tabulated(rows: Iterable[LoggedRow], counts: Counts, writer, data, on_failure) -> Iterator[LoggedRow]:
-    """Every row into the counts, the CSV and the JSON; the failures to `on_failure`, the answered ones passed on."""
-    separator = "\n  "
-    for row in rows:
-        counts.add(row)
-        writer.writerow(csv_row(row))
-        data.write(separator + json.dumps(json_row(row)))
-        separator = ",\n  "
-        if status(row) == "failed":
-            on_failure(row)
-        else:
-            yield row
-
-
-def _counted(counts: Counts) -> dict[str, Any]:
-    return {"scans": counts.scans, "women_to_refer": counts.women["refer"], "women_routine": counts.women["routine"],
-            "failed": counts.failed, "refused_not_a_mammogram": counts.refused,
-            "replaced_by_a_later_reading": counts.replaced, "models": counts.models}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import EdgeError
-from edge.heads import output_names
+from edge.inference.heads import output_names
 from edge.fileio import atomic_write_text, read_json_object, sha256_bytes
 
 INPUT_DTYPES = ("uint8", "int8", "int16")
@@ -37,8 +37,8 @@ class Manifest:
     triage_threshold: float  # P(abnormal) at or above it -> "refer"
     target_sensitivity: float  # the sensitivity the threshold was chosen for, inside training folds
     info: dict[str, Any] = field(default_factory=dict)  # data split, metrics, versions, quantization...
-    reading: dict[str, Any] | None = None  # the exam-level stage (edge.reading.Reading); None: scan by scan
-    heads: dict[str, Any] | None = None  # edge.heads.Heads on the model's cell-feature outputs; None: the four OUTPUT_NAMES
+    reading: dict[str, Any] | None = None  # the exam-level stage (edge.inference.reading.Reading); None: scan by scan
+    heads: dict[str, Any] | None = None  # edge.inference.heads.Heads on the model's cell-feature outputs; None: the four OUTPUT_NAMES
     format: int = FORMAT
 
     def to_json(self) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, TextIO
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.inputs import Item
+from edge.scan.inputs import Item
 from edge.words import DISCLAIMER, local_time, printable, triage_rule, verdict
 
 
@@ -30,11 +30,11 @@ class Options:
 
     as_json: bool = False
     overlay_dir: Path | None = None
-    log: Any = None  # an open edge.results_log.ResultsLog, or None
+    log: Any = None  # an open edge.results.log.ResultsLog, or None
     force: bool = False  # classify again scans the log already holds
     log_patient_id: bool = False  # DICOM PatientID into the log (never anywhere else)
     visit_id: str | None = None  # --id: a visit or patient identifier on every result (JSON, log, overlay)
-    exams: list = field(default_factory=list)  # explicit pairs (edge.exams.Exam): --exam, --exams
+    exams: list = field(default_factory=list)  # explicit pairs (edge.results.exams.Exam): --exam, --exams
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
 
@@ -44,7 +44,7 @@ class Tally:
     classified: int = 0
     from_log: int = 0
     failed: int = 0
-    not_mammograms: int = 0  # of the failed: refused by edge.plausibility
+    not_mammograms: int = 0  # of the failed: refused by edge.scan.plausibility
     refer: int = 0
     routine: int = 0
     quality_notes: int = 0
@@ -71,7 +71,7 @@ class Source:
 def run_batch(classifier, sources: Iterable[Source], options: Options) -> Tally:
     """Classify every source, print one line (or JSON object) each, return the counts.
 
-    Scans of one woman (`edge.exams`) are read together, each beside the other breast, and
+    Scans of one woman (`edge.results.exams`) are read together, each beside the other breast, and
     printed together, in input order within the woman; every other scan is read alone. Two
     stages overlap: while the model runs on one scan (main thread), the next is decoded and
     prepared in a worker thread (Pillow, numpy and the interpreter release the GIL), so a batch
@@ -79,7 +79,7 @@ def run_batch(classifier, sources: Iterable[Source], options: Options) -> Tally:
     one thread, two scans run at once (`_loaded_units`). Everything that touches the output, the
     overlay folder or the results log stays in the main thread.
     """
-    from edge.exams import pair
+    from edge.results.exams import pair
 
     sources = _once(sources)
     pairings = pair([s.path for s in sources], options.exams)
@@ -96,7 +96,7 @@ def run_batch(classifier, sources: Iterable[Source], options: Options) -> Tally:
 def _once(sources: Iterable[Source]) -> list[Source]:
     """Each file once, however often it was named (directly and through its folder, or by two
     spellings of its path): the first mention keeps its place. Listing errors are all kept."""
-    from edge.exams import file_key
+    from edge.results.exams import file_key
 
     kept, seen = [], set()
     for source in sources:
@@ -187,7 +187,7 @@ class _Loaded:
     scan: np.ndarray | None = None
     prepared: Any = None
     error: str | None = None
-    evidence: Any = None  # edge.classifier.Evidence, once the model has run
+    evidence: Any = None  # edge.inference.classifier.Evidence, once the model has run
 
     def run(self, classifier) -> None:
         """The model on the prepared scan; a failure becomes the scan's error."""
@@ -211,7 +211,7 @@ class _Early:
 
     file_hash: str | None = None
     record: dict[str, Any] | None = None
-    entry: Any = None  # edge.results_log.Entry
+    entry: Any = None  # edge.results.log.Entry
 
 
 def _precheck(classifier, source: Source, pairing, sources, options: Options) -> _Early:
@@ -260,7 +260,7 @@ def _load(classifier, source: Source, run: bool = False) -> _Loaded:
     """Decode and prepare, and with `run` the model too (worker thread); never raises."""
     try:
         scan = _read(source)
-        from edge.plausibility import problem
+        from edge.scan.plausibility import problem
 
         refused = problem(scan)
         if refused:
@@ -298,7 +298,7 @@ def _answer(classifier, sources, pairings, i: int, early: _Early, loaded: dict, 
         if note:
             record["note"] = note
         if options.log is not None:
-            from edge.results_log import drawing_of
+            from edge.results.log import drawing_of
 
             drawing = drawing_of(result.heatmap, result.geometry)
         if options.overlay_dir is not None:
@@ -326,7 +326,7 @@ def _from_log(classifier, source: Source, early: _Early, options: Options) -> di
                 record["note"] = _joined(record.get("note"), "no overlay drawn: its log row was written before the log "
                                          "kept heat-maps (--force reads the scan again)")
             else:
-                from edge.results_log import heatmap_and_geometry
+                from edge.results.log import heatmap_and_geometry
 
                 heatmap, geometry = heatmap_and_geometry(entry.drawing)
                 record["overlay"] = _draw(source, early.file_hash, _read(source), record, heatmap, geometry, record["logged"], options)
@@ -342,9 +342,8 @@ def _joined(first: str | None, second: str) -> str:
 
 
 def _draw(source: Source, file_hash: str, scan, record, heatmap, geometry, when, options: Options) -> str:
-    """Write the scan's overlay, named by the scan alone (`edge.overlay.overlay_name`); its path."""
-    from edge import overlay
-
+    """Write the scan's overlay, named by the scan alone (`edge.results.overlay.overlay_name`); its path."""
+    from edge.results import overlay
     path = options.overlay_dir / overlay.overlay_name(source.path or source.name, file_hash)
     try:
         overlay.write(path, scan, record, heatmap, geometry, when)
@@ -382,13 +381,13 @@ def _unexpected(source: Source, exc: BaseException) -> str:
 def _read(source: Source) -> np.ndarray:
     if source.pixels is not None:
         return source.pixels
-    from edge.decode import read_scan
+    from edge.scan.decode import read_scan
 
     return read_scan(source.path)
 
 
 def _file_hash(source: Source) -> str:
-    from edge.decode import check_scan_file
+    from edge.scan.decode import check_scan_file
     from edge.fileio import sha256_bytes, sha256_file
 
     if source.pixels is not None:
@@ -408,11 +407,11 @@ def _patient(source: Source, options: Options) -> dict[str, str] | None:
     """PatientID of a DICOM file, only when --log-patient-id asked for it."""
     if not options.log_patient_id or source.path is None:
         return None
-    from edge.scanfile import looks_like_dicom
+    from edge.scan.file import looks_like_dicom
 
     if not looks_like_dicom(source.path):
         return None
-    from edge.dicom import patient_id
+    from edge.scan.dicom import patient_id
 
     value = patient_id(source.path)
     return {"PatientID": value} if value else None
@@ -428,7 +427,7 @@ def _emit(record: dict[str, Any], options: Options, tally: Tally, caught: list |
     if caught:
         caught.clear()
     if "error" in record:
-        from edge.plausibility import PREFIX
+        from edge.scan.plausibility import PREFIX
 
         tally.failed += 1
         tally.not_mammograms += PREFIX in record["error"]

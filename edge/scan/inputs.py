@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from edge.decode import SCAN_SUFFIXES
+from edge.scan.decode import SCAN_SUFFIXES
 
 OVERLAY_SUFFIX = ".overlay.png"
 """edge-classify's own heat-map pictures (--overlay): never taken for scans in a folder walk."""

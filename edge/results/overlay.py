@@ -173,7 +173,7 @@ def overlay_name(scan_name: str | Path, digest: str) -> str:
     """`mdb028.pgm` with sha256 `3fa9...` -> `mdb028-3fa9c2d1e0b4.overlay.png`: a pure function of
     the scan (its name and its content), never of what else is in the run, so a later run can
     never give one woman's picture the name an earlier run gave another's."""
-    from edge.inputs import OVERLAY_SUFFIX
+    from edge.scan.inputs import OVERLAY_SUFFIX
 
     stem = Path(str(scan_name)).stem or "scan"
     return f"{stem}-{digest[:12]}{OVERLAY_SUFFIX}"

@@ -3,19 +3,16 @@
 Exit statuses: 0 done; 1 some inputs failed (the rest were done); 2 usage or set-up error;
 130 interrupted; 141 output pipe closed.
 
-Two styles, one per side. The device commands (`edge-classify`, `edge-bench`) parse with
-argparse, which starts fast and is in the standard library, and end through `finish`. The
-desktop commands (`edge-train`, `edge-convert`) are Typer apps made by `make_app`, with
-`friendly_errors` and `fail`; Typer is a desktop dependency (the `train` extra), imported only
-by those functions, so nothing here costs a board an import.
+The device commands (`edge-classify`, `edge-bench`, `edge-report`) parse with argparse, which
+starts fast and is in the standard library, and end through `finish`. The desktop commands
+(`edge-train`, `edge-convert`) share the same statuses through `train.desktop_cli` (Typer).
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from typing import Any, Callable, NoReturn
+from typing import Callable, NoReturn
 
 from edge.errors import EdgeError
 
@@ -71,36 +68,3 @@ def finish(command: Callable[[], int | None]) -> NoReturn:
               file=sys.stderr)
         status = EXIT_SETUP
     sys.exit(status)
-
-
-# --- desktop commands (Typer) -----------------------------------------------------------------
-
-
-def make_app(help_text: str) -> Any:
-    """A single-command Typer app that never shows a traceback to the person at the keyboard."""
-    import typer
-
-    return typer.Typer(help=help_text, add_completion=False, pretty_exceptions_enable=False)
-
-
-def fail(message: str, status: int = EXIT_SETUP) -> Any:
-    """Print `message` as one line on stderr and return the typer.Exit to raise."""
-    import typer
-
-    print(f"error: {message}", file=sys.stderr)
-    return typer.Exit(status)
-
-
-def friendly_errors(command: Callable) -> Callable:
-    """Turn the project's own errors into `error: ...` on stderr and exit status 2."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except EdgeError as exc:
-            raise fail(str(exc)) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", EXIT_INTERRUPTED) from None
-
-    return wrapper

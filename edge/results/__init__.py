@@ -1,0 +1,1 @@
+"""What a run answers and keeps: women's exams, the batch, the results log, the heat-map overlays."""

@@ -1,0 +1,1 @@
+"""A scan before the model: checking the file, decoding it (DICOM too), the plausibility gate, the inputs of a run, the camera."""
