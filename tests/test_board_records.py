@@ -1,9 +1,9 @@
-"""Board figures users can commit: `edge-bench --record FILE` writes one, `edge.bench.read_record`
-reads it back, and scripts/bench_readme.py makes the README's board table from the committed
+"""Board figures users can commit: `edge-bench --record FILE` writes one, `edge.inference.bench.read_record`
+reads it back, and scripts/bench_readme.py makes the board table of docs/benchmarks.md from the committed
 records, keeping an estimate row for each board that has none yet.
 
 A real edge-bench run (the packaged model, a real interpreter, a real edge-classify process for
-the cold start), the real script on a copy of the README. No test asserts a speed.
+the cold start), the real script on a copy of that page. No test asserts a speed.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from commands import run
-from edge import bench
-from edge.device import board_mismatch, load_device
+from edge.inference import bench
+from edge.inference.device import board_mismatch, load_device
 from edge.errors import EdgeError
-from edge.readme_blocks import markers
-from edge.runtime import runtime_version
+from train.doc_blocks import markers
+from edge.inference.runtime import runtime_version
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "bench_readme.py"
@@ -68,8 +68,8 @@ def test_a_real_run_is_recorded_with_what_the_board_table_needs(recorded):
 
 
 def test_a_board_record_replaces_its_estimate_in_the_readme_table(recorded, tmp_path):
-    readme = tmp_path / "README.md"
-    shutil.copy(REPO / "README.md", readme)
+    readme = tmp_path / "benchmarks.md"
+    shutil.copy(REPO / "docs" / "benchmarks.md", readme)
     before = readme.read_text(encoding="utf-8")
     boards = tmp_path / "boards"
     boards.mkdir()
@@ -104,7 +104,7 @@ def test_a_board_record_replaces_its_estimate_in_the_readme_table(recorded, tmp_
 def test_the_committed_readme_table_is_made_from_the_committed_records():
     result = bench_readme(X86)
     assert result.returncode == 0, result.stderr
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8")
     assert block_of(readme, "boards") in result.stdout, "run: python scripts/bench_readme.py reports/bench/x86.json --write"
 
 

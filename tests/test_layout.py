@@ -66,21 +66,21 @@ def test_train_on_a_missing_folder_is_one_clear_line(tmp_path):
     assert result.stderr.strip().startswith("error:") and "Traceback" not in result.stderr
 
 
-def test_the_readme_layout_names_every_top_level_folder():
+def test_the_architecture_page_layout_names_every_top_level_folder():
     import re
     import shutil
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
-    readme = (repo / "README.md").read_text()
-    block = readme.split("## Layout\n```\n", 1)[1].split("```", 1)[0]
+    page = (repo / "docs" / "architecture.md").read_text()
+    block = page.split("## Layout\n```\n", 1)[1].split("```", 1)[0]
     listed = {match.group(1) for match in re.finditer(r"^([\w.-]+)/", block, re.MULTILINE)}
     assert all((repo / name).is_dir() for name in listed), listed
     if shutil.which("git") is None or not (repo / ".git").exists():
         return
     tracked = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True, check=True).stdout.split()
     folders = {path.split("/")[0] for path in tracked if "/" in path}
-    assert folders <= listed, f"not in the README layout: {sorted(folders - listed)}"
+    assert folders <= listed, f"not in the layout of docs/architecture.md: {sorted(folders - listed)}"
 
 
 PACKAGES = ("edge", "train", "convert")

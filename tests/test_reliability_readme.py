@@ -1,5 +1,5 @@
-"""The README's reliability table quotes reports/reliability/summary.json, and that file agrees
-with the test code that produced it (regenerate: see the README, `RELIABILITY_REPORT=1`)."""
+"""docs/reliability.md's table quotes reports/reliability/summary.json, and that file agrees
+with the test code that produced it (regenerate: see docs/reliability.md, `RELIABILITY_REPORT=1`)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from test_trust import TAMPER_CASES
 
 
 def _table() -> dict[str, tuple[str, str]]:
-    """README reliability table: first three words of the row -> (cases, outcome)."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    """The reliability table of docs/reliability.md: first three words of the row -> (cases, outcome)."""
+    text = (REPO / "docs" / "reliability.md").read_text(encoding="utf-8")
     section = text.split("## Reliability and security", 1)[1].split("\n## ", 1)[0]
     rows = {}
     for line in section.splitlines():
@@ -65,7 +65,7 @@ def test_readme_table_quotes_the_summary():
     assert rows["development scans as"] == (str(accepted["checked"]),
                                             f"{accepted['accepted']} read: false-refusal rate {accepted['false_refusal_rate']:g}")
     counts = summary["property_cases"]
-    prose = re.sub(r"\s+", " ", (REPO / "README.md").read_text(encoding="utf-8"))
+    prose = re.sub(r"\s+", " ", (REPO / "docs" / "reliability.md").read_text(encoding="utf-8"))
     assert (f"{counts['random bytes']} random byte strings" in prose and f"{counts['odd images']} odd but valid images" in prose
             and f"{counts['mutated real files']} real scans with flipped bytes" in prose
             and f"{counts['odd DICOM files']} DICOM files" in prose and f"The {counts['total']} property cases" in prose)

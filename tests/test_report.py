@@ -20,14 +20,13 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from classify_support import model_file, no_traceback, run_classify  # noqa: F401 (fixture)
 from commands import command, run
 from edge.fileio import sha256_file
-from edge.report import CSV_COLUMNS, PICTURE_SIDE, women
-from edge.results_log import LoggedRow
+from edge.report.day import CSV_COLUMNS, PICTURE_SIDE, women
+from edge.results.log import LoggedRow
 from report_support import (LEFT_ODD, RIGHT_ODD, csv_rows, day_log, json_report, page, report,  # noqa: F401 (fixture)
                             standing_rows)
 
@@ -269,16 +268,16 @@ def test_women_are_each_pair_once_in_log_order_with_a_bounded_wait():
     assert sum(1 for _ in women(many, window=10)) == 5000
 
 
-def test_the_readme_lists_the_csv_columns_in_order():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+def test_the_report_page_lists_the_csv_columns_in_order():
+    readme = (REPO / "docs" / "report.md").read_text(encoding="utf-8")
     bullet = readme.split("- **`results.csv`**", 1)[1].split("\n- **", 1)[0]
     named = [name for name in re.findall(r"`([a-z_0-9]+)`", bullet) if name in CSV_COLUMNS]
     assert named == list(CSV_COLUMNS)
 
 
-def test_the_readme_quotes_the_committed_timing_record():
+def test_the_report_page_quotes_the_committed_timing_record():
     record = json.loads((REPO / "reports" / "report" / "timing.json").read_text())
-    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    readme = " ".join((REPO / "docs" / "report.md").read_text(encoding="utf-8").split())
     assert record["rows"] == 50_000 and record["machine"].startswith("AMD EPYC, 2 cores")
     for part in ("one_day", "whole_log"):
         assert f"{record[part]['seconds']:.2f} s" in readme and f"{record[part]['peak_rss_mb']:.1f} MB" in readme
