@@ -7,7 +7,7 @@
 # once, a minimal arm64 bookworm root with python3 and python3-venv (mmdebstrap, cached in
 # $MIAS_EDGE_CACHE/arm64-root, default /var/cache/mias-edge), runs it under qemu-user-static
 # and inside it, from a copy of this repository at HEAD:
-#   1. the README's board install: python3 -m venv --system-site-packages, python -m pip install .
+#   1. the board install of docs/boards.md: python3 -m venv --system-site-packages, python -m pip install .
 #      (the aarch64 wheels of ai-edge-litert, numpy and Pillow come from the package index);
 #   2. the older-Pi install: tflite-runtime 2.14.0 with numpy<2, then pip install --no-deps .;
 # and in each: edge-classify --json on N development scans (default 5, every 7th, so no woman's

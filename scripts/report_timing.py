@@ -9,7 +9,7 @@ working days (8:00 to 16:00 local time), with a fresh sha256 for all but the las
 only those can get a picture, as on a board whose older scans are gone). Then it times
 `edge-report` twice, each in its own process: one day (the last, with its pictures) and the
 whole log; it prints wall time and the process's peak resident memory (ru_maxrss) as JSON, and
-with --record writes it to FILE (reports/report/timing.json is the README's figure).
+with --record writes it to FILE (reports/report/timing.json is the figure of docs/report.md).
 tests/test_report_large.py builds its log with `build_log`.
 """
 

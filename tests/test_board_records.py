@@ -75,7 +75,7 @@ def test_a_board_record_replaces_its_estimate_in_the_readme_table(recorded, tmp_
     boards.mkdir()
     shutil.copy(REPO / "reports" / "boards" / "arm64-emulated.json", boards)  # another tool's report: not a row
     assert bench_readme(X86, "--write", "--records", boards, "--readme", readme).returncode == 0
-    assert readme.read_text(encoding="utf-8") == before, "the README's board table is stale: run scripts/bench_readme.py"
+    assert readme.read_text(encoding="utf-8") == before, "the board table of docs/benchmarks.md is stale: run scripts/bench_readme.py"
 
     # The record a Pi 4 user would commit: this real run's figures under the Pi's device config.
     record = json.loads(recorded.read_text(encoding="utf-8"))

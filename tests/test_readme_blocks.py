@@ -1,4 +1,4 @@
-"""The one writer of generated README blocks: marked blocks and whole sections, replaced in place."""
+"""The one writer of generated Markdown blocks: marked blocks and whole sections, replaced in place."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The report step's README section: inserted once after the protocol, replaced in place after that."""
+"""The report step's generated section: inserted once after the protocol, replaced in place after that."""
 
 from train.doc_blocks import replace_section
 from train.report import SECTION

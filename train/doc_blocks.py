@@ -1,14 +1,10 @@
-"""Generated blocks of the README (and other Markdown files): the one writer for every script
-and report that copies committed figures into prose, so README figures are never typed.
+"""Generated blocks of the README, the model card and the documentation pages: the one writer for
+every script and report that copies committed figures into prose, so those figures are never typed.
 
-A block is either marked, between `<!-- NAME:begin -->` and `<!-- NAME:end -->` (the bench and
-edge-classify timing figures), or a whole `## Heading` section up to the next `## ` (the model's
-evaluation, written by `train.report`). No device code uses this module; it lives in `edge`
-because every side of the project (train, convert, scripts) may import `edge`.
-
-For the train side: `train.report.replace_section(readme, section)` is
-`replace_section(readme, SECTION, section, after="## Evaluation protocol")` here, and its
-`path.write_text(...)` is `rewrite(path, ...)`; it can call these and drop its own copy.
+A block is either marked, between `<!-- NAME:begin -->` and `<!-- NAME:end -->` (the bench, board
+and edge-classify timing figures of docs/benchmarks.md and docs/classify.md), or a whole
+`## Heading` section up to the next `## ` (the model's evaluation in docs/model.md, written by
+`train.report`). It lives on the desktop side: no device code writes Markdown.
 """
 
 from __future__ import annotations
