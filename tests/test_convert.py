@@ -86,11 +86,12 @@ def test_output_positions_follow_the_float_model(tiny_model_dir, records):
 def test_swapped_signature_is_caught(records):
     """If the signature pointed abnormal at malignant's tensor, the float comparison must refuse it."""
     from convert import quantize as q
+    from train import quantizer
     from tiny_support import tiny_model
 
     model = tiny_model(seed=5)
     images = q.prepared_images(records[:6], 64)
-    content = q.quantize(model, images)
+    content = quantizer.quantize(model, images)
     good = q.output_positions(model, content, images[:4])
     original = q._positions_from_signature
 
@@ -111,11 +112,12 @@ def test_swapped_signature_is_caught(records):
 def test_positions_without_a_signature_come_from_the_float_model(records, monkeypatch):
     """With no usable signature the outputs are matched by fitting the float model: same answer."""
     from convert import quantize as q
+    from train import quantizer
     from tiny_support import tiny_model
 
     model = tiny_model(seed=7)
     images = q.prepared_images(records[:6], 64)
-    content = q.quantize(model, images)
+    content = quantizer.quantize(model, images)
     from_signature = q.output_positions(model, content, images[:4])
     monkeypatch.setattr(q, "_positions_from_signature", lambda *args: None)
     assert q.output_positions(model, content, images[:4]) == from_signature
