@@ -21,7 +21,7 @@ import numpy as np
 
 from edge.errors import EdgeError
 from edge.scan.inputs import Item
-from edge.words import DISCLAIMER, local_time, printable, triage_rule, verdict
+from edge.words import DISCLAIMER, handling, local_time, printable, triage_rule, verdict
 
 
 @dataclass
@@ -426,6 +426,9 @@ def _emit(record: dict[str, Any], options: Options, tally: Tally, caught: list |
         print(printable(f"warning: {warning.message}"), file=options.err, flush=True)
     if caught:
         caught.clear()
+    if "error" not in record:
+        for note in handling(record):
+            print(printable(f"warning: {record['file']}: {note}"), file=options.err, flush=True)
     if "error" in record:
         from edge.scan.plausibility import PREFIX
 
