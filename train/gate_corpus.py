@@ -76,6 +76,7 @@ def features(coarse: np.ndarray) -> np.ndarray:
 def coarse_upright(scan: np.ndarray) -> np.ndarray:
     """The 8-bit coarse copy the checks read, as prepare() will read it (a negative turned back)."""
     from edge.preprocess import _to_uint8, inverted_polarity
+    from edge.scan.plausibility import COARSE_SIDE
 
     grey = Image.fromarray(_to_uint8(scan), mode="L")
     factor = max(1, round(max(scan.shape) / COARSE_SIDE))
