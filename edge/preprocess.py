@@ -6,7 +6,9 @@ is done by Pillow in C on a 1/8-scale copy, because this runs once per scan on a
 
 Steps, and why:
 1. Grey levels to 8 bits by the scan's own range: 8-bit PGM, 12-bit-in-16 and 16-bit scanners
-   all arrive at the same scale.
+   all arrive at the same scale. A scan of inverted polarity (white background, dark breast:
+   a MONOCHROME1 image exported without flipping, about 1 in 7 of the digital source) is
+   turned into its negative here, before anything else reads it (`inverted_polarity`).
 2. Breast mask on a coarse copy: Otsu threshold, then only the connected region around the
    densest blob is kept. Film labels, markers and tape are separate bright islands; they carry
    no diagnosis but would give a small model something easy and wrong to learn.
@@ -28,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 DEFAULT_SIZE = 512
 COARSE_FACTOR = 8
@@ -82,6 +84,7 @@ class Prepared:
     image: np.ndarray
     geometry: Geometry
     quality: str | None = None
+    inverted: bool = False  # the scan was of inverted polarity and was read as its negative
 
 
 def prepare(scan: np.ndarray, size: int = DEFAULT_SIZE) -> Prepared:
@@ -89,7 +92,11 @@ def prepare(scan: np.ndarray, size: int = DEFAULT_SIZE) -> Prepared:
     if scan.ndim != 2 or min(scan.shape) < 2:
         raise ValueError(f"expected a 2-D greyscale scan, got shape {scan.shape}")
     grey = Image.fromarray(_to_uint8(scan), mode="L")
-    coarse = np.asarray(grey.reduce(COARSE_FACTOR) if min(scan.shape) >= 4 * COARSE_FACTOR else grey)
+    coarse = _coarse(grey)
+    inverted = inverted_polarity(coarse)
+    if inverted:  # from here on the scan is its negative: a negative's negative is the scan, exactly
+        grey = ImageOps.invert(grey)
+        coarse = _coarse(grey)
     factor = scan.shape[0] / coarse.shape[0], scan.shape[1] / coarse.shape[1]
 
     mask, islands, quality = _breast_mask(coarse)
@@ -115,7 +122,33 @@ def prepare(scan: np.ndarray, size: int = DEFAULT_SIZE) -> Prepared:
         image[_on_input_grid(islands, geometry, factor)] = 0.0
     low, high = _stretch_limits(coarse, mask)
     image = np.clip((image - low) * (255.0 / max(high - low, 1.0)), 0, 255)
-    return Prepared(np.rint(image).astype(np.uint8), geometry, quality)
+    return Prepared(np.rint(image).astype(np.uint8), geometry, quality, inverted)
+
+
+def _coarse(grey: Image.Image) -> np.ndarray:
+    return np.asarray(grey.reduce(COARSE_FACTOR) if min(grey.size) >= 4 * COARSE_FACTOR else grey)
+
+
+POLARITY_FRAME = 2
+"""Coarse pixels of the image's outer frame that the polarity check reads."""
+
+
+def inverted_polarity(coarse: np.ndarray) -> bool:
+    """Is this 8-bit coarse copy a negative: a bright frame around a darker inside?
+
+    A mammogram's frame is mostly background (the breast touches one side only), dark and flat;
+    an inverted one's is bright and flat. Both votes must agree: the frame's median lies in the
+    upper half of the image's 1st..99th percentile range, and more of the frame lies within a
+    tenth of that range of the top than of the bottom. On the development data the two split
+    cleanly (MIAS: the median at most 0.45 of the range, 0 of 258 inverted; the digital source:
+    338 of 2,222 inverted, each above 0.80, the others at most 0.29).
+    """
+    low, high = np.percentile(coarse, (1, 99))
+    span = max(float(high - low), 1.0)
+    k = POLARITY_FRAME
+    frame = np.concatenate([coarse[:k].ravel(), coarse[-k:].ravel(), coarse[k:-k, :k].ravel(), coarse[k:-k, -k:].ravel()])
+    bright, dark = np.mean(frame >= high - 0.1 * span), np.mean(frame <= low + 0.1 * span)
+    return bool(np.median(frame) > low + 0.5 * span and bright > dark)
 
 
 def _on_input_grid(coarse_mask: np.ndarray, geometry: Geometry, factor: tuple[float, float]) -> np.ndarray:

@@ -22,6 +22,18 @@ HEAT_LEGEND = "where the model looked most"
 DISCLAIMER = "research software, not a medical device: these answers must not decide anyone's care"
 
 
+INVERTED = "inverted polarity (white background, dark breast): read as its negative"
+
+
+def handling(record: dict) -> list[str]:
+    """What was done to the scan that whoever reads the answer must know: read as its negative
+    (`inverted`), read on request although the check said it is not a mammogram (`forced`)."""
+    notes = [INVERTED] if record.get("inverted") else []
+    if record.get("forced"):
+        notes.append(f"read on request (--read-anyway) although it {record['forced']}")
+    return notes
+
+
 def triage_rule(threshold: float, sensitivity: float) -> str:
     """`refer to a radiologist when P(abnormal) >= 0.237 (chosen for sensitivity 90%)`: the manifest's rule."""
     return f"{TRIAGE['refer']} when P(abnormal) >= {threshold:.3f} (chosen for sensitivity {sensitivity:.0%})"

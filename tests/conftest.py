@@ -11,6 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 MIAS_DIR = Path(os.environ.get("MIAS_DIR", REPO.parent / "shared" / "mias")).resolve()
+RSNA_DIR = Path(os.environ.get("RSNA_DIR", REPO.parent / "shared" / "rsna")).resolve()
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +19,14 @@ def mias_dir() -> Path:
     if not (MIAS_DIR / "Info.txt").is_file():
         pytest.fail(f"mini-MIAS not found at {MIAS_DIR}; set MIAS_DIR")
     return MIAS_DIR
+
+
+@pytest.fixture(scope="session")
+def rsna_dir() -> Path:
+    """The digital screening images (../shared/rsna: 2,222 JPEGs, about 1 in 7 of inverted polarity)."""
+    if not (RSNA_DIR / "labels.csv").is_file():
+        pytest.fail(f"the digital screening images were not found at {RSNA_DIR}; set RSNA_DIR")
+    return RSNA_DIR
 
 
 @pytest.fixture(scope="session")

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=_threads, metavar="N", help="interpreter threads (default: the board's)")
     parser.add_argument("--camera", action="store_true", help="capture one frame with the Raspberry Pi camera and classify it")
     parser.add_argument("--force", action="store_true", help="with --log: classify again scans already in the log")
+    parser.add_argument("--read-anyway", action="store_true",
+                        help="read scans even when they do not look like a mammogram (you know they are); the answer says it was forced")
     parser.add_argument("--log-patient-id", action="store_true", help="with --log: store the DICOM PatientID (never stored otherwise)")
     parser.add_argument("--id", dest="visit_id", type=_visit_id, metavar="TEXT",
                         help="a visit or patient identifier attached to every result (JSON, log, overlay)")
@@ -123,6 +125,7 @@ def run(
     threads: int | None = None,
     camera: bool = False,
     force: bool = False,
+    read_anyway: bool = False,
     log_patient_id: bool = False,
     exam: list | None = None,
     exams: Path | None = None,
@@ -148,7 +151,7 @@ def run(
     classifier = _classifier(board, model, threads)
     if overlay is not None:
         _check_folder(overlay)
-    options = Options(as_json=as_json, overlay_dir=overlay, force=force, log_patient_id=log_patient_id,
+    options = Options(as_json=as_json, overlay_dir=overlay, force=force, read_anyway=read_anyway, log_patient_id=log_patient_id,
                       exams=pairs, visit_id=visit_id, out=out or sys.stdout, err=err or sys.stderr)
     sources = []
     if camera:

@@ -79,6 +79,7 @@ class Evidence:
     heatmap: np.ndarray = field(repr=False)
     geometry: Geometry
     quality: str | None
+    inverted: bool = False
 
 
 RawOutputs = tuple
@@ -99,6 +100,7 @@ class Result:
     geometry: Geometry
     quality: str | None
     model: str  # the model's sha256
+    inverted: bool = False  # read as its negative (edge.preprocess.inverted_polarity)
 
     def heatmap_peak(self) -> tuple[int, int, float]:
         """(row, col) in scan pixels of the hottest heat-map cell's centre, and its value."""
@@ -120,6 +122,8 @@ class Result:
         }
         if self.quality:
             record["quality"] = self.quality
+        if self.inverted:
+            record["inverted"] = True
         return record
 
 
@@ -301,6 +305,7 @@ class Classifier:
             heatmap=heatmap,
             geometry=prepared.geometry,
             quality=prepared.quality,
+            inverted=prepared.inverted,
         )
 
     def answer(self, own: Evidence, other: Evidence | None = None) -> Result:
@@ -323,6 +328,7 @@ class Classifier:
             geometry=own.geometry,
             quality=own.quality,
             model=self.sha256,
+            inverted=own.inverted,
         )
 
     def postprocess(self, raw: RawOutputs, prepared: Prepared) -> Result:

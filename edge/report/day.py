@@ -43,6 +43,8 @@ CSV_COLUMNS = {  # results.csv, in this order (docs/report.md lists them too)
     "malignant": "P(malignant)",
     "note": "a note on the reading (a partner that could not be used...)",
     "quality": "a scan-quality note",
+    "inverted": "True when the scan was of inverted polarity and read as its negative",
+    "forced": "why the scan did not look like a mammogram, when it was read on request all the same (--read-anyway)",
     "error": "why the scan failed or was refused",
     "model_sha256": "the sha256 of the model that read it",
 }

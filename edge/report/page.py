@@ -15,7 +15,7 @@ from typing import Any
 
 from edge.report.day import refused, woman_status
 from edge.results.log import LoggedRow
-from edge.words import DISCLAIMER, FINDINGS, HEAT_LEGEND, TRIAGE, counted, local_time, printable, triage_rule, verdict
+from edge.words import DISCLAIMER, FINDINGS, HEAT_LEGEND, TRIAGE, counted, handling, local_time, printable, triage_rule, verdict
 
 TITLES = {
     "refer": f"Women to {TRIAGE['refer']}",
@@ -176,7 +176,7 @@ class Page:
         if alone and record.get("contralateral"):
             lines.append(f'<p class="note">read beside {text(record["contralateral"])}</p>')
         notes = [record.get("note"), record.get("quality") and f"check the scan: {record['quality']}",
-                 uri and picture_note]
+                 *handling(record), uri and picture_note]
         lines += [f'<p class="note">{text(note)}</p>' for note in notes if note]
         return (f'<figure class="scan {text(record["triage"])}" data-row="{row.id}" data-status="{text(record["triage"])}">'
                 f'{picture}<figcaption>{"".join(lines)}</figcaption></figure>\n')

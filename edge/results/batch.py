@@ -19,9 +19,9 @@ from typing import Any, Callable, Iterable, TextIO
 
 import numpy as np
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, NotAMammogram
 from edge.scan.inputs import Item
-from edge.words import DISCLAIMER, local_time, printable, triage_rule, verdict
+from edge.words import DISCLAIMER, handling, local_time, printable, triage_rule, verdict
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Options:
     overlay_dir: Path | None = None
     log: Any = None  # an open edge.results.log.ResultsLog, or None
     force: bool = False  # classify again scans the log already holds
+    read_anyway: bool = False  # read what the gate (edge.plausibility) says is not a mammogram, and say so
     log_patient_id: bool = False  # DICOM PatientID into the log (never anywhere else)
     visit_id: str | None = None  # --id: a visit or patient identifier on every result (JSON, log, overlay)
     exams: list = field(default_factory=list)  # explicit pairs (edge.results.exams.Exam): --exam, --exams
@@ -148,7 +149,7 @@ def _loaded_units(classifier, sources, pairings, options):
     def start(k: int) -> _Job | None:
         if k >= len(order):
             return None
-        return _Job(_load, runners[k % len(runners)], sources[order[k]], twin is not None)
+        return _Job(_load, runners[k % len(runners)], sources[order[k]], twin is not None, options.read_anyway)
 
     in_flight = [start(k) for k in range(len(runners))]  # the next scan decodes (and runs) while this one runs
     k = 0
@@ -187,6 +188,7 @@ class _Loaded:
     scan: np.ndarray | None = None
     prepared: Any = None
     error: str | None = None
+    forced: str | None = None  # why it did not look like a mammogram, read all the same (--read-anyway)
     evidence: Any = None  # edge.inference.classifier.Evidence, once the model has run
 
     def run(self, classifier) -> None:
@@ -256,16 +258,23 @@ def _contralateral(classifier, sources, pairing) -> str | None:
     return _partner_name(sources, pairing) if classifier.reading is not None else None
 
 
-def _load(classifier, source: Source, run: bool = False) -> _Loaded:
-    """Decode and prepare, and with `run` the model too (worker thread); never raises."""
+def _load(classifier, source: Source, run: bool = False, read_anyway: bool = False) -> _Loaded:
+    """Decode, check it is a mammogram (edge.plausibility) and prepare, and with `run` the model
+    too (worker thread); never raises. With `read_anyway` a refusal is only noted (`forced`)."""
     try:
-        scan = _read(source)
-        from edge.scan.plausibility import problem
+        try:
+            scan = _read(source)
+        except NotAMammogram as exc:  # a colour picture
+            if not read_anyway:
+                raise
+            scan, forced = _read(source, colour_ok=True), exc.reason
+        else:
+            from edge.scan.plausibility import problem
 
-        refused = problem(scan)
-        if refused:
-            raise EdgeError(refused)
-        loaded = _Loaded(scan, classifier.prepare(scan))
+            forced = problem(scan)
+            if forced and not read_anyway:
+                raise NotAMammogram(forced, forced)
+        loaded = _Loaded(scan, classifier.prepare(scan), forced=forced)
     except EdgeError as exc:
         return _Loaded(error=_named(str(exc), source.name))
     except Exception as exc:  # noqa: BLE001 - MemoryError on a huge scan, a decoder bug...
@@ -294,6 +303,8 @@ def _answer(classifier, sources, pairings, i: int, early: _Early, loaded: dict, 
         result = classifier.answer(state.evidence, partner[0])
         record = _identified({"file": source.name, **result.to_record(), "woman": pairing.woman, "side": pairing.side,
                                 "contralateral": partner[1]}, options)
+        if state.forced:
+            record["forced"] = state.forced
         note = partner[2] or (pairing.note if classifier.reading is not None else None)  # a scan-by-scan model pairs nothing
         if note:
             record["note"] = note
@@ -378,12 +389,12 @@ def _unexpected(source: Source, exc: BaseException) -> str:
     return f"{source.name}: unexpected {exc.__class__.__name__} ({exc}); please report it"
 
 
-def _read(source: Source) -> np.ndarray:
+def _read(source: Source, colour_ok: bool = False) -> np.ndarray:
     if source.pixels is not None:
         return source.pixels
     from edge.scan.decode import read_scan
 
-    return read_scan(source.path)
+    return read_scan(source.path, colour_ok)
 
 
 def _file_hash(source: Source) -> str:
@@ -426,6 +437,9 @@ def _emit(record: dict[str, Any], options: Options, tally: Tally, caught: list |
         print(printable(f"warning: {warning.message}"), file=options.err, flush=True)
     if caught:
         caught.clear()
+    if "error" not in record:
+        for note in handling(record):
+            print(printable(f"warning: {record['file']}: {note}"), file=options.err, flush=True)
     if "error" in record:
         from edge.scan.plausibility import PREFIX
 

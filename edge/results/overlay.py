@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from edge.fileio import atomic_write_bytes, new_file_mode
-from edge.words import HEAT_LEGEND, local_time, verdict
+from edge.words import HEAT_LEGEND, handling, local_time, verdict
 
 MAX_SIDE = 1024
 OPACITY = 0.6
@@ -147,6 +147,7 @@ def _lines(record: dict, when: str | None) -> list[str]:
         lines.append(f"read beside the other breast, {Path(str(record['contralateral'])).name}")
     if record.get("quality"):
         lines.append(f"check the scan: {record['quality']}")
+    lines += handling(record)
     if record.get("note"):
         lines.append(str(record["note"]))
     lines.append(NOTICE)

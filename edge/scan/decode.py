@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, NotAMammogram
 from edge.scan.file import MAX_PIXELS, check_scan_file, check_size, looks_like_dicom  # noqa: F401 (part of this API)
 
 SCAN_SUFFIXES = (".pgm", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".dcm")
@@ -28,8 +28,9 @@ class ColourScanWarning(UserWarning):
     """A colour image was converted to greyscale: scans are greyscale, so the file may be a photo."""
 
 
-def read_scan(path: str | Path) -> np.ndarray:
-    """Return the scan at `path` as a 2-D array (uint8, uint16 or float32), pixels untouched."""
+def read_scan(path: str | Path, colour_ok: bool = False) -> np.ndarray:
+    """Return the scan at `path` as a 2-D array (uint8, uint16 or float32), pixels untouched.
+    A colour picture is refused (`NotAMammogram`) unless `colour_ok` (--read-anyway): then grey."""
     path = Path(path)
     head = check_scan_file(path)
     if looks_like_dicom(path, head):
@@ -46,7 +47,7 @@ def read_scan(path: str | Path) -> np.ndarray:
         with image:
             check_size(path, image.size)  # the header only: no pixel is read or allocated yet
             image.load()  # truncated or corrupt pixel data raises here, inside the handlers below
-            return _to_grey_array(path, image)
+            return _to_grey_array(path, image, colour_ok)
     except EdgeError:
         raise
     except FileNotFoundError:
@@ -75,15 +76,15 @@ def _one_line(exc: BaseException) -> str:
     return "".join(char if char.isprintable() else "?" for char in line)
 
 
-def _to_grey_array(path: Path, image: Image.Image) -> np.ndarray:
+def _to_grey_array(path: Path, image: Image.Image, colour_ok: bool = False) -> np.ndarray:
     mode = image.mode
     if mode in ("1", "L", "P", "LA", "PA", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "La", "RGBa", "RGBX"):
         if mode not in ("L", "1", "LA", "La") and not (mode in ("P", "PA") and _palette_is_grey(image)):
             from edge.scan.plausibility import colour_problem
 
             refused = colour_problem(image)
-            if refused:
-                raise EdgeError(f"{path}: {refused}")
+            if refused and not colour_ok:
+                raise NotAMammogram(f"{path}: {refused}", refused)
             warnings.warn(f"{path}: {mode} image converted to greyscale", ColourScanWarning, stacklevel=3)
         return np.asarray(image.convert("L"), dtype=np.uint8)
     if mode.startswith("I;16") or mode == "I":

@@ -60,7 +60,7 @@ def colour_problem(image: Image.Image) -> str | None:
 
 def problem(scan: np.ndarray) -> str | None:
     """Why the decoded greyscale `scan` is not a mammogram, or None when it may be one."""
-    from edge.preprocess import _breast_mask, _to_uint8
+    from edge.preprocess import _breast_mask, _to_uint8, inverted_polarity
 
     rows, cols = scan.shape
     if min(rows, cols) < MIN_SIDE:
@@ -70,6 +70,8 @@ def problem(scan: np.ndarray) -> str | None:
     coarse = np.asarray(grey.reduce(factor) if factor > 1 else grey)
     if int(coarse.max()) - int(coarse.min()) < MIN_CONTRAST:
         return f"{PREFIX}: blank or nearly uniform image"
+    if inverted_polarity(coarse):  # judged as prepare() will read it: as its negative
+        coarse = 255 - coarse
     region, islands, _ = _breast_mask(coarse)
     share = float(region.mean())
     if not BREAST_SHARE[0] <= share <= BREAST_SHARE[1]:

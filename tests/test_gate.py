@@ -1,0 +1,72 @@
+"""The override of the not-a-mammogram gate, on pictures of the non-mammogram corpus (train.gate_corpus).
+
+Through the command: refused images get one line each and exit 1, the real scan beside them is
+read; `--read-anyway` reads them all, and the JSON, the stderr, the log and the report say it was forced.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from classify_support import json_lines, model_file, no_traceback, run_classify  # noqa: F401 (fixture)
+from commands import run
+from edge.scan import plausibility
+from train.gate_corpus import not_mammograms, refusal
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return [(item, item.make()) for item in not_mammograms()]
+
+
+def test_refused_in_one_line_or_read_anyway_and_said_so(corpus, model_file, mias_dir, tmp_path):
+    refused = [(item, image) for item, image in corpus if image.ndim == 2 and refusal(image)][:6]
+    colour = next(image for item, image in corpus if image.ndim == 3 and refusal(image))
+    paths = []
+    for k, (_, image) in enumerate(refused):
+        Image.fromarray(image).save(tmp_path / f"not_{k}.png")
+        paths.append(tmp_path / f"not_{k}.png")
+    Image.fromarray(colour).save(tmp_path / "colour.jpg", quality=90)
+    paths.append(tmp_path / "colour.jpg")
+    real = mias_dir / "mdb005.png"
+
+    plain = run_classify(*paths, real, "--model", model_file)
+    no_traceback(plain)
+    assert plain.returncode == 1
+    errors = [line for line in plain.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == len(paths) and all("does not look like a mammogram: " in line for line in errors)
+    assert f"{len(paths)} failed ({len(paths)} of them not a mammogram)" in plain.stdout
+    assert sum(line.startswith(str(real)) for line in plain.stdout.splitlines()) == 1
+
+    log = tmp_path / "log.sqlite"
+    forced = run_classify(*paths, real, "--model", model_file, "--json", "--read-anyway", "--log", log)
+    no_traceback(forced)
+    assert forced.returncode == 0, forced.stderr
+    records = {r["file"]: r for r in json_lines(forced.stdout)}
+    for path in paths:
+        assert records[str(path)]["forced"].startswith("does not look like a mammogram: "), records[str(path)]
+    assert "forced" not in records[str(real)]
+    warned = [line for line in forced.stderr.splitlines() if "--read-anyway" in line]
+    assert len(warned) == len(paths)
+    rows = dict(sqlite3.connect(log).execute("SELECT file, outputs FROM results"))
+    assert all(json.loads(rows[str(path)])["forced"] == records[str(path)]["forced"] for path in paths)
+    made = run("edge-report", log, "--out", tmp_path / "report")
+    assert made.returncode == 0, made.stderr
+    assert "read on request (--read-anyway)" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_the_gate_costs_little_of_a_cold_start(mias_dir):
+    """The gate reads a coarse copy: on a full MIAS scan it takes a few ms, far inside the 0.3 s budget."""
+    import time
+
+    scan = np.asarray(Image.open(mias_dir / "mdb005.png"))
+    plausibility.problem(scan)
+    start = time.perf_counter()
+    for _ in range(5):
+        plausibility.problem(scan)
+    assert (time.perf_counter() - start) / 5 < 0.05
