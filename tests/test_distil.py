@@ -34,7 +34,7 @@ def test_the_keras_trunk_computes_the_distilled_float_trunk(scans, tuned):
     from train import distil, trunk
 
     _, images, _ = scans
-    convs = distil._folded(128)
+    convs = distil.folded(128)
     for conv in convs:
         kernel, bias = tuned[conv.name]
         conv.kernel.assign(kernel)
@@ -128,5 +128,5 @@ def test_distilled_kernels_are_what_the_int8_model_holds(scans, tuned):
 
     _, images, _ = scans
     assert _converted_kernel_error(tuned, images[0][:4]) < 1e-5
-    imagenet = {c.name: (c.kernel.numpy(), c.bias.numpy()) for c in distil._folded(128)}
+    imagenet = {c.name: (c.kernel.numpy(), c.bias.numpy()) for c in distil.folded(128)}
     assert _converted_kernel_error(imagenet, images[0][:4]) > 1e-3

@@ -140,7 +140,7 @@ def test_every_bad_row_is_named_at_once(mias_dir, tmp_path):
     with pytest.raises(EdgeError) as caught:
         labels_csv.load(tmp_path)
     message = str(caught.value)
-    for words in ("line 4: file missing.dcm not found; no woman; side 'X' is not L or R; class 'LUMP' is not a MIAS code",
+    for words in ("line 4: file missing.dcm not found; no woman; side 'X' is not L, R or empty; class 'LUMP' is not a MIAS code",
                   "tissue 'Q' is not F, G or D", "line 5: same file as line 2", "line 6: same file as line 3",
                   "line 7: severity '' is not B or M (needed for SPIC); circle '1,2' is not row,col,radius; circle '-1,5,5'",
                   "circle '4,4,0' needs", "line 8: 9 fields, the header has 7 (quote a circles field"):
@@ -164,9 +164,48 @@ def test_a_misspelt_or_missing_column_is_refused(tmp_path):
     (tmp_path / "labels.csv").write_text("file,woman,side,class,severity,circle\n")
     with pytest.raises(EdgeError, match="unknown: circle"):
         labels_csv.load(tmp_path)
-    (tmp_path / "labels.csv").write_text("\ufefffile,woman,class,severity\n")  # a spreadsheet's byte-order mark
-    with pytest.raises(EdgeError, match="missing: side"):
+    (tmp_path / "labels.csv").write_text("\ufefffile,side,class,severity\n")  # a spreadsheet's byte-order mark
+    with pytest.raises(EdgeError, match="missing: woman"):
+        labels_csv.load(tmp_path)
+    (tmp_path / "labels.csv").write_text("file,woman,class,severity,cancer\n")
+    with pytest.raises(EdgeError, match="class,severity or cancer"):
+        labels_csv.load(tmp_path)
+    (tmp_path / "labels.csv").write_text("file,woman,class\n")
+    with pytest.raises(EdgeError, match="missing: severity"):
         labels_csv.load(tmp_path)
     (tmp_path / "labels.csv").write_text("FILE,Woman,side,class,severity\n")
     with pytest.raises(EdgeError, match="no scans listed"):
         labels_csv.load(tmp_path)
+
+
+def test_a_folder_that_says_only_cancer_or_not_is_read_as_it_is():
+    """The RSNA screening subset's own labels.csv (file,woman,image,cancer): no kind, side or circle."""
+    folder = Path(__file__).resolve().parents[1].parent / "shared" / "rsna"
+    if not (folder / "labels.csv").is_file():
+        pytest.skip(f"{folder} is not here")
+    loaded = training_records.load(folder)
+    assert len(loaded) == 2222 and len({r.patient for r in loaded}) == 627
+    cancers = [r for r in loaded if r.abnormal]
+    assert len(cancers) == 739 and {(r.label, r.severity, r.side) for r in cancers} == {(training_records.UNKNOWN_KIND, "M", "")}
+    assert all(r.lesions_without_location == 1 and not r.kind_known for r in cancers)
+    assert {(r.label, r.severity) for r in loaded if not r.abnormal} == {("NORM", None)}
+    assert "of unknown kind (ABN) 739" in training_records.summary(loaded)
+
+
+def test_unknown_kind_and_side(mias_dir, tmp_path):
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.png").write_bytes((mias_dir / "mdb003.png").read_bytes())
+    write_labels(tmp_path, [
+        {"file": "a.png", "woman": "w1", "class": "ABN", "severity": "B"},
+        {"file": "b.png", "woman": "w1", "class": "NORM"},  # a second scan of unknown side: allowed
+        {"file": "c.png", "woman": "w2", "side": "L", "class": "ABN", "severity": ""},
+    ])
+    with pytest.raises(EdgeError, match="line 4: severity '' is not B or M"):
+        labels_csv.load(tmp_path)
+    (tmp_path / "labels.csv").write_text("file,woman,cancer\na.png,w1,1\nb.png,w1,0\nc.png,w2,yes\n")
+    with pytest.raises(EdgeError, match="line 4: cancer 'yes' is not 0 or 1"):
+        labels_csv.load(tmp_path)
+    (tmp_path / "labels.csv").write_text("file,woman,cancer\na.png,w1,1\nb.png,w1,0\n")
+    a, b = labels_csv.load(tmp_path)
+    assert (a.label, a.severity, a.side, a.abnormal, a.malignant, a.kind_known) == ("ABN", "M", "", True, True, False)
+    assert (b.label, b.abnormal) == ("NORM", False)

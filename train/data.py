@@ -43,7 +43,8 @@ class Dataset:
 
     @property
     def class_index(self) -> np.ndarray:
-        return np.array([LABELS.index(r.label) for r in self.records])
+        """Index of each scan's label in edge.LABELS; -1 for a finding of unknown kind."""
+        return np.array([LABELS.index(r.label) if r.label in LABELS else -1 for r in self.records])
 
     @property
     def abnormal(self) -> np.ndarray:

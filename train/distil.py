@@ -52,8 +52,8 @@ class _Conv:
     bias: object
 
 
-def _folded(size: int) -> list[_Conv]:
-    """The trunk's convolutions up to its tap, batch norms folded in, as trainable variables."""
+def folded(size: int, tuned: Tuned | None = None) -> list[_Conv]:
+    """The trunk's convolutions up to its tap, batch norms folded in, as trainable variables (`tuned`: those weights instead)."""
     import keras
     import tensorflow as tf
     from keras import layers
@@ -70,8 +70,11 @@ def _folded(size: int) -> list[_Conv]:
             factor = gamma / np.sqrt(var + bn.epsilon)
             depthwise = isinstance(layer, layers.DepthwiseConv2D)
             kernel = layer.get_weights()[0] * (factor[None, None, :, None] if depthwise else factor)
+            bias = beta - mean * factor
+            if tuned is not None:
+                kernel, bias = tuned[layer.name]
             convs.append(_Conv(layer.name, depthwise, tuple(layer.strides), layer.padding.upper(), pad,
-                               tf.Variable(kernel.astype(np.float32)), tf.Variable((beta - mean * factor).astype(np.float32))))
+                               tf.Variable(np.asarray(kernel, np.float32)), tf.Variable(np.asarray(bias, np.float32))))
             pad = None
             if layer.name + "_relu" == trunk.TAP:
                 return convs
@@ -98,20 +101,33 @@ def on_int8_grid(kernel: np.ndarray, depthwise: bool) -> np.ndarray:
     return (np.round(kernel / step) * step).astype(np.float32)
 
 
-def _forward(convs: list[_Conv], x, quantized: bool):
-    """The trunk on grey levels x (n, s, s, 1); `quantized`: weights and activations on the int8 grid."""
+def straight_through(value, rounded):
+    """`rounded` forward, the gradient of `value` backward (how a rounding is trained through)."""
     import tensorflow as tf
 
-    def straight_through(value, rounded):
-        return value + tf.stop_gradient(rounded - value)
+    return value + tf.stop_gradient(rounded - value)
 
-    def on_grid(value, low, high):  # an int8 tensor of range [low, high], as the converter calibrates it
-        step = (high - low) / 255.0
-        return straight_through(value, tf.clip_by_value(tf.round((value - low) / step), 0, 255) * step + low)
 
+def on_grid(value, low: float, high: float):
+    """`value` on the grid of an int8 tensor of range [low, high], as the converter calibrates it."""
+    import tensorflow as tf
+
+    step = (high - low) / 255.0
+    return straight_through(value, tf.clip_by_value(tf.round((value - low) / step), 0, 255) * step + low)
+
+
+def _forward(convs: list[_Conv], x, quantized: bool):
+    """The trunk on grey levels x (n, s, s, 1); `quantized`: weights and activations on the int8 grid."""
     x = x / 127.5 - 1.0
     if quantized:
         x = on_grid(x, -1.0, 1.0)
+    return blocks(convs, x, quantized)
+
+
+def blocks(convs: list[_Conv], x, quantized: bool):
+    """The convolutions `convs` (each with its ReLU6) on x; `quantized`: weights and outputs on the int8 grid."""
+    import tensorflow as tf
+
     for conv in convs:
         if conv.pad is not None:
             (top, bottom), (left, right) = conv.pad
@@ -138,7 +154,7 @@ def distil(images: list[np.ndarray], teacher: list[np.ndarray], epochs: int = EP
     import keras
     import tensorflow as tf
 
-    convs = _folded(images[0].shape[1])
+    convs = folded(images[0].shape[1])
     variables = [v for conv in convs for v in (conv.kernel, conv.bias)]
     steps = epochs * sum(-(-len(x) // BATCH) for x in images)
     optimizer = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(LEARNING_RATE, max(steps, 1)))
@@ -183,13 +199,18 @@ def cached(images: list[np.ndarray], teacher: list[np.ndarray], epochs: int, see
     name = f"distilled-{key(images, epochs, seed)}.npz"
     for path in (SHIPPED / name, Path(cache) / name if cache is not None else None):
         if path is not None and path.is_file():
-            with np.load(path) as stored:
-                layers = sorted({entry.rsplit("/", 1)[0] for entry in stored.files})
-                return {layer: (stored[f"{layer}/kernel"], stored[f"{layer}/bias"]) for layer in layers}
+            return load(path)
     tuned = distil(images, teacher, epochs, seed, progress)
     if cache is not None:
         save(tuned, Path(cache) / name)
     return tuned
+
+
+def load(path: Path) -> Tuned:
+    """Weights as `save` wrote them."""
+    with np.load(path) as stored:
+        layers = sorted({entry.rsplit("/", 1)[0] for entry in stored.files})
+        return {layer: (stored[f"{layer}/kernel"], stored[f"{layer}/bias"]) for layer in layers}
 
 
 def save(tuned: Tuned, path: Path) -> None:

@@ -6,18 +6,24 @@ One row per scan; the first line names the columns (any order, any case):
 | --- | --- | --- |
 | `file` | yes | the scan, relative to the folder: any format `edge-classify` reads (8- or 16-bit PNG, PGM, TIFF, JPEG, DICOM) |
 | `woman` | yes | who she is (any text): her scans stay in one fold, and her two breasts are read side by side |
-| `side` | yes | `L` or `R` |
-| `class` | yes | a MIAS code: CALC, CIRC, SPIC, MISC, ARCH, ASYM or NORM |
-| `severity` | yes | `B` or `M` for a finding, empty for NORM |
+| `class` | one of `class` and `cancer` | a MIAS code (CALC, CIRC, SPIC, MISC, ARCH, ASYM or NORM), or `ABN`: a finding of unknown kind |
+| `severity` | with `class` | `B` or `M` for a finding, empty for NORM |
+| `cancer` | one of `class` and `cancer` | `1` for a scan of a breast with a cancer (a finding of unknown kind, malignant), `0` for a normal one |
+| `side` | no | `L` or `R`, or empty when not known: a scan of unknown side is read alone, never beside another |
 | `circles` | no | lesion circles `row,col,radius` in the scan's pixels, row counted from the TOP, several separated by `;` (quote the field: it holds commas); empty for a finding without a location |
 | `tissue` | no | `F`, `G` or `D` (fatty, fatty-glandular, dense-glandular), or empty |
+| `image` | no | the source's own name for the image (kept in reports only through `file`) |
 
 Why these rules: the same facts the MIAS loader gets from `Info.txt`, without its traps (MIAS
-counts y from the bottom; here rows count from the top, as the image is stored). A finding
-without circles is a lesion without a location: it counts for the scan, never at cell level.
-One scan per breast: a woman with two scans of one side is refused, since the reader would not
-know which to compare with the other breast. Every bad row is named in one error, and unknown
-columns are refused, so a misspelt optional column cannot silently drop every circle.
+counts y from the bottom; here rows count from the top, as the image is stored). A centre's data
+often says no more than "cancer or not" per image: `cancer` (or `class` ABN) takes it as it is,
+so a folder such as the RSNA screening subset (`file,woman,image,cancer`) is read unchanged. A
+finding without circles is a lesion without a location: it counts for the scan, never at cell
+level; a finding of unknown kind counts for P(abnormal) and P(malignant), never for the kind head.
+One scan per known breast: a woman with two scans of one side is refused, since the reader would
+not know which to compare with the other breast (scans of unknown side are never paired, so a
+woman may have several). Every bad row is named in one error, and unknown columns are refused, so
+a misspelt optional column cannot silently drop every circle.
 """
 
 from __future__ import annotations
@@ -30,11 +36,15 @@ from pathlib import Path, PurePosixPath
 from edge import LABELS
 from edge.errors import EdgeError
 from edge.fileio import read_text
-from train.scan_record import LABELS_FILE, TISSUES, Lesion, ScanRecord
+from train.scan_record import LABELS_FILE, TISSUES, UNKNOWN_KIND, Lesion, ScanRecord
 
-REQUIRED = ("file", "woman", "side", "class", "severity")
-OPTIONAL = ("circles", "tissue")
-SIDES = {"L": "left", "R": "right"}
+REQUIRED = ("file", "woman")
+FINDING = (("class", "severity"), ("cancer",))
+"""The two ways to say what a scan shows: exactly one of them, all its columns."""
+OPTIONAL = ("side", "circles", "tissue", "image")
+SIDES = {"L": "left", "R": "right", "": ""}
+CANCER = {"1": (UNKNOWN_KIND, "M"), "0": ("NORM", None)}
+"""The `cancer` column as (class, severity): a cancer is a malignant finding of unknown kind."""
 
 
 def load(data_dir: str | Path) -> list[ScanRecord]:
@@ -43,11 +53,16 @@ def load(data_dir: str | Path) -> list[ScanRecord]:
     path = data_dir / LABELS_FILE
     rows = csv.reader(io.StringIO(read_text(path, "labels file", encoding="utf-8-sig"), newline=""))
     header = [name.strip().lower() for name in next(rows, [])]
-    missing = [name for name in REQUIRED if name not in header]
-    unknown = [name for name in header if name not in REQUIRED + OPTIONAL]
+    finding = [columns for columns in FINDING if any(name in header for name in columns)]
+    missing = [name for name in REQUIRED + (finding[0] if len(finding) == 1 else ()) if name not in header]
+    if len(finding) != 1:
+        missing.append("class,severity or cancer (one of the two)")
+    known = REQUIRED + OPTIONAL + tuple(name for columns in FINDING for name in columns)
+    unknown = [name for name in header if name not in known]
     if missing or unknown or len(set(header)) != len(header):
         raise EdgeError(
-            f"{path}: the first line must name the columns {','.join(REQUIRED)} (and optionally {','.join(OPTIONAL)})"
+            f"{path}: the first line must name the columns {','.join(REQUIRED)} and either class,severity or cancer "
+            f"(and optionally {','.join(OPTIONAL)})"
             + (f"; missing: {', '.join(missing)}" if missing else "")
             + (f"; unknown: {', '.join(unknown)}" if unknown else "")
             + ("; a column is named twice" if len(set(header)) != len(header) else "")
@@ -87,6 +102,8 @@ def _clashes(record: ScanRecord, line: int, first_line: dict[str, int]) -> list[
     errors = []
     for key, what in ((f"id {record.id}", f"name in reports ({record.id})"),
                       (f"breast {record.woman} {record.side}", "breast (one scan per breast: the reader compares it with the other breast)")):
+        if key.startswith("breast") and not record.side:
+            continue
         if key in first_line:
             errors.append(f"same {what} as line {first_line[key]}")
         first_line.setdefault(key, line)
@@ -97,8 +114,11 @@ def _record(data_dir: Path, cells: dict[str, str], patients: dict[str, int]) -> 
     """The record of one row's cells, or None and what is wrong with it (every problem of the row)."""
     errors = []
     name, woman = cells["file"], cells["woman"]
-    side, label, severity = cells["side"].upper(), cells["class"].upper(), cells["severity"].upper() or None
-    tissue = cells.get("tissue", "").upper()
+    side, tissue = cells.get("side", "").upper(), cells.get("tissue", "").upper()
+    if "cancer" in cells:
+        label, severity = CANCER.get(cells["cancer"], ("", None))
+    else:
+        label, severity = cells["class"].upper(), cells["severity"].upper() or None
     path = data_dir / name
     if not name:
         errors.append("no file")
@@ -107,9 +127,11 @@ def _record(data_dir: Path, cells: dict[str, str], patients: dict[str, int]) -> 
     if not woman:
         errors.append("no woman")
     if side not in SIDES:
-        errors.append(f"side {cells['side']!r} is not L or R")
-    if label not in LABELS:
-        errors.append(f"class {cells['class']!r} is not a MIAS code ({', '.join(LABELS)})")
+        errors.append(f"side {cells['side']!r} is not L, R or empty")
+    if "cancer" in cells and not label:
+        errors.append(f"cancer {cells['cancer']!r} is not 0 or 1")
+    elif label not in LABELS + (UNKNOWN_KIND,):
+        errors.append(f"class {cells['class']!r} is not a MIAS code ({', '.join(LABELS)}) or {UNKNOWN_KIND}")
     elif label == "NORM" and severity:
         errors.append(f"severity {severity} given for NORM (leave it empty)")
     elif label != "NORM" and severity not in ("B", "M"):

@@ -30,7 +30,7 @@ import numpy as np
 
 from edge import LABELS
 from edge.inference.heads import Heads, Outputs, cell_head, neighbourhood, output_names, outputs, pooled
-from edge.inference.reading import Logistic, Reading, answer, heat_evidence
+from edge.inference.reading import Logistic, Reading, answer, scan_evidence
 from train import metrics
 from train.data import Dataset, heatmap_target
 
@@ -249,20 +249,7 @@ def fit_heads(scales: list[np.ndarray], data: Dataset, index: np.ndarray, option
     pool, focus_pool = pooled(scales), pooled(scales, cell_heads)
     abnormal = np.array([i for i in index if data.records[i].abnormal])
     patients = [data.records[i].patient for i in abnormal]
-    x, kinds, women = pool[abnormal], data.class_index[abnormal], patients
-    if twins is not None and options.kind_twins:
-        x, kinds, women = np.concatenate([x, pooled(twins)[abnormal]]), np.tile(kinds, 2), patients * 2
-    columns, c = np.ones(pool.shape[1], bool), options.image_c
-    if options.kind_search:
-        columns, c = _kind_choice(x, kinds, women, scales[0].shape[-1], options)
-    coef, bias, seen = _logistic(x[:, columns], kinds, c)
-    coef = _spread(coef, columns)
-    classes_w = np.zeros((pool.shape[1], len(LABELS)))
-    classes_b = np.full(len(LABELS), NORM_BIAS)
-    if len(seen) == 2:  # sklearn gives one row for two classes
-        coef, bias = np.stack([-coef[0], coef[0]]) / 2, np.array([-bias[0], bias[0]]) / 2
-    for row, kind in enumerate(seen):
-        classes_w[:, kind], classes_b[kind] = coef[row], bias[row]
+    classes_w, classes_b = kind_head(pool, scales[0].shape[-1], data, index, options, None if twins is None else pooled(twins))
     malignant = data.malignant[abnormal]
     c = _malignancy_choice(focus_pool[abnormal], malignant, patients, options) if options.malignancy_search else options.image_c
     if len(np.unique(malignant)) == 2 and c is not None:
@@ -272,6 +259,30 @@ def fit_heads(scales: list[np.ndarray], data: Dataset, index: np.ndarray, option
         rate = float(np.clip(malignant.mean(), 0.01, 0.99))
         malignant_w, malignant_b = np.zeros(focus_pool.shape[1]), float(np.log(rate / (1 - rate)))
     return replace(cell_heads, classes_w=classes_w, classes_b=classes_b, malignant_w=malignant_w, malignant_b=malignant_b)
+
+
+def kind_head(pool: np.ndarray, channels: int, data: Dataset, index: np.ndarray, options: Options,
+              twin_pool: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(weights, bias) of P(kind | abnormal) on the pooled features (`edge.inference.heads.pooled` of `channels`-channel
+    cells), from the training scans `index` whose finding is of a known kind (`twin_pool`: the float
+    network's pooled features, `KIND_TWINS`)."""
+    known = np.array([i for i in index if data.records[i].abnormal and data.records[i].kind_known], int)
+    patients = [data.records[i].patient for i in known]
+    x, kinds, women = pool[known], data.class_index[known], patients
+    if twin_pool is not None and options.kind_twins:
+        x, kinds, women = np.concatenate([x, twin_pool[known]]), np.tile(kinds, 2), patients * 2
+    columns, c = np.ones(pool.shape[1], bool), options.image_c
+    if options.kind_search:
+        columns, c = _kind_choice(x, kinds, women, channels, options)
+    coef, bias, seen = _logistic(x[:, columns], kinds, c)
+    coef = _spread(coef, columns)
+    classes_w = np.zeros((pool.shape[1], len(LABELS)))
+    classes_b = np.full(len(LABELS), NORM_BIAS)
+    if len(seen) == 2:  # sklearn gives one row for two classes
+        coef, bias = np.stack([-coef[0], coef[0]]) / 2, np.array([-bias[0], bias[0]]) / 2
+    for row, kind in enumerate(seen):
+        classes_w[:, kind], classes_b[kind] = coef[row], bias[row]
+    return classes_w, classes_b
 
 
 def _spread(coef: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -337,8 +348,8 @@ def _malignancy_choice(pool: np.ndarray, malignant: np.ndarray, patients: list, 
 
 
 def evidence(out: Outputs) -> np.ndarray:
-    """(n, 2) `edge.inference.reading.heat_evidence` of every scan."""
-    return np.stack([heat_evidence(h) for h in out.heatmap])
+    """(n, 2 or 3) `edge.inference.reading.scan_evidence` of every scan."""
+    return np.stack([scan_evidence(h, None if out.image is None else out.image[i]) for i, h in enumerate(out.heatmap)])
 
 
 def partners(data: Dataset) -> np.ndarray:

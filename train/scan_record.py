@@ -12,6 +12,9 @@ from edge.scan.decode import read_scan
 
 TISSUES = {"F": "fatty", "G": "fatty-glandular", "D": "dense-glandular"}
 LABELS_FILE = "labels.csv"
+UNKNOWN_KIND = "ABN"
+"""The label of a finding whose kind is not known (a labels.csv `cancer` row, or class ABN): it counts
+for P(abnormal) and P(malignant), never for the kind of finding."""
 
 
 @dataclass(frozen=True)
@@ -32,16 +35,21 @@ class ScanRecord:
     path: Path
     patient: int  # the woman's number: folds keep her scans together, (patient, side) pairs her breasts
     woman: str  # her name in reports, as edge-classify prints it (MIAS: mias-N)
-    side: str  # "left" or "right"
+    side: str  # "left", "right", or "" when not known (never paired with another scan)
     tissue: str  # F, G, D, or "" when not given
-    label: str  # a MIAS code (edge.LABELS)
+    label: str  # a MIAS code (edge.LABELS), or UNKNOWN_KIND
     severity: str | None  # "B", "M", or None for NORM
     lesions: tuple[Lesion, ...] = ()
     lesions_without_location: int = 0  # lesions known to exist but not drawn (never used at cell level)
+    source: str = ""  # the folder it came from: figures are reported per source
 
     @property
     def abnormal(self) -> bool:
         return self.label != "NORM"
+
+    @property
+    def kind_known(self) -> bool:
+        return self.label != UNKNOWN_KIND
 
     @property
     def malignant(self) -> bool:

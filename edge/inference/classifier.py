@@ -33,7 +33,7 @@ from edge.errors import EdgeError
 from edge.inference.heads import Heads, held_in, outputs as head_outputs
 from edge.inference.manifest import INPUT_DTYPES, Manifest, expected_outputs, load_manifest, manifest_path_for, read_verified_model, verify_model_bytes
 from edge.preprocess import Geometry, Prepared, prepare
-from edge.inference.reading import Reading, answer as reading_answer, heat_evidence
+from edge.inference.reading import Reading, answer as reading_answer, scan_evidence
 
 DEFAULT_MODEL_FILE = "model.tflite"
 ROUND = 4
@@ -72,10 +72,10 @@ class Quantization(NamedTuple):
 class Evidence:
     """One scan's dequantized model outputs, before the exam-level reading."""
 
-    heat: np.ndarray  # edge.inference.reading.heat_evidence of the heat-map
+    heat: np.ndarray  # edge.inference.reading.scan_evidence: of the heat-map (and the abnormality head's logit)
     classes: np.ndarray  # P(class | abnormal), manifest label order
     abnormal: float  # the model's own P(abnormal) output (used when the manifest has no reading)
-    malignant_if_abnormal: float
+    malignant_if_abnormal: float  # or P(malignant) itself when the heads say so (`Heads.malignant_direct`)
     heatmap: np.ndarray = field(repr=False)
     geometry: Geometry
     quality: str | None
@@ -294,11 +294,13 @@ class Classifier:
         if self.heads is not None:
             out = head_outputs(real, self.heads)
             classes, abnormal, malignant, heatmap = out.classes, out.abnormal, out.malignant, out.heatmap
+            image = None if out.image is None else float(out.image[0])
         else:
             classes, abnormal, malignant, heatmap = real
+            image = None
         heatmap = np.clip(heatmap.reshape(self.heatmap_shape), 0.0, 1.0)
         return Evidence(
-            heat=heat_evidence(heatmap),
+            heat=scan_evidence(heatmap, image),
             classes=classes.reshape(-1),
             abnormal=float(abnormal.reshape(-1)[0]),
             malignant_if_abnormal=float(malignant.reshape(-1)[0]),
@@ -317,7 +319,8 @@ class Classifier:
             p_abnormal = own.abnormal
         else:
             p_abnormal = self.reading.p_abnormal(own.heat, None if other is None else other.heat)
-        answer = reading_answer(p_abnormal, own.classes, own.malignant_if_abnormal, self.manifest.triage_threshold, self.labels)
+        answer = reading_answer(p_abnormal, own.classes, own.malignant_if_abnormal, self.manifest.triage_threshold, self.labels,
+                                self.heads is not None and self.heads.malignant_direct)
         return Result(
             label=answer.label,
             probabilities=answer.probabilities,

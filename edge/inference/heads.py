@@ -26,6 +26,10 @@ from typing import Any
 import numpy as np
 
 
+DIRECT = "every scan"
+"""How the heads' JSON says that the malignancy head gives P(malignant) itself (trained on every scan),
+not P(malignant | abnormal) (trained on abnormal scans only)."""
+
 METADATA = "mias_edge_heads"
 """Name of the TFLite metadata entry that holds the heads inside the model file."""
 
@@ -67,6 +71,9 @@ class Heads:
     focus: float = 0.0  # sharpness of the focused pooling the malignancy head reads (0: none)
     context: int = 0  # the cell heads read each cell's context x context neighbourhood too (0: none)
     cell_hidden: tuple[tuple[np.ndarray, np.ndarray], ...] = ()  # per scale (W (d, h), b (h,)): a ReLU layer under cell_w (none: linear)
+    malignant_direct: bool = False  # the malignancy head gives P(malignant) of any scan, not P(malignant | abnormal)
+    abnormal_w: np.ndarray | None = None  # (2C x scales,) an image head on `pooled` features: a logit of abnormality (none: heat-map only)
+    abnormal_b: float = 0.0
 
     @property
     def channels(self) -> int:
@@ -87,7 +94,10 @@ class Heads:
             **({"cell_hidden": [{"weights": _packed(w), "bias": _floats(b)} for w, b in self.cell_hidden]}
                if self.cell_hidden else {}),
             "classes": {"weights": [_floats(row) for row in self.classes_w], "bias": _floats(self.classes_b)},
-            "malignant": {"weights": _floats(self.malignant_w), "bias": float(self.malignant_b)},
+            "malignant": {"weights": _floats(self.malignant_w), "bias": float(self.malignant_b),
+                          **({"of": DIRECT} if self.malignant_direct else {})},
+            **({"abnormal": {"weights": _floats(self.abnormal_w), "bias": float(self.abnormal_b)}}
+               if self.abnormal_w is not None else {}),
         }
 
     @classmethod
@@ -100,7 +110,13 @@ class Heads:
         classes_b = np.asarray(raw["classes"]["bias"], np.float64)
         malignant_w = np.asarray(raw["malignant"]["weights"], np.float64)
         hidden = tuple((_matrix(h["weights"]), np.asarray(h["bias"], np.float64)) for h in raw.get("cell_hidden", ()))
-        heads = cls(cell_w, cell_b, classes_w, classes_b, malignant_w, float(raw["malignant"]["bias"]), focus, context, hidden)
+        of = raw["malignant"].get("of")
+        if of not in (None, DIRECT):
+            raise ValueError(f"the malignancy head is of {of!r}; this runner knows only {DIRECT!r}")
+        image = raw.get("abnormal")
+        heads = cls(cell_w, cell_b, classes_w, classes_b, malignant_w, float(raw["malignant"]["bias"]), focus, context, hidden,
+                    of == DIRECT, None if image is None else np.asarray(image["weights"], np.float64),
+                    0.0 if image is None else float(image["bias"]))
         if not cell_w or any(w.ndim != 1 or w.shape != cell_w[0].shape for w in cell_w):
             raise ValueError("the cell heads must be one weight vector per scale, all of one length")
         if hidden and (len(hidden) != len(cell_w) or any(w.ndim != 2 or w.shape != hidden[0][0].shape or b.shape != (w.shape[1],)
@@ -113,6 +129,8 @@ class Heads:
                              f"and {labels} labels")
         if malignant_w.shape != ((3 if focus else 2) * c * scales,):
             raise ValueError(f"malignancy head of shape {malignant_w.shape} does not fit the classes head")
+        if heads.abnormal_w is not None and heads.abnormal_w.shape != (2 * c * scales,):
+            raise ValueError(f"abnormality head of shape {heads.abnormal_w.shape} does not fit the classes head")
         if context and (context < 3 or context % 2 == 0):
             raise ValueError(f"context must be 0 or an odd neighbourhood side of at least 3, got {context}")
         return heads
@@ -197,8 +215,9 @@ class Outputs:
 
     classes: np.ndarray  # (n, 7) P(class | abnormal)
     abnormal: np.ndarray  # (n,) the hottest cell
-    malignant: np.ndarray  # (n,) P(malignant | abnormal)
+    malignant: np.ndarray  # (n,) P(malignant | abnormal), or P(malignant) with `Heads.malignant_direct`
     heatmap: np.ndarray  # (n, g, g)
+    image: np.ndarray | None = None  # (n,) the abnormality head's logit (`Heads.abnormal_w`), if any
 
 
 def outputs(scales: list[np.ndarray], heads: Heads) -> Outputs:
@@ -214,8 +233,9 @@ def outputs(scales: list[np.ndarray], heads: Heads) -> Outputs:
     classes = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     if heads.focus:  # the malignancy head also reads the focused block
         pool = pooled(scales, heads)
+    image = None if heads.abnormal_w is None else pool[:, :len(heads.abnormal_w)] @ heads.abnormal_w + heads.abnormal_b
     malignant = _sigmoid(pool @ heads.malignant_w + heads.malignant_b)
-    return Outputs(classes, heat.reshape(len(heat), -1).max(1), malignant, heat)
+    return Outputs(classes, heat.reshape(len(heat), -1).max(1), malignant, heat, image)
 
 
 def _upsample(heat: np.ndarray, factor: int) -> np.ndarray:

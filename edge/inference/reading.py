@@ -13,7 +13,8 @@ sides, a lesion does not. A scan's hottest cells are compared with the other bre
 One probability model, so the outputs never contradict each other:
 - P(abnormal) from the heat-map (and the partner's), by a logistic regression;
 - P(NORM) = 1 - P(abnormal); P(class) = P(abnormal) * P(class | abnormal);
-- P(malignant) = P(abnormal) * P(malignant | abnormal) <= P(abnormal);
+- P(malignant) = P(abnormal) * P(malignant | abnormal), or, from a malignancy head of its own
+  (trained on every scan, so that it ranks cancers by itself), min(P(malignant), P(abnormal));
 - triage "refer" when P(abnormal) reaches the threshold; the label is NORM exactly when the
   triage is "routine", otherwise the most likely finding.
 """
@@ -45,6 +46,13 @@ def heat_evidence(heatmap: np.ndarray) -> np.ndarray:
     return heat_logit([cells[0], cells[:TOP_CELLS].mean()])
 
 
+def scan_evidence(heatmap: np.ndarray, image_logit: float | None = None) -> np.ndarray:
+    """What the reading stage reads of one scan: `heat_evidence`, then the abnormality head's logit
+    when the model has one (`edge.inference.heads.Heads.abnormal_w`: what the whole image says, beside its hottest cells)."""
+    ev = heat_evidence(heatmap)
+    return ev if image_logit is None else np.append(ev, float(image_logit))
+
+
 @dataclass(frozen=True)
 class Logistic:
     """P = sigmoid(weights . x + bias)."""
@@ -71,25 +79,29 @@ class Logistic:
 class Reading:
     """The exam-level stage: P(abnormal) of a lone scan, and of a scan read beside its partner."""
 
-    single: Logistic  # on heat_evidence(own)
-    paired: Logistic  # on [heat_evidence(own), heat_evidence(other)]
+    single: Logistic  # on scan_evidence(own)
+    paired: Logistic  # on [scan_evidence(own), scan_evidence(other)]
 
     def p_abnormal(self, own: np.ndarray, other: np.ndarray | None = None) -> float:
-        """`own`, `other`: heat_evidence of the scan and of the other breast (None: read alone)."""
+        """`own`, `other`: scan_evidence of the scan and of the other breast (None: read alone)."""
         if other is None:
             return float(self.single(own))
         return float(self.paired(np.concatenate([own, other])))
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "evidence": f"[logit(hottest heat-map cell), logit(mean of the {TOP_CELLS} hottest)]",
+            "evidence": f"[logit(hottest heat-map cell), logit(mean of the {TOP_CELLS} hottest)"
+                        + (", abnormality head's logit]" if len(self.single.weights) == 3 else "]"),
             "single": self.single.to_json(),
             "paired": self.paired.to_json(),
         }
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> "Reading":
-        return cls(Logistic.from_json(raw["single"], 2), Logistic.from_json(raw["paired"], 4))
+        inputs = len(raw["single"]["weights"])
+        if inputs not in (2, 3):
+            raise ValueError(f"the reading stage reads 2 or 3 numbers of a scan, not {inputs}")
+        return cls(Logistic.from_json(raw["single"], inputs), Logistic.from_json(raw["paired"], 2 * inputs))
 
 
 @dataclass(frozen=True)
@@ -104,8 +116,9 @@ class Answer:
 
 
 def answer(p_abnormal: float, classes: np.ndarray, malignant_if_abnormal: float, threshold: float,
-           labels: tuple[str, ...] = LABELS) -> Answer:
-    """The answer from P(abnormal), the model's P(class | abnormal) and P(malignant | abnormal)."""
+           labels: tuple[str, ...] = LABELS, malignant_direct: bool = False) -> Answer:
+    """The answer from P(abnormal), the model's P(class | abnormal) and P(malignant | abnormal)
+    (`malignant_direct`: that argument is P(malignant) itself)."""
     scores = np.clip(np.asarray(classes, np.float64).reshape(-1), 0.0, None)
     norm = labels.index("NORM")
     scores[norm] = 0.0
@@ -116,5 +129,6 @@ def answer(p_abnormal: float, classes: np.ndarray, malignant_if_abnormal: float,
     probabilities[labels[norm]] = 1.0 - p_abnormal
     triage = "refer" if p_abnormal >= threshold else "routine"
     label = labels[int(np.argmax(kinds))] if triage == "refer" else labels[norm]
-    malignant = p_abnormal * float(np.clip(malignant_if_abnormal, 0.0, 1.0))
+    m = float(np.clip(malignant_if_abnormal, 0.0, 1.0))
+    malignant = min(m, p_abnormal) if malignant_direct else p_abnormal * m
     return Answer(label, probabilities, p_abnormal, malignant, triage)
