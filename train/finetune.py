@@ -30,12 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from train import distil
+from train import distil, trunk
 
 STEM_END = "conv_pw_5"
 """The last convolution of the frozen stem; the blocks after it are fine-tuned."""
-EPOCHS = 4
-LEARNING_RATE = 3e-4  # Adam's, for the trunk's blocks, decayed along a cosine
+EPOCHS = 5
+LEARNING_RATE = 5e-4  # Adam's, for the trunk's blocks, decayed along a cosine
 HEAD_LEARNING_RATE = 3e-3  # for the linear training heads, which start from zero
 BATCH = 16
 CELL_WEIGHT = 0.5  # of the lesion-cell loss beside the two image losses
@@ -96,7 +96,7 @@ def stem_codes(images: np.ndarray, base: distil.Tuned, cache: Path | None = None
     path = None
     if cache is not None:
         h = hashlib.sha256(np.ascontiguousarray(images).tobytes())
-        h.update(distil.digest(base).encode())
+        h.update(trunk.tuned_digest(base).encode())
         h.update(STEM_END.encode())
         h.update(Path(distil.__file__).read_bytes())
         path = Path(cache) / f"stem-{images.shape[1]}-{len(images)}-{h.hexdigest()[:20]}.npy"

@@ -27,14 +27,18 @@ import numpy as np
 from edge import LABELS
 from edge.inference.heads import Heads, outputs, pooled
 from edge.inference.reading import Logistic, Reading, answer
-from train import distil, finetune, metrics, reader
+from train import distil, finetune, metrics, reader, trunk
 from train.data import Dataset
 
 IMAGE_C = 0.01
 """Inverse L2 strength of the abnormality and malignancy heads on standardised pooled features:
 on one fold of the two sources, 0.01 / 0.05 / 0.2 gave digital-source AUC 0.651 / 0.640 / 0.632."""
-BASE = distil.SHIPPED / "distilled-0944e528802ee0502602.npz"
-"""The stem's weights: the trunk distilled for int8 on the MIAS development scans' pixels (no labels)."""
+def base_weights() -> distil.Tuned:
+    """The stem's weights: the trunk distilled for int8 on the MIAS development scans' pixels (no labels), as shipped."""
+    shipped = sorted(distil.SHIPPED.glob("distilled-*.npz"))
+    if len(shipped) != 1:
+        raise FileNotFoundError(f"{distil.SHIPPED}: expected one distilled-*.npz, found {len(shipped)}")
+    return distil.load(shipped[0])
 
 
 @dataclass
@@ -154,8 +158,162 @@ def read(reading: Reading, ev: np.ndarray, partner: np.ndarray, rows: np.ndarray
 
 def stem(data: Dataset, factors: tuple[int, ...], cache: Path | None, log=print) -> tuple[distil.Tuned, list[np.ndarray]]:
     """The stem's weights and its cached int8 codes of every scan at every scale."""
-    base = distil.load(BASE)
+    base = base_weights()
     t0 = time.time()
     codes = [finetune.stem_codes(reader.scale_images(data.images, f), base, cache) for f in factors]
     log(f"stem codes at {', '.join(str(data.size // f) for f in factors)} ({time.time() - t0:.0f} s)")
     return base, codes
+
+
+# --- figures per source and per woman ----------------------------------------------------------
+
+
+def _figures(rows: dict, index: np.ndarray) -> dict[str, float]:
+    """Every figure of one source on the scans `index` of the out-of-fold `rows`."""
+    y, p, m, t = rows["abnormal_truth"][index], rows["abnormal"][index], rows["malignant"][index], rows["threshold"][index]
+    out = {"auc_abnormal": metrics.auc(y, p), "auc_malignant": metrics.auc(rows["malignant_truth"][index], m),
+           "auc_malignant_by_abnormal": metrics.auc(rows["malignant_truth"][index], p)}
+    out["sensitivity_at_threshold"], out["specificity_at_threshold"] = metrics.at_threshold(y, p, t)
+    known = index[rows["kind"][index] >= 0]
+    if len(known) and (rows["kind"][known] != LABELS.index("NORM")).any():
+        predicted = np.where(rows["abnormal"][known] >= rows["threshold"][known], rows["kind_shown"][known], LABELS.index("NORM"))
+        out["balanced_accuracy"] = metrics.balanced_accuracy(rows["kind"][known], predicted)
+        out["macro_f1"] = metrics.macro_f1(rows["kind"][known], predicted)
+    paired = index[rows["paired"][index]]
+    if len(paired):
+        top, sick = woman_scores(rows["abnormal"][paired], y[np.isin(index, paired)], rows["woman"][paired])
+        limit, _ = woman_scores(rows["threshold"][paired], y[np.isin(index, paired)], rows["woman"][paired])
+        out["woman_auc_abnormal"] = metrics.auc(sick, top)
+        out["woman_sensitivity"], out["woman_specificity"] = metrics.at_threshold(sick, top, limit)
+    return out
+
+
+def by_source(rows: dict, reps: int = 1000, seed: int = 0) -> dict:
+    """Per source: each figure with its 95% CI (bootstrap over women) and its baseline."""
+    base = {"auc_abnormal": 0.5, "auc_malignant": 0.5, "auc_malignant_by_abnormal": 0.5, "woman_auc_abnormal": 0.5,
+            "balanced_accuracy": 1 / len(LABELS), "sensitivity_at_threshold": 1.0, "specificity_at_threshold": 0.0,
+            "woman_sensitivity": 1.0, "woman_specificity": 0.0}
+    rng = np.random.default_rng(seed)
+    out = {}
+    for source in sorted(set(rows["source"].tolist())):
+        index = np.flatnonzero(rows["source"] == source)
+        value = _figures(rows, index)
+        women = np.unique(rows["woman"][index])
+        of = {w: index[rows["woman"][index] == w] for w in women}
+        samples: dict[str, list[float]] = {k: [] for k in value}
+        for _ in range(reps):
+            got = _figures(rows, np.concatenate([of[w] for w in rng.choice(women, len(women))]))
+            for k in value:
+                samples[k].append(got.get(k, np.nan))
+        out[source] = {"images": len(index), "women": len(women), "abnormal_images": int(rows["abnormal_truth"][index].sum()),
+                       **{k: {"value": v, "ci95": [float(np.nanpercentile(samples[k], 2.5)), float(np.nanpercentile(samples[k], 97.5))],
+                              "baseline": base.get(k)} for k, v in value.items()}}
+    return out
+
+
+def oof_rows(data: Dataset, folds: np.ndarray, result: Result) -> dict:
+    """The out-of-fold answers as columns (what predictions.csv holds)."""
+    partner = reader.partners(data)
+    findings = np.where(np.arange(len(LABELS)) == LABELS.index("NORM"), -np.inf, result.probs)
+    return {
+        "id": np.array([r.id for r in data.records]), "source": np.array([r.source for r in data.records]),
+        "woman": np.array([r.woman + "@" + r.source for r in data.records]), "fold": folds,
+        "kind": data.class_index, "kind_shown": findings.argmax(1),
+        "abnormal_truth": data.abnormal.astype(int), "malignant_truth": data.malignant.astype(int),
+        "abnormal": result.abnormal, "malignant": result.malignant, "threshold": result.threshold,
+        "paired": partner >= 0, "probs": result.probs,
+    }
+
+
+def write_predictions(path: Path, rows: dict) -> None:
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["id", "source", "woman", "fold", "true_class", "abnormal_truth", "malignant_truth", "paired",
+                      *LABELS, "abnormal", "malignant", "threshold"])
+        for i in range(len(rows["id"])):
+            kind = LABELS[rows["kind"][i]] if rows["kind"][i] >= 0 else "ABN"
+            out.writerow([rows["id"][i], rows["source"][i], rows["woman"][i], int(rows["fold"][i]), kind,
+                          int(rows["abnormal_truth"][i]), int(rows["malignant_truth"][i]), int(rows["paired"][i]),
+                          *(f"{v:.6f}" for v in rows["probs"][i]), f"{rows['abnormal'][i]:.6f}",
+                          f"{rows['malignant'][i]:.6f}", f"{rows['threshold'][i]:.6f}"])
+
+
+def read_predictions(path: Path) -> dict:
+    import csv
+
+    with open(path, newline="") as handle:
+        lines = list(csv.DictReader(handle))
+    col = lambda name, kind=str: np.array([kind(r[name]) for r in lines])  # noqa: E731
+    findings = np.array([[float(r[c]) if c != "NORM" else -np.inf for c in LABELS] for r in lines])
+    return {"id": col("id"), "source": col("source"), "woman": col("woman"), "fold": col("fold", int),
+            "kind": np.array([LABELS.index(r["true_class"]) if r["true_class"] in LABELS else -1 for r in lines]),
+            "kind_shown": findings.argmax(1), "abnormal_truth": col("abnormal_truth", int),
+            "malignant_truth": col("malignant_truth", int), "abnormal": col("abnormal", float),
+            "malignant": col("malignant", float), "threshold": col("threshold", float),
+            "paired": col("paired", int).astype(bool), "probs": np.array([[float(r[c]) for c in LABELS] for r in lines])}
+
+
+def run(data_dirs: list[Path], out: Path, size: int = 512, factors: tuple[int, ...] = (1, 2), folds: int = 5, seed: int = 0,
+        epochs: int = finetune.EPOCHS, reports: Path | None = None, cache: Path | None = None, limit: int | None = None,
+        progress=None, log=print, command: str | None = None):
+    """`edge-train` over one or more folders: cross-validate, report per source, then the shipped model and its handoff."""
+    import json
+    import warnings
+
+    from edge.scan.decode import ColourScanWarning
+    from train import handoff, records as training_records
+    from train.data import load_dataset
+    from train.splits import patient_folds
+
+    started = time.time()
+    records = training_records.load_all(data_dirs)
+    if limit:
+        records = records[:limit]
+    log(f"preparing {len(records)} scans at {size}x{size}")
+    with warnings.catch_warnings():  # a grey scan stored as RGB (the digital source's JPEGs) is expected here
+        warnings.simplefilter("ignore", ColourScanWarning)
+        data = load_dataset(records, size, progress=(lambda r: progress(r, desc="prepare")) if progress else None)
+    fold = patient_folds(records, k=folds, seed=seed)
+    base, codes = stem(data, factors, cache, log)
+    options = reader.Options(seed=seed)
+    result = cross_validate(data, fold, codes, base, options, epochs, seed, progress, log)
+    rows = oof_rows(data, fold, result)
+    cv_dir = reports or out / "cv"
+    write_predictions(cv_dir / "predictions.csv", rows)
+    figures = by_source(rows)
+    (cv_dir / "sources.json").write_text(json.dumps({"threshold": result.final_threshold, "sources": figures}, indent=1))
+    log("out of fold: " + "; ".join(f"{s}: AUC abnormal {f['auc_abnormal']['value']:.3f}, malignant {f['auc_malignant']['value']:.3f}"
+                                    for s, f in figures.items()))
+
+    t0 = time.time()
+    everyone = np.arange(len(records))
+    masks = [finetune.breast(reader.scale_images(data.images, f), size // f // 16) for f in factors]
+    tuned = finetune.finetune(codes, masks, finetune.targets(data), everyone, base, epochs, seed, progress)
+    board = trunk.quantized_features(data.images, factors, cache, tuned.tuned, "int8")
+    heads = fit_heads(board, data, everyone, tuned, options)
+    model = reader.build_network(size, factors, tuned=tuned.tuned)
+    config = {"size": size, "factors": list(factors), "features": "int8", "folds": folds, "seed": seed,
+              "trunk": f"fine-tuned after {finetune.STEM_END}, {epochs} epochs", "options": {"paired": True}}
+    result_handoff = handoff.Handoff(
+        input_size=size,
+        triage=handoff.Triage(result.final_threshold, metrics.TARGET_SENSITIVITY,
+                              f"per woman (referred when any of her scans is): pooled out-of-fold P(abnormal) of the "
+                              f"{folds}-fold patient-grouped cross-validation over {', '.join(sorted(figures))}; never a hold-out"),
+        reading=result.reading.to_json(),
+        heads=heads.to_json(),
+        outputs=reader.output_names(len(factors)),
+        metrics={"what": f"out-of-fold, {folds}-fold patient-grouped cross-validation; 95% bootstrap CI over women; per source",
+                 "sources": figures},
+        data={"sources": [training_records.described([r for r in records if r.source == s], d, f"patient_folds(k={folds}, seed={seed})")
+                          for s, d in zip(sorted({r.source for r in records}), sorted(data_dirs, key=lambda d: Path(d).resolve().name))]},
+        record={"model": f"MobileNet v1 0.25: stem distilled for int8 (ImageNet), blocks after {finetune.STEM_END} fine-tuned "
+                         f"quantization-aware on {', '.join(sorted(figures))} ({epochs} epochs); heads beside the int8 network",
+                "config": config, "command": command, "final_seconds": round(time.time() - t0, 1),
+                "train_seconds": round(time.time() - started, 1)},
+    )
+    handoff.write(out / "final", model, result_handoff)
+    log(f"done in {time.time() - started:.0f} s: {out / 'final' / 'model.keras'}")
+    return result_handoff
