@@ -42,14 +42,15 @@ def canonical(raw: dict[str, Any]) -> bytes:
 def held_in(content: bytes, raw: dict[str, Any]) -> bool:
     """Whether the model bytes `content` hold these heads as their metadata (`canonical`). The model's
     copy is found and parsed, not the manifest's spelt out again (the slower half of the check at load)."""
-    start = content.find(b'{"cell":')  # canonical JSON sorts its keys: "cell" comes first
+    marker = b'{"' + min(raw).encode() + b'":'  # canonical JSON sorts its keys: the smallest comes first
+    start = content.find(marker)
     while start >= 0:
         try:
             if json.JSONDecoder().raw_decode(content[start:].decode("latin-1"))[0] == raw:
                 return True
         except ValueError:  # those bytes were not the heads' JSON
             pass
-        start = content.find(b'{"cell":', start + 1)
+        start = content.find(marker, start + 1)
     return False
 
 
