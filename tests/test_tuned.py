@@ -56,17 +56,19 @@ def test_the_stem_is_frozen_and_the_fine_tuned_blocks_lie_on_the_int8_grid(tuned
         assert np.array_equal(distil.on_int8_grid(kernel, name.startswith("conv_dw")), kernel)
 
 
-def test_the_simulated_int8_features_are_the_tflite_int8_networks(two_sources, tuned):
-    """What the heads are fitted on in cross-validation (the simulation) is what the board computes."""
-    from train import finetune, trunk
+def test_the_simulated_int8_features_are_close_to_the_tflite_int8_networks(two_sources, tuned):
+    """What the heads are fitted on in cross-validation (the int8 simulation) is near what the board computes:
+    within a tenth or so of the features' spread, and nearer than the float network is. Not exact: the
+    converter calibrates each activation's range on data, the simulation rounds on ReLU6's whole range."""
+    from train import distil, finetune, reader, trunk
 
     _, codes, result = tuned
     board = trunk.quantized_features(two_sources.images, (1, 2), None, result.tuned, "int8")
-    for scale, code in zip(board, codes):
+    for f, scale, code in zip((1, 2), board, codes):
         simulated = finetune.features(code, result.tuned)
-        step = 6.0 / 255
-        close = np.abs(simulated - scale) <= 2 * step + 1e-6
-        assert close.mean() > 0.98, close.mean()
+        floats = trunk.features(reader.scale_images(two_sources.images, f), tuned=result.tuned)
+        assert distil.drift(simulated, scale) < 0.15
+        assert distil.drift(simulated, scale) < distil.drift(floats, scale)
 
 
 def test_a_tiny_run_reports_each_source_and_chooses_the_threshold_per_woman(two_sources, tmp_path, monkeypatch, mias_dir):
