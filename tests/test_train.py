@@ -295,7 +295,7 @@ def test_edge_train_end_to_end(mias_dir, records, tmp_path):
     from commands import run
 
     out, reports = tmp_path / "run", tmp_path / "reports" / "cv"
-    result = run("edge-train", "--data", str(mias_dir), "--out", str(out), "--folds", "3", "--size", "64",
+    result = run("edge-train", "--data", str(mias_dir), "--trunk", "distilled", "--out", str(out), "--folds", "3", "--size", "64",
                  "--limit", "30", "--reports", str(reports), "--cache", str(tmp_path / "cache"), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -348,9 +348,12 @@ def test_edge_train_end_to_end(mias_dir, records, tmp_path):
     (["--cell-hidden", "-1"], "--cell-hidden must be 0 or more, got -1"),
     (["--cell-seeds", "0"], "--cell-seeds must be 1 or more, got 0"),
     (["--activations", "float16"], "--activations must be int16 or int8, got float16"),
+    (["--trunk", "fine-tuned", "--context", "5"], "--context: not for the fine-tuned trunk (add --trunk distilled)"),
+    (["--trunk", "fine-tuned", "--epochs", "0"], "--epochs must be 1 or more, got 0"),
 ])
 def test_edge_train_refuses_bad_options(mias_dir, tmp_path, args, words):
     from commands import run
 
-    result = run("edge-train", "--data", str(mias_dir), "--out", str(tmp_path), *args)
+    trunk = [] if "--trunk" in args else ["--trunk", "distilled"]
+    result = run("edge-train", "--data", str(mias_dir), "--out", str(tmp_path), *trunk, *args)
     assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr

@@ -1,4 +1,4 @@
-"""`edge-train`: load the scans (MIAS or labels.csv), cross-validate the exam reader patient-grouped, write reports and the final model."""
+"""`edge-train`: load the scans (MIAS or labels.csv folders), cross-validate the exam reader patient-grouped, write reports and the final model."""
 
 from __future__ import annotations
 
@@ -14,9 +14,15 @@ from train.desktop_cli import fail, friendly_errors, make_app
 
 one_blas_thread()  # before numpy loads: the cell head's fits, beside another job, ran 4x faster with one
 from train.distil import EPOCHS as DISTIL_EPOCHS  # noqa: E402
+from train.finetune import EPOCHS as FINETUNE_EPOCHS  # noqa: E402
 from train.reader import CELL_HIDDEN, CELL_SEEDS, CONTEXT  # noqa: E402
 
 app = make_app(__doc__)
+
+
+class Trunk(str, Enum):
+    fine_tuned = "fine-tuned"
+    distilled = "distilled"
 
 
 class Strategy(str, Enum):
@@ -31,7 +37,9 @@ GRADIENT = "Gradient training (--strategy)"
 @app.command()
 @friendly_errors
 def train(
-    data: Annotated[Path, typer.Option(help="The scans: a mini-MIAS folder (Info.txt, mdbNNN.pgm or .png) or a folder with a labels.csv (see the README).")],
+    data: Annotated[list[Path], typer.Option(help="The scans: a mini-MIAS folder (Info.txt, mdbNNN.pgm or .png) or a folder with a labels.csv (see the docs); give it once per source (each source's figures are reported apart).")],
+    trunk: Annotated[Trunk, typer.Option(help="fine-tuned: the trunk's later blocks trained quantization-aware on the findings, int8 (the shipped reader); distilled: the ImageNet trunk distilled for int8, frozen, with the cell-head reader of one source (the earlier release).")] = Trunk.fine_tuned,
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs (--trunk fine-tuned).")] = FINETUNE_EPOCHS,
     out: Annotated[Optional[Path], typer.Option(help="Run folder: cv/ report (unless --reports), final/model.keras, final/training.json")] = None,
     summary: Annotated[bool, typer.Option("--summary", help="Print what the loader read and stop.")] = False,
     size: Annotated[int, typer.Option(help="Model input side in pixels (a multiple of 32 times every scale).")] = 512,
@@ -60,7 +68,7 @@ def train(
     """Train and evaluate the mammogram reader on mini-MIAS or on a folder with a labels.csv."""
     from train import records as training_records
 
-    records = training_records.load(data)
+    records = training_records.load_all(data)
     if summary:
         typer.echo(training_records.summary(records))
         return
@@ -77,6 +85,31 @@ def train(
     if any(size % (32 * f) for f in factors):
         raise fail(f"--size {size} must be a multiple of 32 times every scale factor ({scales})")
     gradient = {"--steps": steps, "--batch-size": batch_size, "--learning-rate": learning_rate, "--fine-tune": fine_tune}
+    if trunk is Trunk.fine_tuned and strategy is None:
+        distilled = {"--alone": alone or None, "--hard-negatives": hard_negatives or None,
+                     "--context": context if context != CONTEXT else None, "--activations": activations if activations != "int16" else None,
+                     "--cell-hidden": cell_hidden if cell_hidden != CELL_HIDDEN else None,
+                     "--cell-seeds": cell_seeds if cell_seeds != CELL_SEEDS else None,
+                     "--distil-epochs": distil_epochs if distil_epochs != DISTIL_EPOCHS else None}
+        given = [name for name, value in gradient.items() if value is not None]
+        if given:
+            raise fail(f"{', '.join(given)}: only for gradient training (add --strategy)")
+        given = [name for name, value in distilled.items() if value is not None]
+        if given:
+            raise fail(f"{', '.join(given)}: not for the fine-tuned trunk (add --trunk distilled)")
+        if epochs < 1:
+            raise fail(f"--epochs must be 1 or more, got {epochs}")
+        from tqdm import tqdm
+
+        from train.cv import default_cache
+        from train.tuned_cv import run as run_tuned
+
+        run_tuned(data, out, size, factors, folds, seed, epochs, reports, cache or default_cache(), limit, progress=tqdm,
+                  log=tqdm.write, command=" ".join(["edge-train", *sys.argv[1:]]))
+        return
+    if len(data) != 1:
+        raise fail("--data once only: the distilled trunk and --strategy read one source")
+    data = data[0]
     if strategy is not None:
         logistic = {"--hard-negatives": hard_negatives or None, "--context": context if context != CONTEXT else None,
                     "--cell-hidden": cell_hidden if cell_hidden != CELL_HIDDEN else None,
