@@ -176,8 +176,8 @@ def finetune(codes: list[np.ndarray], masks: list[np.ndarray], target: Targets, 
         for start in range(0, len(order) - BATCH + 1, BATCH):
             rows = np.sort(order[start:start + BATCH])
             flip = rng.random() < 0.5  # upside down: a breast's top and bottom are alike; the chest wall stays left
-            pick = (lambda a: a[rows][:, ::-1]) if flip else (lambda a: a[rows])
-            step([pick(c) for c in codes], [pick(m) for m in masks], pick(target.cells),
+            batch = [a[rows][:, ::-1] if flip else a[rows] for a in (*codes, *masks, target.cells)]
+            step(batch[:len(codes)], batch[len(codes):-1], batch[-1],
                  target.abnormal[rows], target.malignant[rows], target.weight[rows])
     tuned = dict(base)
     tuned.update({conv.name: (distil.on_int8_grid(conv.kernel.numpy(), conv.depthwise), conv.bias.numpy()) for conv in tail})
