@@ -1,13 +1,13 @@
-"""Same scan, same answer on every runtime: the installed `edge-classify --json` on ai-edge-litert
-and on tflite-runtime 2.14 alone gives identical records for the same development scans.
+"""Same scan, same decision on every runtime and kernel set: the installed `edge-classify --json` on
+ai-edge-litert (its default XNNPACK kernels, the builtin ones, the reference ones) and on tflite-runtime
+2.14 alone (default and builtin) reads a sample of the development scans of both sources.
 
-The runner asks every runtime for TFLite's builtin int8 kernels without the default XNNPACK
-delegate (`edge.inference.runtime`, `kernels = "builtin"` in every device config), so on this machine (x86)
-the integer arithmetic is the same and the outputs are bit-identical, not merely close. On
-aarch64 the two runtimes' builds are not the same code: scripts/arm64_check.sh and
-reports/boards/README.md say what an emulated Pi gives.
+Kernel sets round int8 arithmetic differently in the last bits, so answers are not bit-identical
+across them; what must hold is the decision (`AGREEMENT`): the same triage on at least 99.5% of the
+scans and the same label on 99%, every probability within 0.05 and the median difference at most
+0.005. The whole development data is checked by `scripts/kernel_agreement.py` (reports/boards/).
 
-The tflite-runtime side is an older Pi's install, as the README gives it: a virtual environment
+The tflite-runtime side is an older Pi's install, as the docs give it: a virtual environment
 with the package's dependencies, tflite-runtime 2.14.0 for ai-edge-litert and numpy<2, then
 `pip install --no-deps` of a copy of this checkout (no ai-edge-litert in it at all). It lives in
 the user's cache beside the runtimes test's environment (`~/.cache/mias-edge/`), is created on
@@ -77,16 +77,29 @@ def _classify(script: Path, scans: list[Path], cwd: Path, *extra: str) -> list[d
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
+RSNA = REPO.parent / "shared" / "rsna"
+
+
 @pytest.fixture(scope="module")
 def scans(mias_dir) -> list[Path]:
-    """26 development scans spread over the split (every 10th)."""
+    """26 development scans of each source, spread over them (every 10th MIAS scan, every 80th digital image)."""
     files = sorted(p for p in mias_dir.iterdir() if p.name.startswith("mdb") and p.suffix in (".png", ".pgm"))
     picked = files[::10][:26]
+    if (RSNA / "images").is_dir():
+        picked += sorted((RSNA / "images").iterdir())[::80][:26]
     assert len(picked) >= 24
     return picked
 
 
-def test_installed_edge_classify_gives_identical_answers_on_litert_and_tflite_runtime_2_14(scans, tmp_path):
+def _config(folder: Path, kernels: str) -> Path:
+    path = folder / f"{kernels}.toml"
+    path.write_text(f'description = "x86, {kernels} kernels"\nthreads = 2\nkernels = "{kernels}"\n')
+    return path
+
+
+def test_every_runtime_and_kernel_set_gives_the_same_decisions(scans, tmp_path):
+    from convert.agreement import agreement, within_bounds
+
     old_pi = _old_pi_venv(_copy_of_checkout(tmp_path / "checkout"))
     who = subprocess.run(
         [str(old_pi / "python"), "-c",
@@ -98,23 +111,21 @@ def test_installed_edge_classify_gives_identical_answers_on_litert_and_tflite_ru
     assert str(BOARD_VENV) in who[4], f"the old-Pi environment imports edge from {who[4]}, not its install"
 
     beside = Path(sys.executable).with_name("edge-classify")  # this interpreter's install, not another on PATH
-    litert_script = str(beside) if beside.is_file() else shutil.which("edge-classify")
-    litert = _classify(Path(litert_script), scans, tmp_path)
-    tflite = _classify(old_pi / "edge-classify", scans, tmp_path)
-    assert len(litert) == len(tflite) == len(scans)
-    assert all("error" not in r for r in litert + tflite)
-    differ = [a["file"] for a, b in zip(litert, tflite, strict=True) if a["probabilities"] != b["probabilities"]]
-    assert not differ, f"probabilities differ between ai-edge-litert and tflite-runtime 2.14 on {len(differ)} scans: {differ[:5]}"
-    assert litert == tflite  # the whole records: label, triage, heat-map peak too
-
-    # The desktop's board config gives the same answers as the default set-up (both ask for the builtin kernels).
-    assert _classify(old_pi / "edge-classify", scans[:3], tmp_path, "--device", "x86") == tflite[:3]
+    litert_script = Path(str(beside) if beside.is_file() else shutil.which("edge-classify"))
+    reference = _classify(litert_script, scans, tmp_path, "--device", "rpi4")  # what a Pi runs: default kernels
+    assert len(reference) == len(scans) and all("error" not in r for r in reference)
+    runs = {f"litert {k}": (litert_script, k) for k in ("builtin", "reference")}
+    runs |= {f"tflite-runtime 2.14 {k}": (old_pi / "edge-classify", k) for k in ("default", "builtin")}
+    for name, (script, kernels) in runs.items():
+        records = _classify(script, scans, tmp_path, "--config", str(_config(tmp_path, kernels)))
+        figures = agreement(reference, records)
+        assert within_bounds(figures), (name, figures)
 
 
 def test_every_device_config_records_its_kernels():
-    """The Pis run the reference kernels (their answers are a desktop's with the same kernels,
-    reports/boards/README.md); the desktop and the Corals' CPU fallback the builtin ones."""
-    wanted = {"rpi4": "reference", "rpi5": "reference"}
+    """The Pis and the desktop run LiteRT's default kernels (XNNPACK: the fast int8 path); the Corals' CPU
+    fallback the builtin ones."""
+    wanted = {"rpi4": "default", "rpi5": "default", "x86": "default"}
     for name in known_devices():
         assert load_device(name).kernels == wanted.get(name, "builtin"), f"device_configs/{name}.toml"
     assert parse_config('kernels = "default"\n', name="fast", where="fast.toml").kernels == "default"
