@@ -19,12 +19,16 @@ def _probabilities(record: dict) -> list[float]:
 
 
 def agreement(reference: list[dict], records: list[dict]) -> dict[str, float]:
-    """Shares of the same triage and label, and the largest and median probability difference."""
+    """Shares of the same triage and label, and the largest and median probability difference, over the
+    scans both runs read (a scan refused by either is counted apart: refusals are the gate's, not the kernels')."""
     if len(reference) != len(records) or any(a["file"] != b["file"] for a, b in zip(reference, records)):
         raise ValueError("the two runs did not read the same scans in the same order")
+    refused = sum("error" in a or "error" in b for a, b in zip(reference, records))
+    reference, records = zip(*[(a, b) for a, b in zip(reference, records) if "error" not in a and "error" not in b]) or ((), ())
     diff = np.abs(np.array([_probabilities(a) for a in reference]) - np.array([_probabilities(b) for b in records]))
     return {
         "scans": len(records),
+        "refused_by_either": refused,
         "same_triage": float(np.mean([a["triage"] == b["triage"] for a, b in zip(reference, records)])),
         "same_label": float(np.mean([a["label"] == b["label"] for a, b in zip(reference, records)])),
         "max_difference": float(diff.max()) if diff.size else 0.0,
