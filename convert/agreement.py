@@ -24,7 +24,8 @@ def agreement(reference: list[dict], records: list[dict]) -> dict[str, float]:
     if len(reference) != len(records) or any(a["file"] != b["file"] for a, b in zip(reference, records)):
         raise ValueError("the two runs did not read the same scans in the same order")
     refused = sum("error" in a or "error" in b for a, b in zip(reference, records))
-    reference, records = zip(*[(a, b) for a, b in zip(reference, records) if "error" not in a and "error" not in b]) or ((), ())
+    both = [(a, b) for a, b in zip(reference, records) if "error" not in a and "error" not in b]
+    reference, records = [a for a, _ in both], [b for _, b in both]
     diff = np.abs(np.array([_probabilities(a) for a in reference]) - np.array([_probabilities(b) for b in records]))
     return {
         "scans": len(records),
