@@ -56,7 +56,7 @@ def test_a_real_run_is_recorded_with_what_the_board_table_needs(recorded):
     assert record["tool"] == "edge-bench" and record["device"] == "x86"
     assert record["board_name"] == config.description  # x86.toml names no board: its description
     assert record["system"]["cpu"] == bench.cpu_model() and record["system"]["cores"] >= 1
-    assert record["runtime"] == runtime_version() and record["kernels"] == config.kernels == "default"
+    assert record["runtime"] == runtime_version() and record["kernels"] == config.kernels == "builtin"
     assert record["delegate"] == "" and record["threads"] == config.threads
     assert record["model"]["sha256"] == SHIPPED["sha256"]
     assert record["invoke"]["count"] == 3 and record["end_to_end"]["count"] == 3 and record["cold_start"]["count"] == 1

@@ -295,7 +295,7 @@ def test_edge_train_end_to_end(mias_dir, records, tmp_path):
     from commands import run
 
     out, reports = tmp_path / "run", tmp_path / "reports" / "cv"
-    result = run("edge-train", "--data", str(mias_dir), "--trunk", "distilled", "--out", str(out), "--folds", "3", "--size", "64",
+    result = run("edge-train", "--data", str(mias_dir), "--out", str(out), "--folds", "3", "--size", "64",
                  "--limit", "30", "--reports", str(reports), "--cache", str(tmp_path / "cache"), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -354,6 +354,5 @@ def test_edge_train_end_to_end(mias_dir, records, tmp_path):
 def test_edge_train_refuses_bad_options(mias_dir, tmp_path, args, words):
     from commands import run
 
-    trunk = [] if "--trunk" in args else ["--trunk", "distilled"]
-    result = run("edge-train", "--data", str(mias_dir), "--out", str(tmp_path), *trunk, *args)
+    result = run("edge-train", "--data", str(mias_dir), "--out", str(tmp_path), *args)
     assert result.returncode == 2 and words in result.stderr and "Traceback" not in result.stderr

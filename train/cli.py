@@ -38,7 +38,7 @@ GRADIENT = "Gradient training (--strategy)"
 @friendly_errors
 def train(
     data: Annotated[list[Path], typer.Option(help="The scans: a mini-MIAS folder (Info.txt, mdbNNN.pgm or .png) or a folder with a labels.csv (see the docs); give it once per source (each source's figures are reported apart).")],
-    trunk: Annotated[Trunk, typer.Option(help="fine-tuned: the trunk's later blocks trained quantization-aware on the findings, int8 (the shipped reader); distilled: the ImageNet trunk distilled for int8, frozen, with the cell-head reader of one source (the earlier release).")] = Trunk.fine_tuned,
+    trunk: Annotated[Trunk, typer.Option(help="distilled: the ImageNet trunk distilled for int8, frozen, with the cell-head reader of one source (the shipped model); fine-tuned: the trunk's later blocks trained quantization-aware on every --data source's findings, full int8 (not shipped yet: docs/retraining.md).")] = Trunk.distilled,
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs (--trunk fine-tuned).")] = FINETUNE_EPOCHS,
     out: Annotated[Optional[Path], typer.Option(help="Run folder: cv/ report (unless --reports), final/model.keras, final/training.json")] = None,
     summary: Annotated[bool, typer.Option("--summary", help="Print what the loader read and stop.")] = False,
