@@ -126,13 +126,14 @@ def counts(rows: list[dict], key: str) -> dict:
 
 def markdown(report: dict) -> str:
     """reports/reliability/gate.md: the refusals on each corpus, held out and shipped."""
-    lines = ["# The not-a-mammogram gate on its corpora", "",
+    lines = ["# A learned not-a-mammogram gate on its corpora (not shipped)", "",
              "Written by `python scripts/gate_corpus.py --mias ../shared/mias --rsna ../shared/rsna` "
-             "(about 15 minutes on one core); the numbers are in `gate.json` beside this file. "
+             "(about 15 minutes on one core); the numbers are in `gate.json` beside this file. This learned gate is a "
+             "study: it refuses fewer non-mammograms than the pixel rules of `edge.scan.plausibility`, which are what runs. "
              f"Held out: {report['folds']} folds grouped by woman or by source picture; in each, the gate is fitted "
              f"on the other folds with its limit {report['margin']} logit below their lowest real mammogram.", ""]
     for key, title in (("held_out", "Held out (each image judged by a gate fitted without its fold)"),
-                       ("shipped", "The shipped gate (fitted on everything)")):
+                       ("shipped", "The same gate fitted on everything (not shipped)")):
         fig = report["figures"][key]
         fake, real = fig["not_mammograms"], fig["real"]
         lines += [f"## {title}", "",
