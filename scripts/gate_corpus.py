@@ -7,7 +7,7 @@
 2. Held-out folds (5, grouped: a woman, or one source picture and what was made from it, in one
    fold): a logistic regression on the training folds, its limit set below every real mammogram
    there with the margin, then the refusals of the held-out fold.
-3. The same fit on everything (reports/reliability/gate.json, gate.md). It is NOT shipped: at
+3. The same fit on everything (research/gate/gate.json, gate.md). It is NOT shipped: at
    no refusal of a real mammogram it refuses only a quarter of the non-mammograms, fewer than
    the pixel rules of edge.scan.plausibility; better features are needed first.
 """
@@ -125,7 +125,7 @@ def counts(rows: list[dict], key: str) -> dict:
 
 
 def markdown(report: dict) -> str:
-    """reports/reliability/gate.md: the refusals on each corpus, held out and shipped."""
+    """research/gate/gate.md: the refusals on each corpus, held out and fitted on everything."""
     lines = ["# A learned not-a-mammogram gate on its corpora (not shipped)", "",
              "Written by `python scripts/gate_corpus.py --mias ../shared/mias --rsna ../shared/rsna` "
              "(about 15 minutes on one core); the numbers are in `gate.json` beside this file. This learned gate is a "
@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--rsna", type=Path, help="the digital screening folder (images/, labels.csv)")
     parser.add_argument("--every", type=int, default=1, help="every N-th real scan only (a quick look)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/gate_corpus"), help="where the feature table is cached")
-    parser.add_argument("--out", type=Path, default=REPO / "reports" / "reliability", help="where gate.json and gate.md go")
+    parser.add_argument("--out", type=Path, default=REPO / "research" / "gate", help="where gate.json and gate.md go")
     args = parser.parse_args()
     rows = table(args.mias, args.rsna, args.every, args.work / f"features_every{args.every}.json")
     figures = {"held_out": held_out(rows)}

@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-# --- a learned gate, tried and not shipped (reports/reliability/gate.md) ----------------------
+# --- a learned gate, tried and not shipped (research/gate/gate.md) ----------------------
 
 FEATURES = {  # name -> what it measures on the coarse copy, read as prepare() will read it (upright)
     "share": "share of the image the bright region covers",
