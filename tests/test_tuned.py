@@ -29,10 +29,10 @@ def two_sources(mias_dir):
 
 @pytest.fixture(scope="module")
 def tuned(two_sources):
-    from train import finetune, reader, tuned_cv
+    from train import finetune, tuned_cv
 
     base, codes = tuned_cv.stem(two_sources, (1, 2), None, log=lambda _: None)
-    masks = [finetune.breast(reader.scale_images(two_sources.images, f), 128 // f // 16) for f in (1, 2)]
+    masks = finetune.breast_masks(two_sources.images, (1, 2))
     result = finetune.finetune(codes, masks, finetune.targets(two_sources), np.arange(len(two_sources.records)), base, epochs=1)
     return base, codes, result
 

@@ -44,8 +44,6 @@ CELL_WEIGHT = 0.5  # of the lesion-cell loss beside the two image losses
 LESION_CELL_WEIGHT = 10.0  # a lesion cell against a background one: lesions are a few cells of a breast
 CODE_STEP = 6.0 / 255
 """The int8 grid of a ReLU6 output: code k stands for k x CODE_STEP."""
-MIN_BREAST_LEVEL = 8
-"""A cell belongs to the breast when its mean prepared grey level is above this (`prepare` leaves background near 0)."""
 
 
 @dataclass(frozen=True)
@@ -69,11 +67,13 @@ class Finetuned:
     malignant_b: float
 
 
-def breast(images: np.ndarray, grid: int) -> np.ndarray:
-    """(n, grid, grid) float 1/0: cells whose pixels are mostly breast."""
-    n, size = images.shape[0], images.shape[1]
-    step = size // grid
-    return (images.reshape(n, grid, step, grid, step).mean((2, 4)) > MIN_BREAST_LEVEL).astype(np.float32)
+def breast_masks(images: np.ndarray, factors: tuple[int, ...]) -> list[np.ndarray]:
+    """(n, g, g) float 1/0 per scale: the cells of the prepared `images` that are mostly breast
+    (`train.reader.breast_cells`) on each scale's grid, the image average-pooled f x f."""
+    from train.reader import breast_cells, scale_images
+
+    size = images.shape[1]
+    return [breast_cells(scale_images(images, f), size // f // 16).astype(np.float32) for f in factors]
 
 
 def targets(data) -> Targets:

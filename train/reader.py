@@ -362,12 +362,13 @@ def fit_reading(ev: np.ndarray, partner: np.ndarray, y: np.ndarray, index: np.nd
     """The reading stage from evidence of the scans `index` (out-of-fold evidence: never in-sample)."""
     index = np.asarray(index)
     single_coef, single_bias, _ = _logistic(ev[index], y[index], 1.0, balanced=False)
+    single = Logistic(tuple(single_coef[0]), float(single_bias[0]))
     paired = index[partner[index] >= 0]
+    if len(np.unique(y[paired])) < 2:  # no pairs to learn from (a source without sides): the partner weighs nothing
+        return Reading(single, Logistic((*single.weights, *(0.0,) * ev.shape[1]), single.bias))
     x = np.concatenate([ev[paired], ev[partner[paired]]], axis=1)
     paired_coef, paired_bias, _ = _logistic(x, y[paired], 1.0, balanced=False)
-    return Reading(
-        Logistic(tuple(single_coef[0]), float(single_bias[0])), Logistic(tuple(paired_coef[0]), float(paired_bias[0]))
-    )
+    return Reading(single, Logistic(tuple(paired_coef[0]), float(paired_bias[0])))
 
 
 def read(reading: Reading, ev: np.ndarray, partner: np.ndarray, rows: np.ndarray, paired: bool) -> np.ndarray:

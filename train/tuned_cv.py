@@ -26,7 +26,7 @@ import numpy as np
 
 from edge import LABELS
 from edge.inference.heads import Heads, outputs, pooled
-from edge.inference.reading import Logistic, Reading, answer
+from edge.inference.reading import Reading, answer
 from train import distil, finetune, metrics, reader, trunk
 from train.data import Dataset
 
@@ -73,19 +73,6 @@ def read_scans(scales: list[np.ndarray], heads: Heads) -> Evidence:
     return Evidence(reader.evidence(out), out.classes, out.malignant, out.heatmap)
 
 
-def fit_reading(ev: np.ndarray, partner: np.ndarray, y: np.ndarray, rows: np.ndarray) -> Reading:
-    """The reading stage from the evidence of `rows`; where no row has a partner, a partner weighs nothing."""
-    rows = np.asarray(rows)
-    coef, bias, _ = reader._logistic(ev[rows], y[rows], 1.0, balanced=False)
-    single = Logistic(tuple(coef[0]), float(bias[0]))
-    paired_rows = rows[partner[rows] >= 0]
-    if len(np.unique(y[paired_rows])) < 2:
-        return Reading(single, Logistic((*single.weights, *(0.0,) * ev.shape[1]), single.bias))
-    x = np.concatenate([ev[paired_rows], ev[partner[paired_rows]]], axis=1)
-    coef, bias, _ = reader._logistic(x, y[paired_rows], 1.0, balanced=False)
-    return Reading(single, Logistic(tuple(coef[0]), float(bias[0])))
-
-
 def woman_threshold(p: np.ndarray, y: np.ndarray, women: np.ndarray, target: float = metrics.TARGET_SENSITIVITY) -> float:
     """The highest threshold that refers `target` of the women with a finding (a woman: her highest scan)."""
     top, sick = woman_scores(p, y, women)
@@ -123,7 +110,7 @@ def cross_validate(data: Dataset, folds: np.ndarray, codes: list[np.ndarray], ba
     y = data.abnormal.astype(int)
     women = np.array([r.woman + "@" + r.source for r in data.records])
     partner = reader.partners(data)
-    masks = [finetune.breast(reader.scale_images(data.images, data.size // (c.shape[1] * 8)), c.shape[1] // 2) for c in codes]
+    masks = finetune.breast_masks(data.images, tuple(data.size // (c.shape[1] * 8) for c in codes))
     targets = finetune.targets(data)
     oof = Evidence(np.zeros((n, 3)), np.zeros((n, len(LABELS))), np.zeros(n), np.zeros((n, *masks[0].shape[1:]), np.float32))
     for k in sorted(set(folds.tolist())):
@@ -138,22 +125,17 @@ def cross_validate(data: Dataset, folds: np.ndarray, codes: list[np.ndarray], ba
     probs, abnormal, malignant, threshold = np.zeros((n, len(LABELS))), np.zeros(n), np.zeros(n), np.zeros(n)
     for k in sorted(set(folds.tolist())):
         others, test = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
-        reading = fit_reading(oof.ev, partner, y, others)
-        threshold[test] = woman_threshold(read(reading, oof.ev, partner, others), y[others], women[others])
-        p = read(reading, oof.ev, partner, test)
+        reading = reader.fit_reading(oof.ev, partner, y, others)
+        threshold[test] = woman_threshold(reader.read(reading, oof.ev, partner, others, True), y[others], women[others])
+        p = reader.read(reading, oof.ev, partner, test, True)
         for row, i in enumerate(test):
             a = answer(p[row], oof.classes[i], oof.malignant[i], threshold[i], malignant_direct=True)
             probs[i] = [a.probabilities[label] for label in LABELS]
             abnormal[i], malignant[i] = a.abnormal, a.malignant
     everyone = np.arange(n)
-    reading = fit_reading(oof.ev, partner, y, everyone)
-    final = woman_threshold(read(reading, oof.ev, partner, everyone), y, women)
+    reading = reader.fit_reading(oof.ev, partner, y, everyone)
+    final = woman_threshold(reader.read(reading, oof.ev, partner, everyone, True), y, women)
     return Result(probs, abnormal, malignant, oof.heatmap, threshold, oof.ev, reading, final)
-
-
-def read(reading: Reading, ev: np.ndarray, partner: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """P(abnormal) of `rows`, each beside its partner when it has one."""
-    return np.array([reading.p_abnormal(ev[i], ev[partner[i]] if partner[i] >= 0 else None) for i in rows])
 
 
 def stem(data: Dataset, factors: tuple[int, ...], cache: Path | None, log=print) -> tuple[distil.Tuned, list[np.ndarray]]:
@@ -292,7 +274,7 @@ def run(data_dirs: list[Path], out: Path, size: int = 512, factors: tuple[int, .
 
     t0 = time.time()
     everyone = np.arange(len(records))
-    masks = [finetune.breast(reader.scale_images(data.images, f), size // f // 16) for f in factors]
+    masks = finetune.breast_masks(data.images, factors)
     tuned = finetune.finetune(codes, masks, finetune.targets(data), everyone, base, epochs, seed, progress)
     board = trunk.quantized_features(data.images, factors, cache, tuned.tuned, "int8")
     heads = fit_heads(board, data, everyone, tuned, options)
@@ -309,8 +291,8 @@ def run(data_dirs: list[Path], out: Path, size: int = 512, factors: tuple[int, .
         outputs=reader.output_names(len(factors)),
         metrics={"what": f"out-of-fold, {folds}-fold patient-grouped cross-validation; 95% bootstrap CI over women; per source",
                  "sources": figures},
-        data={"sources": [training_records.described([r for r in records if r.source == s], d, f"patient_folds(k={folds}, seed={seed})")
-                          for s, d in zip(sorted({r.source for r in records}), sorted(data_dirs, key=lambda d: Path(d).resolve().name))]},
+        data={"sources": [training_records.described([r for r in records if r.source == Path(d).resolve().name], d,
+                                                     f"patient_folds(k={folds}, seed={seed})") for d in data_dirs]},
         record={"model": f"MobileNet v1 0.25: stem distilled for int8 (ImageNet), blocks after {finetune.STEM_END} fine-tuned "
                          f"quantization-aware on {', '.join(sorted(figures))} ({epochs} epochs); heads beside the int8 network",
                 "config": config, "command": command, "final_seconds": round(time.time() - t0, 1),

@@ -229,12 +229,12 @@ def outputs(scales: list[np.ndarray], heads: Heads) -> Outputs:
     grid = scales[0].shape[1]
     heat = np.mean([_upsample(_sigmoid(heads.cell_logits(f, k)), grid // f.shape[1]) for k, f in enumerate(scales)], axis=0)
     pool = pooled(scales)
+    image = None if heads.abnormal_w is None else pool @ heads.abnormal_w + heads.abnormal_b
     logits = pool @ heads.classes_w + heads.classes_b
     logits -= logits.max(1, keepdims=True)
     classes = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     if heads.focus:  # the malignancy head also reads the focused block
         pool = pooled(scales, heads)
-    image = None if heads.abnormal_w is None else pool[:, :len(heads.abnormal_w)] @ heads.abnormal_w + heads.abnormal_b
     malignant = _sigmoid(pool @ heads.malignant_w + heads.malignant_b)
     return Outputs(classes, heat.reshape(len(heat), -1).max(1), malignant, heat, image)
 

@@ -24,7 +24,7 @@ def main(mias: str, rsna: str, variant: str) -> None:
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedGroupKFold
 
-    from train import finetune, reader, records, tuned_cv
+    from train import finetune, records, tuned_cv
     from train.cv import default_cache
     from train.data import load_dataset
 
@@ -33,7 +33,7 @@ def main(mias: str, rsna: str, variant: str) -> None:
     woman = np.array([f"{r.source}/{r.woman}" for r in data.records])
     abn, mal = data.abnormal, data.malignant
     base, codes = tuned_cv.stem(data, (1, 2), default_cache())
-    masks = [finetune.breast(reader.scale_images(data.images, f), 512 // f // 16) for f in (1, 2)]
+    masks = finetune.breast_masks(data.images, (1, 2))
     folds = np.zeros(len(abn), int)
     split = StratifiedGroupKFold(5, shuffle=True, random_state=0).split(abn, source * 2 + abn.astype(int), woman)
     for k, (_, test) in enumerate(split):
