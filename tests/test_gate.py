@@ -6,7 +6,9 @@ read; `--read-anyway` reads them all, and the JSON, the stderr, the log and the 
 
 from __future__ import annotations
 
+import csv
 import json
+import shutil
 import sqlite3
 
 import numpy as np
@@ -25,17 +27,25 @@ def corpus():
 
 
 def test_refused_in_one_line_or_read_anyway_and_said_so(corpus, model_file, mias_dir, tmp_path):
+    """Over a folder, with two files of the same content among the refused (a grey sample picture
+    and its "in grey" copy are the same bytes): every file has its line, its log row and its
+    results.csv row, read anyway or not."""
     refused = [(item, image) for item, image in corpus if image.ndim == 2 and refusal(image)][:6]
     colour = next(image for item, image in corpus if image.ndim == 3 and refusal(image))
+    folder = tmp_path / "scans"
+    folder.mkdir()
     paths = []
     for k, (_, image) in enumerate(refused):
-        Image.fromarray(image).save(tmp_path / f"not_{k}.png")
-        paths.append(tmp_path / f"not_{k}.png")
-    Image.fromarray(colour).save(tmp_path / "colour.jpg", quality=90)
-    paths.append(tmp_path / "colour.jpg")
-    real = mias_dir / "mdb005.png"
+        Image.fromarray(image).save(folder / f"not_{k}.png")
+        paths.append(folder / f"not_{k}.png")
+    shutil.copy(paths[0], folder / "not_0_copy.png")
+    paths.append(folder / "not_0_copy.png")
+    Image.fromarray(colour).save(folder / "colour.jpg", quality=90)
+    paths.append(folder / "colour.jpg")
+    real = folder / "mdb005.png"
+    shutil.copy(mias_dir / "mdb005.png", real)
 
-    plain = run_classify(*paths, real, "--model", model_file)
+    plain = run_classify(folder, "--model", model_file)
     no_traceback(plain)
     assert plain.returncode == 1
     errors = [line for line in plain.stderr.splitlines() if line.startswith("error:")]
@@ -44,20 +54,27 @@ def test_refused_in_one_line_or_read_anyway_and_said_so(corpus, model_file, mias
     assert sum(line.startswith(str(real)) for line in plain.stdout.splitlines()) == 1
 
     log = tmp_path / "log.sqlite"
-    forced = run_classify(*paths, real, "--model", model_file, "--json", "--read-anyway", "--log", log)
+    forced = run_classify(folder, "--model", model_file, "--json", "--read-anyway", "--log", log)
     no_traceback(forced)
     assert forced.returncode == 0, forced.stderr
     records = {r["file"]: r for r in json_lines(forced.stdout)}
+    assert len(records) == len(paths) + 1
     for path in paths:
         assert records[str(path)]["forced"].startswith("does not look like a mammogram: "), records[str(path)]
     assert "forced" not in records[str(real)]
     warned = [line for line in forced.stderr.splitlines() if "--read-anyway" in line]
     assert len(warned) == len(paths)
-    rows = dict(sqlite3.connect(log).execute("SELECT file, outputs FROM results"))
+    rows = dict(sqlite3.connect(log).execute("SELECT file, outputs FROM results WHERE superseded_by IS NULL"))
+    assert sorted(rows) == sorted(map(str, [*paths, real]))
     assert all(json.loads(rows[str(path)])["forced"] == records[str(path)]["forced"] for path in paths)
     made = run("edge-report", log, "--out", tmp_path / "report")
     assert made.returncode == 0, made.stderr
     assert "read on request (--read-anyway)" in (tmp_path / "report" / "report.html").read_text()
+    with open(tmp_path / "report" / "results.csv", newline="", encoding="utf-8") as table:
+        csv_rows = {row["file"]: row for row in csv.DictReader(table)}
+    assert sorted(csv_rows) == sorted(map(str, [*paths, real]))  # none lost, the copy included
+    assert all(csv_rows[str(path)]["forced"] == records[str(path)]["forced"] for path in paths)
+    assert csv_rows[str(real)]["forced"] == ""
 
 
 def test_the_gate_costs_little_of_a_cold_start(mias_dir):

@@ -10,7 +10,7 @@ overlay is drawn from (the model's heat-map, 16x16 numbers, and where it lies on
 never pixel data. A scan already logged without error for the same file hash and model hash
 is answered from the log on the next run (unless --force), which is how an interrupted batch
 resumes; its overlay is drawn again from the logged heat-map. `--force` reads it again and the
-new row supersedes the old ones (kept, marked with the id of the row that replaced them).
+new row supersedes the old ones of that path (kept, marked with the id of the row that replaced them).
 
 Schema versions (`PRAGMA user_version`): 1 the first log (no `drawing`, no `superseded_by`);
 2 adds both columns. An older log is brought to version 2 when it is opened; its rows stay as
@@ -139,8 +139,10 @@ class ResultsLog:
         supersede: bool = False,
     ) -> None:
         """Append one row in its own transaction (committed before this returns). `supersede`: the
-        scan was read again (--force, or beside another partner); the rows of the same file and
-        model standing so far are marked as replaced by this one, and kept."""
+        scan was read again (--force, or beside another partner); the rows of the same path, file
+        hash and model standing so far are marked as replaced by this one, and kept. A copy under
+        another path keeps its own row: two files of the same content named in one batch are two
+        answers, and the report lists both."""
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         payload = json.dumps(outputs, sort_keys=False) if outputs is not None else None
         patient_json = json.dumps(patient) if patient else None
@@ -155,9 +157,9 @@ class ResultsLog:
                 )
                 if supersede and file_sha256 is not None:
                     self._db.execute(
-                        "UPDATE results SET superseded_by = ? WHERE file_sha256 = ? AND model_sha256 = ? "
+                        "UPDATE results SET superseded_by = ? WHERE file = ? AND file_sha256 = ? AND model_sha256 = ? "
                         "AND id != ? AND superseded_by IS NULL",
-                        (cursor.lastrowid, file_sha256, model_sha256, cursor.lastrowid),
+                        (cursor.lastrowid, _text(file), file_sha256, model_sha256, cursor.lastrowid),
                     )
                 self._db.execute("COMMIT")
             except BaseException:
