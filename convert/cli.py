@@ -35,7 +35,7 @@ def _bar(label: str, total: int):
 @friendly_errors
 def convert(
     model: Path = typer.Argument(..., help="Trained Keras model (models/final.keras); training.json must lie beside it."),
-    data: Path = typer.Option(..., "--data", help="The scans: the mini-MIAS folder (Info.txt and the scans) or a folder with a labels.csv."),
+    data: list[Path] = typer.Option(..., "--data", help="The scans: the mini-MIAS folder (Info.txt and the scans) or a folder with a labels.csv; once per source, in edge-train's order."),
     out: Path = typer.Option(..., "--out", help="Folder for model.tflite + model.json (e.g. edge/models)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Folder for the fidelity report (default: the --out folder)."),
     edgetpu: bool = typer.Option(False, "--edgetpu", help="Also compile for the Coral Edge TPU (needs edgetpu_compiler)."),

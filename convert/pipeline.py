@@ -17,6 +17,7 @@ import contextlib
 import json
 import shlex
 import sys
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
@@ -30,6 +31,7 @@ from edge.fileio import sha256_bytes, sha256_file
 from edge.inference.heads import Heads
 from edge.inference.manifest import OUTPUT_NAMES, Manifest, expected_outputs
 from edge.preprocess import prepare
+from edge.scan.decode import ColourScanWarning
 from convert import board, edgetpu, fidelity, quantize, rewrite
 from train import handoff, quantizer
 
@@ -47,7 +49,7 @@ def no_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
 @dataclass
 class ConvertOptions:
     model: Path
-    data: Path
+    data: list[Path]  # one folder per source, in the order edge-train read them (calibration draws from all)
     out: Path
     report: Path | None = None  # default: `out`
     training_json: Path | None = None  # default: training.json beside the model
@@ -151,12 +153,13 @@ def run(options: ConvertOptions, progress: Progress = no_progress) -> ConvertRes
     training = handoff.read(training_path)
     size = training.input_size
     activations = chosen_activations(options, training)
-    records = training_records.load(options.data)
+    records = training_records.load_all(options.data)
     if options.calibration < 1:
         raise EdgeError("--calibration must be at least 1")
 
     scans = []
-    with progress("preparing scans", len(records)) as step:
+    with progress("preparing scans", len(records)) as step, warnings.catch_warnings():
+        warnings.simplefilter("ignore", ColourScanWarning)  # a source of grey JPEGs stored as RGB (the digital one)
         for record in records:
             scans.append(prepare(record.pixels(), size=size))
             step(1)

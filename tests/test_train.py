@@ -309,7 +309,7 @@ def test_edge_train_end_to_end(mias_dir, records, tmp_path):
     assert training.record["config"]["features"] == "int16" and len(list((tmp_path / "cache").glob("int16-*.npy"))) == 2
     from convert.pipeline import ConvertOptions, chosen_activations
 
-    assert chosen_activations(ConvertOptions(out / "final" / "model.keras", mias_dir, tmp_path)) == "int16"
+    assert chosen_activations(ConvertOptions(out / "final" / "model.keras", [mias_dir], tmp_path)) == "int16"
 
     import keras
 
