@@ -97,6 +97,9 @@ def test_the_kind_head_is_chosen_inside_the_training_scans(small):
     assert not np.array_equal(plain.classes_w, heads.classes_w) or (columns.all() and c == reader.Options().image_c)
     alone, c_alone = reader._kind_choice(pool[abnormal], kinds, [patients[0]] * len(patients), trunk.CHANNELS, reader.Options())
     assert alone.all() and c_alone == reader.Options().image_c  # one woman cannot be split: the plain head
+    normal = np.array([i for i in range(24) if not dataset.records[i].abnormal])
+    w, b = reader.kind_head(pool, trunk.CHANNELS, dataset, normal, reader.Options())  # no finding of a known kind
+    assert (w == 0).all() and b[reader.NORM] == reader.NORM_BIAS and (b[reader.ABNORMAL_KINDS] == 0).all()
 
 
 def test_the_malignancy_head_is_fitted_only_where_it_beats_the_training_rate(small):

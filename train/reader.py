@@ -267,6 +267,11 @@ def kind_head(pool: np.ndarray, channels: int, data: Dataset, index: np.ndarray,
     cells), from the training scans `index` whose finding is of a known kind (`twin_pool`: the float
     network's pooled features, `KIND_TWINS`)."""
     known = np.array([i for i in index if data.records[i].abnormal and data.records[i].kind_known], int)
+    classes_w = np.zeros((pool.shape[1], len(LABELS)))
+    classes_b = np.full(len(LABELS), NORM_BIAS)
+    if not len(known):  # a source that says only "cancer or not": every kind alike
+        classes_b[ABNORMAL_KINDS] = 0.0
+        return classes_w, classes_b
     patients = [data.records[i].patient for i in known]
     x, kinds, women = pool[known], data.class_index[known], patients
     if twin_pool is not None and options.kind_twins:
@@ -276,8 +281,6 @@ def kind_head(pool: np.ndarray, channels: int, data: Dataset, index: np.ndarray,
         columns, c = _kind_choice(x, kinds, women, channels, options)
     coef, bias, seen = _logistic(x[:, columns], kinds, c)
     coef = _spread(coef, columns)
-    classes_w = np.zeros((pool.shape[1], len(LABELS)))
-    classes_b = np.full(len(LABELS), NORM_BIAS)
     if len(seen) == 2:  # sklearn gives one row for two classes
         coef, bias = np.stack([-coef[0], coef[0]]) / 2, np.array([-bias[0], bias[0]]) / 2
     for row, kind in enumerate(seen):

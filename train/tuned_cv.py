@@ -104,9 +104,13 @@ class Result:
 
 def cross_validate(data: Dataset, folds: np.ndarray, codes: list[np.ndarray], base: distil.Tuned,
                    options: reader.Options, epochs: int = finetune.EPOCHS, seed: int = 0, progress=None,
-                   log=print) -> Result:
-    """Fine-tune, fit and read each test fold from the other folds; cross-fit the reading and threshold."""
+                   log=print, learn_from: np.ndarray | None = None) -> Result:
+    """Fine-tune, fit and read each test fold from the other folds; cross-fit the reading and threshold.
+
+    `learn_from` (a mask over the scans; default all) limits what any fold learns from, so that an
+    ablation on the same folds reads every scan with a model that saw only some sources."""
     n = len(data.records)
+    learn = np.ones(n, bool) if learn_from is None else learn_from
     y = data.abnormal.astype(int)
     women = np.array([r.woman + "@" + r.source for r in data.records])
     partner = reader.partners(data)
@@ -115,7 +119,7 @@ def cross_validate(data: Dataset, folds: np.ndarray, codes: list[np.ndarray], ba
     oof = Evidence(np.zeros((n, 3)), np.zeros((n, len(LABELS))), np.zeros(n), np.zeros((n, *masks[0].shape[1:]), np.float32))
     for k in sorted(set(folds.tolist())):
         t0 = time.time()
-        training, test = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+        training, test = np.flatnonzero((folds != k) & learn), np.flatnonzero(folds == k)
         tuned = finetune.finetune(codes, masks, targets, training, base, epochs, seed, progress)
         scales = [finetune.features(c, tuned.tuned) for c in codes]
         heads = fit_heads(scales, data, training, tuned, options)
@@ -124,7 +128,7 @@ def cross_validate(data: Dataset, folds: np.ndarray, codes: list[np.ndarray], ba
         log(f"fold {k}: fine-tuned and read ({time.time() - t0:.0f} s)")
     probs, abnormal, malignant, threshold = np.zeros((n, len(LABELS))), np.zeros(n), np.zeros(n), np.zeros(n)
     for k in sorted(set(folds.tolist())):
-        others, test = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+        others, test = np.flatnonzero((folds != k) & learn), np.flatnonzero(folds == k)
         reading = reader.fit_reading(oof.ev, partner, y, others)
         threshold[test] = woman_threshold(reader.read(reading, oof.ev, partner, others, True), y[others], women[others])
         p = reader.read(reading, oof.ev, partner, test, True)
@@ -132,9 +136,9 @@ def cross_validate(data: Dataset, folds: np.ndarray, codes: list[np.ndarray], ba
             a = answer(p[row], oof.classes[i], oof.malignant[i], threshold[i], malignant_direct=True)
             probs[i] = [a.probabilities[label] for label in LABELS]
             abnormal[i], malignant[i] = a.abnormal, a.malignant
-    everyone = np.arange(n)
+    everyone = np.flatnonzero(learn)
     reading = reader.fit_reading(oof.ev, partner, y, everyone)
-    final = woman_threshold(reader.read(reading, oof.ev, partner, everyone, True), y, women)
+    final = woman_threshold(reader.read(reading, oof.ev, partner, everyone, True), y[everyone], women[everyone])
     return Result(probs, abnormal, malignant, oof.heatmap, threshold, oof.ev, reading, final)
 
 
