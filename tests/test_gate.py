@@ -1,7 +1,11 @@
-"""The override of the not-a-mammogram gate, on pictures of the non-mammogram corpus (train.gate_corpus).
+"""The not-a-mammogram gate on its corpora (train.gate_corpus), and its override.
 
-Through the command: refused images get one line each and exit 1, the real scan beside them is
-read; `--read-anyway` reads them all, and the JSON, the stderr, the log and the report say it was forced.
+A sample of both corpora: every non-mammogram, and every SAMPLE_MIAS-th MIAS scan and every
+SAMPLE_DIGITAL-th digital image in all 8 variants (the gate was fitted on all of them, so this is
+the in-sample figure of docs/reliability.md on a sample; the held-out figures come from
+scripts/gate_corpus.py). Through the command: refused images get one line each and exit 1, the
+real scan beside them is read; `--read-anyway` reads them all, and the JSON, the stderr, the log
+and the report say it was forced.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from PIL import Image
 from classify_support import json_lines, model_file, no_traceback, run_classify  # noqa: F401 (fixture)
 from commands import run
 from edge.scan import plausibility
-from train.gate_corpus import not_mammograms, refusal
+from train.gate_corpus import REAL_VARIANTS, iter_real, not_mammograms, refusal
+
+SAMPLE_MIAS, SAMPLE_DIGITAL = 16, 80
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +83,29 @@ def test_refused_in_one_line_or_read_anyway_and_said_so(corpus, model_file, mias
     assert csv_rows[str(real)]["forced"] == ""
 
 
+def test_a_sample_of_both_corpora_is_judged_as_the_figures_say(corpus, mias_dir, rsna_dir):
+    """No real scan of the sample refused in any variant; at least 95% of the non-mammograms refused."""
+    refused = [item.kind for item, image in corpus if refusal(image)]
+    assert len(refused) >= 0.95 * len(corpus), sorted({item.kind for item, _ in corpus} - set(refused))
+    wrongly, judged = [], 0
+    for source in (iter_real(mias_dir, None, SAMPLE_MIAS), iter_real(None, rsna_dir, SAMPLE_DIGITAL)):
+        for _, _, name, variant, image in source:
+            judged += 1
+            why = refusal(image)
+            empty = int(image.max()) - int(image.min()) < plausibility.MIN_CONTRAST  # a file without a breast
+            if why and not (empty and why.endswith("blank or nearly uniform image")):
+                wrongly.append((name, variant, why))
+    assert judged >= (258 // SAMPLE_MIAS + 2222 // SAMPLE_DIGITAL) * len(REAL_VARIANTS)
+    assert wrongly == []
+
+
+def test_every_refusal_is_one_line_that_says_why(corpus):
+    for item, image in corpus:
+        why = refusal(image)
+        if why:
+            assert "\n" not in why and why.startswith("does not look like a mammogram: "), (item.kind, why)
+
+
 def test_the_gate_costs_little_of_a_cold_start(mias_dir):
     """The gate reads a coarse copy: on a full MIAS scan it takes a few ms, far inside the 0.3 s budget."""
     import time
@@ -87,3 +116,20 @@ def test_the_gate_costs_little_of_a_cold_start(mias_dir):
     for _ in range(5):
         plausibility.problem(scan)
     assert (time.perf_counter() - start) / 5 < 0.05
+
+
+def test_the_docs_quote_the_committed_figures():
+    """docs/reliability.md copies research/gate/gate.json (written by scripts/gate_corpus.py)."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    report = json.loads((repo / "research" / "gate" / "gate.json").read_text())
+    docs = (repo / "docs" / "reliability.md").read_text(encoding="utf-8")
+    section = docs.split("## Not a mammogram: the gate on its corpora", 1)[1]
+    table = (repo / "research" / "gate" / "gate.md").read_text()
+    for key in ("held_out", "in_sample"):
+        fake, real = report["figures"][key]["not_mammograms"], report["figures"][key]["real"]
+        assert f"{fake['refused']} of {fake['tried']}" in section and f"{real['refused']} of {real['tried']}" in section
+    rows = [line for line in table.splitlines() if line.startswith(("| MIAS", "| digital"))]
+    assert len(rows) == 4 and all(row in section for row in rows)
+    assert "python scripts/gate_corpus.py --mias ../shared/mias --rsna ../shared/rsna" in section

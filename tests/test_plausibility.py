@@ -105,7 +105,7 @@ def build_not_mammograms(dest: Path, mias_dir: Path) -> dict[str, Path]:
     cases["all-white image"] = dest / "all_white.png"
 
     scan = Image.open(mias_dir / "mdb005.png")
-    for side, suffix in ((12, "png"), (128, "png"), (160, "jpg")):
+    for side, suffix in ((12, "png"), (128, "png"), (140, "jpg")):
         scan.resize((side, side), Image.Resampling.BOX).save(dest / f"thumb{side}.{suffix}")
         cases[f"{side}x{side} thumbnail of a real scan"] = dest / f"thumb{side}.{suffix}"
     return cases

@@ -11,6 +11,7 @@
 
 Images are numpy arrays: (h, w) greyscale (uint8 or uint16) or (h, w, 3) uint8 colour.
 `refusal` runs an image through what the command runs: the decoder's colour check, then the gate.
+scripts/gate_corpus.py fits the gate (edge/scan/gate.json) on these corpora and measures it.
 """
 
 from __future__ import annotations
@@ -24,54 +25,6 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-# --- a learned gate, tried and not shipped (research/gate/gate.md) ----------------------
-
-FEATURES = {  # name -> what it measures on the coarse copy, read as prepare() will read it (upright)
-    "share": "share of the image the bright region covers",
-    "background": "median level outside it, in the image's 1st..99th percentile range",
-    "flatness": "spread (standard deviation) of the levels outside it, same units",
-    "dark": "share of the image within a tenth of the range of its darkest level",
-    "off_centre": "how far its centre of mass lies from the image's middle, along the farther axis",
-    "wall": "share of the side it covers most (a breast lies against the chest wall)",
-    "opposite": "share of the side opposite that one it covers",
-    "fill": "share of its bounding box it fills",
-    "edges": "mean step between neighbouring pixels inside it, in the range",
-    "texture": "spread of the levels inside it, in the range",
-    "islands": "share of the image in other bright islands (labels, markers, text)",
-}
-
-
-def features(coarse: np.ndarray) -> np.ndarray:
-    """The FEATURES of an upright 8-bit coarse copy, in that order."""
-    from edge.preprocess import _breast_mask
-
-    region, islands, _ = _breast_mask(coarse)
-    values = coarse.astype(np.float32)
-    low, high = np.percentile(values, (1, 99))
-    span = max(float(high - low), 1.0)
-    outside = values[~region & ~islands]
-    inside = values[region]
-    rows, cols = np.nonzero(region)
-    height, width = region.shape
-    sides = [region[:, 0].mean(), region[:, -1].mean(), region[0].mean(), region[-1].mean()]
-    wall = int(np.argmax(sides))
-    box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1) if rows.size else 1
-    steps = np.abs(np.diff(values, axis=1))[region[:, 1:] & region[:, :-1]]
-    return np.array([
-        region.mean(),
-        (float(np.median(outside)) - low) / span if outside.size else 0.0,
-        float(outside.std()) / span if outside.size else 0.0,
-        float((values <= low + 0.1 * span).mean()),
-        max(abs(cols.mean() / (width - 1) - 0.5), abs(rows.mean() / (height - 1) - 0.5)) if rows.size else 0.0,
-        sides[wall],
-        sides[wall ^ 1],
-        rows.size / box,
-        float(steps.mean()) / span if steps.size else 0.0,
-        float(inside.std()) / span if inside.size else 0.0,
-        islands.mean(),
-    ], dtype=np.float32)
-
-
 
 def coarse_upright(scan: np.ndarray) -> np.ndarray:
     """The 8-bit coarse copy the checks read, as prepare() will read it (a negative turned back)."""
@@ -82,27 +35,6 @@ def coarse_upright(scan: np.ndarray) -> np.ndarray:
     factor = max(1, round(max(scan.shape) / COARSE_SIDE))
     coarse = np.asarray(grey.reduce(factor) if factor > 1 else grey)
     return 255 - coarse if inverted_polarity(coarse) else coarse
-
-
-def terms(z: np.ndarray) -> np.ndarray:
-    """The score's terms of standardised features `z`: each feature, then each product of two
-    (squares included), so the score can bend around the real scans."""
-    i, j = np.triu_indices(len(z))
-    return np.concatenate([z, z[i] * z[j]])
-
-
-def score(values: np.ndarray, gate: dict | None = None) -> tuple[float, np.ndarray]:
-    """The logit that the image is a mammogram, and each feature's share of it (a product's
-    weight split between its two features)."""
-    z = (values - np.asarray(gate["mean"])) / np.asarray(gate["scale"])
-    weighted = np.asarray(gate["coef"]) * terms(z)
-    n = len(z)
-    i, j = np.triu_indices(n)
-    parts = weighted[:n].copy()
-    np.add.at(parts, i, weighted[n:] / 2)
-    np.add.at(parts, j, weighted[n:] / 2)
-    return float(gate["intercept"] + weighted.sum()), parts
-
 
 
 REAL_VARIANTS = ("as is", "16-bit", "JPEG", "inverted", "cropped close", "padded", "rotated 90", "small")
@@ -284,10 +216,25 @@ def _dicom_samples() -> list[Item]:
             continue
         grey = _to8(pixels)
         items.append(Item(f"DICOM test file {path.name}", f"dicom-{path.name}", lambda grey=grey: grey))
+        shown = _as_decoded(path)
+        if shown is not None and shown.shape == pixels.shape:
+            items.append(Item(f"DICOM test file {path.name}, as edge-classify decodes it", f"dicom-{path.name}",
+                              lambda shown=shown: shown))
         if max(grey.shape) < 700:
             items.append(Item(f"DICOM test file {path.name} enlarged", f"dicom-{path.name}",
                               lambda grey=grey: _enlarge(grey, 900)))
     return items
+
+
+def _as_decoded(path: Path) -> np.ndarray | None:
+    """The DICOM file as the device decoder reads it (modality LUT, window, MONOCHROME1 turned),
+    in 8 bits; None when that decoder refuses it."""
+    try:
+        from edge.scan.dicom import read_dicom
+
+        return _to8(read_dicom(path))
+    except Exception:  # noqa: BLE001 - a file the device refuses is not a picture it would judge
+        return None
 
 
 def _as_array(image: Image.Image) -> np.ndarray:
