@@ -93,6 +93,20 @@ def test_a_tiny_run_reports_each_source_and_chooses_the_threshold_per_woman(two_
     assert len(read.reading["single"]["weights"]) == 3
     assert len(top) == len({r.woman + r.source for r in two_sources.records}) and sick.sum() > 0
 
+    # edge-convert over both sources: full int8 (what an Edge TPU takes), the heads in its manifest,
+    # and the board's classifier reads a digital image with them (the gate is not asked of a 1-epoch model)
+    from convert.pipeline import ConvertOptions, run as convert
+    from edge.inference.classifier import Classifier
+
+    converted = convert(ConvertOptions(tmp_path / "final" / "model.keras", [mias_dir, RSNA], tmp_path / "tflite",
+                                       calibration=16, min_agreement=0.0, max_auc_drop=1.0))
+    assert converted.passed and converted.readiness.ready, converted.readiness.problems
+    assert converted.readiness.input_types == ("UINT8",) and converted.manifest.heads["malignant"]["of"] == "every scan"
+    board = Classifier(tmp_path / "tflite" / "model.tflite", converted.manifest, kernels="default")
+    digital = two_sources.records[-1]
+    result = board.classify(digital.pixels())
+    assert result.malignant <= result.abnormal and result.triage == ("refer" if result.abnormal >= final else "routine")
+
 
 def test_the_woman_threshold_refers_the_target_share_of_women_with_a_finding():
     from train import tuned_cv
