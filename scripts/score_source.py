@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train.metrics import auc
+from train.metrics import auc, resampled
 
 
 def figures(y: np.ndarray, abnormal: np.ndarray, malignant: np.ndarray, refer: np.ndarray) -> dict[str, float]:
@@ -43,13 +43,8 @@ def main(folder: str, answers: str, predictions: str | None = None, reps: int = 
     malignant = np.array([read[n]["malignant"] for n in names])
     refer = np.array([read[n]["triage"] == "refer" for n in names])
     value = figures(y, abnormal, malignant, refer)
-    rng = np.random.default_rng(seed)
     unique = np.unique(women)
-    rows_of = {w: np.flatnonzero(women == w) for w in unique}
-    samples = []
-    for _ in range(reps):
-        i = np.concatenate([rows_of[w] for w in rng.choice(unique, len(unique))])
-        samples.append(figures(y[i], abnormal[i], malignant[i], refer[i]))
+    samples = [figures(y[i], abnormal[i], malignant[i], refer[i]) for i in resampled(women, reps, np.random.default_rng(seed))]
     model = next(iter(read.values()))["model"][:12]
     print(f"model {model} on {folder}: {len(names)} images of {len(unique)} women read ({int(y.sum())} cancer), "
           f"{len(refused)} refused{': ' + ', '.join(refused) if refused else ''}; {len(labels) - len(names) - len(refused)} missing")

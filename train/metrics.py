@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -242,6 +242,14 @@ def baseline(table: Table) -> dict[str, float]:
     return out
 
 
+def resampled(patients: np.ndarray, reps: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """`reps` bootstrap samples of the rows, each drawing whole patients (women) with replacement."""
+    unique = np.unique(patients)
+    rows_of = {p: np.flatnonzero(patients == p) for p in unique}
+    for _ in range(reps):
+        yield np.concatenate([rows_of[p] for p in rng.choice(unique, size=len(unique), replace=True)])
+
+
 def bootstrap(
     table: Table,
     statistic: Callable[[Table, np.ndarray], dict[str, float]],
@@ -250,13 +258,8 @@ def bootstrap(
     seed: int = 0,
 ) -> dict[str, tuple[float, float]]:
     """95% percentile intervals of every figure of `statistic`, resampling patients with replacement."""
-    rng = np.random.default_rng(seed)
-    patients = np.unique(table.patient)
-    rows_of = {p: np.flatnonzero(table.patient == p) for p in patients}
     samples: dict[str, list[float]] = {}
-    for _ in range(reps):
-        chosen = rng.choice(patients, size=len(patients), replace=True)
-        index = np.concatenate([rows_of[p] for p in chosen])
+    for index in resampled(table.patient, reps, np.random.default_rng(seed)):
         for key, value in statistic(table.take(index), extra[index]).items():
             samples.setdefault(key, []).append(value)
     return {
@@ -344,12 +347,8 @@ def evaluate(table: Table, tissue: dict[str, str] | None = None, reps: int = 100
 def paired_auc_difference(y: np.ndarray, a: np.ndarray, b: np.ndarray, patients: np.ndarray,
                           reps: int = 2000, seed: int = 0) -> dict[str, float | list[float]]:
     """AUC(a) - AUC(b) on the same scans, with a 95% CI from resampling patients (both scores together)."""
-    rng = np.random.default_rng(seed)
-    unique = np.unique(patients)
-    rows_of = {p: np.flatnonzero(patients == p) for p in unique}
     differences = []
-    for _ in range(reps):
-        index = np.concatenate([rows_of[p] for p in rng.choice(unique, size=len(unique), replace=True)])
+    for index in resampled(patients, reps, np.random.default_rng(seed)):
         if len(np.unique(y[index])) == 2:
             differences.append(roc_auc_score(y[index], a[index]) - roc_auc_score(y[index], b[index]))
     return {

@@ -185,10 +185,9 @@ def by_source(rows: dict, reps: int = 1000, seed: int = 0) -> dict:
         index = np.flatnonzero(rows["source"] == source)
         value = _figures(rows, index)
         women = np.unique(rows["woman"][index])
-        of = {w: index[rows["woman"][index] == w] for w in women}
         samples: dict[str, list[float]] = {k: [] for k in value}
-        for _ in range(reps):
-            got = _figures(rows, np.concatenate([of[w] for w in rng.choice(women, len(women))]))
+        for sample in metrics.resampled(rows["woman"][index], reps, rng):
+            got = _figures(rows, index[sample])
             for k in value:
                 samples[k].append(got.get(k, np.nan))
         out[source] = {"images": len(index), "women": len(women), "abnormal_images": int(rows["abnormal_truth"][index].sum()),
