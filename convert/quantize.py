@@ -32,7 +32,7 @@ from edge.fileio import atomic_write_bytes, sha256_bytes
 from edge.inference.heads import METADATA, canonical
 from edge.inference.manifest import OUTPUT_NAMES, Manifest, expected_outputs, manifest_path_for, save_manifest
 from edge.preprocess import prepare
-from edge.inference.runtime import make_interpreter
+from edge.runtime import make_interpreter
 from train.quantizer import as_model_input
 
 MODEL_FILE = "model.tflite"
@@ -205,7 +205,7 @@ def model_facts(content: bytes, positions: dict[str, int]) -> ModelFacts:
 
 def versions() -> dict[str, str]:
     """Converter and runtime versions, for the manifest."""
-    from edge.inference.runtime import runtime_version
+    from edge.runtime import runtime_version
 
     found = {}
     for key, distribution in (("converter", "tensorflow-cpu"), ("converter", "tensorflow"), ("keras", "keras")):

@@ -2,19 +2,23 @@
 
     OMP_NUM_THREADS=1 nice -n 19 python scripts/gate_corpus.py --mias ../shared/mias --rsna ../shared/rsna
 
-About 25 minutes on one core of the 2-core development machine. Writes edge/scan/gate.json (what
-the device reads: the trees and the limit) and research/gate/gate.json + gate.md (the figures).
+About 35 minutes on one core of the 2-core development machine. Writes edge/scan/gate.tflite and
+edge/scan/gate.json (what the device reads: the image network; the trees, the regression and
+their limits) and research/gate/gate.json + gate.md (the figures).
 
-1. The coarse copy of every image (edge.scan.plausibility.coarse_copy; about 2 minutes, cached
-   in --work): the 268 non-mammograms built here, and every real scan in each of its 8 variants.
-   Colour pictures, thumbnails and blank images are refused by the rules before the score.
-2. FEATURES of each (about 4 minutes).
+1. The coarse copy of every image (edge.scan.plausibility.coarse_copy; cached in --work): the
+   284 non-mammograms built here, each also in the FORMS of train.gate_corpus, and every real
+   scan in each of its 8 variants. Colour pictures, thumbnails and blank images are refused by
+   the rules before the scores.
+2. FEATURES of each, and the image network (train.gate_net, int8, calibrated on a sample of both
+   corpora) and its features of each.
 3. Held out: 5 folds grouped by woman or by source picture (StratifiedGroupKFold, seed 0). In
-   each, gradient-boosted trees are fitted on the other 4 folds, and the limit is set MARGIN
-   below the lowest score of a real mammogram of those folds, where each is scored by trees
-   fitted without it (3 inner grouped folds) as well as by the fold's own trees. The limit so
-   allows for a real scan unlike any seen, as a new centre's will be.
-4. The shipped gate: the same on all the data (its limit from 5 grouped folds of all the data),
+   each, gradient-boosted trees on FEATURES and a logistic regression on the network's features
+   are fitted on the other 4 folds, and each one's limit is set MARGIN below the lowest score of
+   a real mammogram of those folds, where each is scored by a fit without it (3 inner grouped
+   folds) as well as by the fold's own. A limit so allows for a real scan unlike any seen, as a
+   new centre's will be. An image is refused when either score is below its limit.
+4. The shipped gate: the same on all the data (its limits from 5 grouped folds of all the data),
    judged on every image through edge.scan.plausibility itself: the in-sample figures.
 
 A real scan whose file holds no breast (the digital source has one: levels 0..8 of 255) is kept
@@ -36,13 +40,19 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from edge.fileio import sha256_bytes  # noqa: E402
 from edge.scan import plausibility  # noqa: E402
+from train import gate_net  # noqa: E402
 from train.gate_corpus import REAL_VARIANTS, iter_real, not_mammograms  # noqa: E402
 
 FOLDS, INNER, SEED = 5, 3, 0
 MARGIN = 1.0
 """Logit units between the lowest real score (out of fold) and the limit."""
 TREES = {"max_depth": 3, "max_iter": 200, "learning_rate": 0.1, "min_samples_leaf": 20, "early_stopping": False}
+REGRESSION_C = 0.1
+"""The logistic regression's inverse penalty on the network's standardised features."""
+CALIBRATION = 600
+"""Pictures the int8 network is calibrated on: half of them real, half not, at random."""
 
 
 def thumbnails(mias: Path | None, rsna: Path | None, cache: Path) -> list[dict]:
@@ -65,8 +75,8 @@ def thumbnails(mias: Path | None, rsna: Path | None, cache: Path) -> list[dict]:
         return {**about, "shape": shape, "rule": rule, "coarse": coarse}
 
     rows, start = [], time.time()
-    for item in not_mammograms():
-        rows.append(row(item.make(), mammogram=0, kind=item.kind, group=item.family, source="not a mammogram"))
+    for item in not_mammograms(forms=True):
+        rows.append(row(item.make(), mammogram=0, kind=item.kind, form=item.form, group=item.family, source="not a mammogram"))
     for source, woman, name, variant, image in iter_real(mias, rsna):
         rows.append(row(image, mammogram=1, kind=variant, group=woman, source=source, file=name))
     print(f"{len(rows)} coarse copies, {time.time() - start:.0f} s", flush=True)
@@ -87,7 +97,26 @@ def features(rows: list[dict], measured: list[int], cache: Path) -> dict[int, np
     return dict(zip(measured, values))
 
 
-def fit(x: np.ndarray, y: np.ndarray):
+def network_features(rows: list[dict], measured: list[int], cache: Path, out: Path) -> dict[int, np.ndarray]:
+    """Build the int8 image network (written to `out`) and its features of each measured row,
+    cached while the network is the same."""
+    rng = np.random.default_rng(SEED)
+    chosen = [k for kind in (0, 1) for k in rng.permutation([k for k in measured if rows[k]["mammogram"] == kind])[:CALIBRATION // 2]]
+    content = gate_net.tflite(np.stack([plausibility.network_input(rows[k]["coarse"]) for k in chosen]))
+    if not out.is_file() or out.read_bytes() != content:
+        out.write_bytes(content)
+    plausibility._network.cache_clear()
+    digest = sha256_bytes(content)
+    if cache.is_file():
+        saved = np.load(cache)
+        if str(saved["sha256"]) == digest and list(saved["rows"]) == measured:
+            return dict(zip(measured, saved["values"]))
+    values = np.array([plausibility.network_features(rows[k]["coarse"]) for k in measured])
+    np.savez(cache, sha256=digest, rows=measured, values=values)
+    return dict(zip(measured, values))
+
+
+def fit_trees(x: np.ndarray, y: np.ndarray):
     """Gradient-boosted trees, the non-mammograms weighted up to as much as the real scans."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -95,9 +124,18 @@ def fit(x: np.ndarray, y: np.ndarray):
     return HistGradientBoostingClassifier(random_state=SEED, **TREES).fit(x, y, sample_weight=weight)
 
 
-def limit(x, y, groups, folds: int) -> float:
-    """MARGIN below the lowest real score, each scored by trees fitted without its group and by
-    the trees fitted on all of `x`."""
+def fit_regression(x: np.ndarray, y: np.ndarray):
+    """A logistic regression on standardised features, both classes weighted alike."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=REGRESSION_C, class_weight="balanced", max_iter=5000)).fit(x, y)
+
+
+def limit(fit, x, y, groups, folds: int) -> float:
+    """MARGIN below the lowest real score, each scored by a `fit` without its group and by the
+    `fit` on all of `x`."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     lowest = fit(x, y).decision_function(x[y == 1]).min()
@@ -106,6 +144,14 @@ def limit(x, y, groups, folds: int) -> float:
         real = test[y[test] == 1]
         lowest = min(lowest, model.decision_function(x[real]).min())
     return float(lowest - MARGIN)
+
+
+def export_regression(model, line: float, digest: str) -> dict:
+    """The regression as edge.scan.plausibility.network_score reads it."""
+    scaler, regression = model[0], model[-1]
+    return {"sha256": digest, "limit": round(line, 4), "C": REGRESSION_C,
+            "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
+            "coef": regression.coef_[0].tolist(), "intercept": float(regression.intercept_[0])}
 
 
 def export(model, lowest_real: float, real_x: np.ndarray) -> dict:
@@ -142,12 +188,15 @@ def export(model, lowest_real: float, real_x: np.ndarray) -> dict:
 
 
 def counts(rows: list[dict], refused: list[bool]) -> dict:
-    """Refusals per corpus and per real variant (a rule before the score counts as a refusal)."""
-    fake = [(r, bool(out)) for r, out in zip(rows, refused) if not r["mammogram"]]
+    """Refusals per corpus and per real variant (a rule before the scores counts as a refusal). Of
+    the non-mammograms, the pictures as made, and with their FORMS (`all_forms`)."""
+    every = [(r, bool(out)) for r, out in zip(rows, refused) if not r["mammogram"]]
+    fake = [(r, o) for r, o in every if r["form"] == "as made"]
     real = [(r, bool(out)) for r, out in zip(rows, refused) if r["mammogram"]]
     out = {"not_mammograms": {"tried": len(fake), "refused": sum(o for _, o in fake),
                               "by_rule_before_the_score": sum(r["rule"] is not None for r, _ in fake),
-                              "read": sorted(r["kind"] for r, o in fake if not o)},
+                              "read": sorted(r["kind"] for r, o in fake if not o),
+                              "all_forms": [sum(o for _, o in every), len(every)]},
            "real": {"tried": len(real), "refused": sum(o for _, o in real),
                     "refused_files": sorted(f"{r['file']} ({r['kind']})" for r, o in real if o)}}
     for source in sorted({r["source"] for r, _ in real}):
@@ -161,14 +210,24 @@ def counts(rows: list[dict], refused: list[bool]) -> dict:
     return out
 
 
+def parts(rows: list[dict], ruled: np.ndarray, trees: np.ndarray, network: np.ndarray) -> str:
+    """Of the non-mammograms as made: how many each part of the gate refuses (with the others or alone)."""
+    made = np.array([not r["mammogram"] and r["form"] == "as made" for r in rows])
+    return (f"the rules {int((made & ruled).sum())}, the trees {int((made & trees).sum())} "
+            f"({int((made & trees & ~network & ~ruled).sum())} alone), the network {int((made & network).sum())} "
+            f"({int((made & network & ~trees & ~ruled).sum())} alone)")
+
+
 def markdown(report: dict) -> str:
     """research/gate/gate.md: the refusals on each corpus, held out and in sample."""
     lines = ["# The not-a-mammogram gate on its corpora", "",
              "Written by `OMP_NUM_THREADS=1 nice -n 19 python scripts/gate_corpus.py --mias ../shared/mias --rsna ../shared/rsna` "
-             "(about 25 minutes on one core); the numbers are in `gate.json` beside this file, the gate itself in "
-             "`edge/scan/gate.json`. Gradient-boosted trees (depth 3, 200 rounds) on the "
-             f"{len(report['features'])} features of `edge.scan.plausibility.FEATURES`; the limit {report['margin']} logit "
-             "below the lowest out-of-fold score of a real mammogram.", ""]
+             "(about 35 minutes on one core); the numbers are in `gate.json` beside this file, the gate itself in "
+             "`edge/scan/gate.json` and `edge/scan/gate.tflite`. Gradient-boosted trees (depth 3, 200 rounds) on the "
+             f"{len(report['features'])} features of `edge.scan.plausibility.FEATURES`, and a logistic regression on the "
+             f"{report['network_features']} pooled features of the int8 image network (`train.gate_net`); each limit "
+             f"{report['margin']} logit below the lowest out-of-fold score of a real mammogram; an image is refused when "
+             "either score is below its limit.", ""]
     for key, title in (("held_out", f"Held out: {report['folds']} folds grouped by woman or by source picture, "
                                     "each image judged by a gate fitted without its fold (limit set inside the training folds)"),
                        ("in_sample", "In sample: the shipped gate (fitted on everything) on every image, through edge.scan.plausibility")):
@@ -177,7 +236,10 @@ def markdown(report: dict) -> str:
         lines += [f"## {title}", "",
                   f"- Not mammograms: **{fake['refused']} of {fake['tried']} refused** ({fake['refused'] / fake['tried']:.1%}); "
                   f"{fake['by_rule_before_the_score']} of them by a rule before the score (colour, too small, blank). "
-                  f"Counting identical pictures once: {fake['distinct'][0]} of {fake['distinct'][1]}.",
+                  f"Counting identical pictures once: {fake['distinct'][0]} of {fake['distinct'][1]}. "
+                  f"With each also inverted, rotated, padded and small: {fake['all_forms'][0]} of {fake['all_forms'][1]} "
+                  f"({fake['all_forms'][0] / fake['all_forms'][1]:.1%}).",
+                  *([f"- Refused by each part alone: {fig['by_part']}."] if "by_part" in fig else []),
                   f"- Real mammograms: **{real['refused']} of {real['tried']} refused**"
                   + (f": {', '.join(real['refused_files'])}" if real["refused_files"] else "") + ".", "",
                   "| source | " + " | ".join(REAL_VARIANTS) + " |", "| --- |" + " --- |" * len(REAL_VARIANTS)]
@@ -212,38 +274,50 @@ def main() -> None:
     groups = np.array([rows[k]["group"] for k in scored])
     print(f"features of {len(x)} images, {time.time() - start:.0f} s", flush=True)
 
-    held = np.zeros(len(rows), bool)
-    for r, row in enumerate(rows):
-        held[r] = row["rule"] is not None
+    seen = network_features(rows, measured, args.work / "network.npz", plausibility.NETWORK_FILE)
+    n = np.array([seen[k] for k in scored], dtype=np.float64)
+    digest = sha256_bytes(plausibility.NETWORK_FILE.read_bytes())
+    print(f"network features, {time.time() - start:.0f} s", flush=True)
+
+    ruled = np.array([row["rule"] is not None for row in rows])
+    held, by_trees, by_network = ruled.copy(), np.zeros(len(rows), bool), np.zeros(len(rows), bool)
     unfitted = [k for k in measured if k not in set(scored)]  # the file without a breast: judged, never fitted
     for fold, (train, test) in enumerate(StratifiedGroupKFold(FOLDS, shuffle=True, random_state=SEED).split(x, y, groups)):
-        model = fit(x[train], y[train])
-        line = limit(x[train], y[train], groups[train], INNER)
-        out = model.decision_function(x[test]) < line
-        for k, o in zip(test, out):
-            held[scored[k]] = o
-        for k in unfitted:
-            if rows[k]["group"] in set(groups[test]):
-                held[k] = model.decision_function(values[k][None].astype(np.float64))[0] < line
-        print(f"fold {fold}: limit {line:.2f}, {int(out[y[test] == 0].sum())} of {int((y[test] == 0).sum())} scored non-mammograms "
+        for data, fit, below, own in ((x, fit_trees, by_trees, values), (n, fit_regression, by_network, seen)):
+            model = fit(data[train], y[train])
+            line = limit(fit, data[train], y[train], groups[train], INNER)
+            for k, o in zip(test, model.decision_function(data[test]) < line):
+                below[scored[k]] = o
+            for k in unfitted:
+                if rows[k]["group"] in set(groups[test]):
+                    below[k] = model.decision_function(own[k][None].astype(np.float64))[0] < line
+        out = np.array([by_trees[scored[k]] or by_network[scored[k]] for k in test])
+        print(f"fold {fold}: {int(out[y[test] == 0].sum())} of {int((y[test] == 0).sum())} scored non-mammograms "
               f"refused, {int(out[y[test] == 1].sum())} real, {time.time() - start:.0f} s", flush=True)
+    held |= by_trees | by_network
     figures = {"held_out": counts(rows, list(held))}
+    figures["held_out"]["by_part"] = parts(rows, ruled, by_trees, by_network)
 
-    model = fit(x, y)
-    gate = export(model, limit(x, y, groups, FOLDS), x[y == 1])
+    trees, regression = fit_trees(x, y), fit_regression(n, y)
+    gate = export(trees, limit(fit_trees, x, y, groups, FOLDS), x[y == 1])
+    gate["network"] = export_regression(regression, limit(fit_regression, n, y, groups, FOLDS), digest)
     args.gate.write_text(json.dumps(gate, separators=(",", ":")) + "\n")
     plausibility._gate.cache_clear()
     gate = plausibility._gate()
     scores = {k: plausibility.score(v, gate) for k, v in values.items()}
-    fitted = model.decision_function(x)
-    assert np.allclose(fitted, [scores[k] for k in scored], atol=1e-3), "the exported trees differ from the fitted ones"
-    shipped = [row["rule"] is not None or scores[k] < gate["limit"] for k, row in enumerate(rows)]
-    figures["in_sample"] = counts(rows, shipped)
-    reasons = Counter(plausibility.reason(values[k], gate) for k, row in enumerate(rows)
-                      if shipped[k] and not row["mammogram"] and row["rule"] is None)
+    network_scores = {k: plausibility.network_score(v, gate) for k, v in seen.items()}
+    assert np.allclose(trees.decision_function(x), [scores[k] for k in scored], atol=1e-3), "the exported trees differ from the fitted ones"
+    assert np.allclose(regression.decision_function(n), [network_scores[k] for k in scored], atol=1e-3), "the exported regression differs"
+    below_trees = np.array([k in scores and scores[k] < gate["limit"] for k in range(len(rows))])
+    below_network = np.array([k in network_scores and network_scores[k] < gate["network"]["limit"] for k in range(len(rows))])
+    figures["in_sample"] = counts(rows, list(ruled | below_trees | below_network))
+    figures["in_sample"]["by_part"] = parts(rows, ruled, below_trees, below_network)
+    reasons = Counter(plausibility.reason(values[k], gate) if below_trees[k] else plausibility.NETWORK_REASON
+                      for k, row in enumerate(rows) if not row["mammogram"] and not ruled[k] and (below_trees[k] or below_network[k]))
     figures["in_sample"]["not_mammograms"]["reasons"] = dict(reasons.most_common())
-    report = {"features": list(plausibility.FEATURES), "folds": FOLDS, "inner_folds": INNER, "margin": MARGIN,
-              "trees": TREES, "limit": gate["limit"], "empty": [str(e) for e in empty], "figures": figures}
+    report = {"features": list(plausibility.FEATURES), "network_features": int(n.shape[1]), "folds": FOLDS, "inner_folds": INNER,
+              "margin": MARGIN, "trees": TREES, "regression_C": REGRESSION_C, "limit": gate["limit"],
+              "network_limit": gate["network"]["limit"], "empty": [str(e) for e in empty], "figures": figures}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gate.json").write_text(json.dumps(report, indent=1) + "\n")
     (args.out / "gate.md").write_text(markdown(report))

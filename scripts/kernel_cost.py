@@ -1,9 +1,9 @@
-"""What the runner's kernel choice costs: bare invoke under each `kernels` of `edge.inference.runtime`.
+"""What the runner's kernel choice costs: bare invoke under each `kernels` of `edge.runtime`.
 
     python scripts/kernel_cost.py [--model FILE] [--compare A.tflite ...] [--kernels builtin,reference,default]
                                   [--threads 2] [--runs 300] [--out FILE.json]
 
-Every model is loaded once per kernel choice of `edge.inference.runtime.make_interpreter` (builtin, the
+Every model is loaded once per kernel choice of `edge.runtime.make_interpreter` (builtin, the
 device configs' choice; reference; default, the runtime's own) in the runtime installed here
 (`--runtime`), and all of them are timed in one loop by `edge-bench`'s own `edge.inference.bench.interleave`
 (warm-up not counted, then round-robin rounds), so the ratios to builtin hold on a shared machine
@@ -26,7 +26,7 @@ from edge.inference import bench
 from edge.inference.classifier import default_model_path
 from edge.errors import EdgeError
 from edge.fileio import atomic_write_text
-from edge.inference.runtime import KERNELS, runtime_version
+from edge.runtime import KERNELS, runtime_version
 
 
 def measure(models: list[Path], threads: int, runtime: str, runs: int, warmup: int, kernel_set: tuple[str, ...] = KERNELS) -> dict:

@@ -80,7 +80,7 @@ def split(folder: Path, model: Path | None) -> None:
 
 
 def isolated(folder: Path, reference: Path, out: Path, kernels: str, runtime: str, threads: int) -> None:
-    from edge.inference.runtime import make_interpreter, runtime_version
+    from edge.runtime import make_interpreter, runtime_version
 
     given = np.load(reference)
     about = json.loads(str(given["about"]))
@@ -103,7 +103,7 @@ def isolated(folder: Path, reference: Path, out: Path, kernels: str, runtime: st
 
 
 def dump(model: Path, image: Path, out: Path, kernels: str, runtime: str, threads: int) -> None:
-    from edge.inference.runtime import make_interpreter, runtime_version
+    from edge.runtime import make_interpreter, runtime_version
 
     interpreter = make_interpreter(model.read_bytes(), threads=threads, runtime=runtime, kernels=kernels)
     detail = interpreter.get_input_details()[0]
@@ -129,7 +129,7 @@ def outputs(folder: Path, out: Path, kernels: str, runtime: str, threads: int) -
 
     from edge.inference.classifier import Classifier
     from edge.scan.decode import read_scan
-    from edge.inference.runtime import runtime_version
+    from edge.runtime import runtime_version
 
     classifier = Classifier(threads=threads, runtime=runtime, kernels=kernels)
     scans = sorted(p for p in folder.iterdir() if p.stem.startswith("mdb") and p.suffix in (".png", ".pgm"))

@@ -29,7 +29,7 @@ def trunk_and_scans(records):
 def _mean_error(content: bytes, model, images: np.ndarray) -> float:
     """Median over the outputs' channels of |mean int8 - mean float| over the scans, in units of the channel's spread."""
     from edge.inference.classifier import Quantization
-    from edge.inference.runtime import make_interpreter
+    from edge.runtime import make_interpreter
 
     interpreter = make_interpreter(content)
     index = interpreter.get_input_details()[0]["index"]
@@ -49,7 +49,7 @@ def test_bias_correction_moves_only_biases_and_brings_int8_nearer_float(trunk_an
     from research.int8.bias import correct_biases
     from convert.quantize import float_tflite
     from train.quantizer import quantize
-    from edge.inference.runtime import make_interpreter
+    from edge.runtime import make_interpreter
 
     model, calibration, others = trunk_and_scans
     plain = quantize(model, calibration)

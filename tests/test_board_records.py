@@ -20,7 +20,7 @@ from edge.inference import bench
 from edge.inference.device import board_mismatch, load_device
 from edge.errors import EdgeError
 from train.doc_blocks import markers
-from edge.inference.runtime import runtime_version
+from edge.runtime import runtime_version
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "bench_readme.py"

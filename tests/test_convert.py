@@ -11,7 +11,7 @@ import pytest
 from edge import LABELS
 from edge.errors import EdgeError
 from edge.inference.manifest import OUTPUT_NAMES, load_manifest, manifest_path_for, read_verified_model, save_manifest
-from edge.inference.runtime import make_interpreter
+from edge.runtime import make_interpreter
 
 
 def test_tiny_model_converts_to_full_int8_with_uint8_io(tiny_model_dir):

@@ -11,7 +11,7 @@ from convert.edgetpu import check_readiness
 from edge import LABELS
 from edge.inference.heads import Heads, output_names
 from edge.inference.manifest import expected_outputs, load_manifest, read_verified_model
-from edge.inference.runtime import make_interpreter
+from edge.runtime import make_interpreter
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "edge" / "models"

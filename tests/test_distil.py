@@ -97,7 +97,7 @@ def _converted_kernel_error(tuned, images) -> float:
     import keras
 
     from train.quantizer import quantize
-    from edge.inference.runtime import make_interpreter
+    from edge.runtime import make_interpreter
     from train import trunk
 
     inputs, cells = trunk.build(images.shape[1], batch_size=1, tuned=tuned)

@@ -133,3 +133,22 @@ def test_the_docs_quote_the_committed_figures():
     rows = [line for line in table.splitlines() if line.startswith(("| MIAS", "| digital"))]
     assert len(rows) == 4 and all(row in section for row in rows)
     assert "python scripts/gate_corpus.py --mias ../shared/mias --rsna ../shared/rsna" in section
+
+
+def test_the_image_network_refuses_pictures_the_trees_would_read(corpus):
+    """The two scores see different things: some non-mammograms pass the trees and are refused by
+    the network's regression alone, in its own words."""
+    gate = plausibility._gate()
+    past_the_trees = []
+    for item, image in corpus:
+        if image.ndim == 3 or max(image.shape) < plausibility.MIN_LONG_SIDE:
+            continue
+        coarse = plausibility.coarse_copy(image)
+        if int(coarse.max()) - int(coarse.min()) < plausibility.MIN_CONTRAST:
+            continue
+        if plausibility.score(plausibility.features(coarse), gate) >= gate["limit"]:
+            past_the_trees.append((item.kind, refusal(image)))
+    by_network = [why for _, why in past_the_trees if why]
+    assert by_network, "no grey non-mammogram passes the trees: the network is never the one that refuses"
+    assert all(plausibility.NETWORK_REASON in why for why in by_network), by_network
+

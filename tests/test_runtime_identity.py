@@ -27,7 +27,7 @@ import pytest
 
 from edge.inference.device import known_devices, load_device, parse_config
 from edge.errors import EdgeError
-from edge.inference.runtime import KERNELS, make_interpreter
+from edge.runtime import KERNELS, make_interpreter
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mias-edge"
@@ -103,7 +103,7 @@ def test_every_runtime_and_kernel_set_gives_the_same_decisions(scans, tmp_path):
     old_pi = _old_pi_venv(_copy_of_checkout(tmp_path / "checkout"))
     who = subprocess.run(
         [str(old_pi / "python"), "-c",
-         "import importlib.util as u, numpy, edge; from edge.inference.runtime import runtime_version; "
+         "import importlib.util as u, numpy, edge; from edge.runtime import runtime_version; "
          "print(runtime_version(), numpy.__version__, u.find_spec('ai_edge_litert') is None, edge.__file__)"],
         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""},
     ).stdout.split()

@@ -11,7 +11,7 @@ fidelity gate does) and compare its raw uint8 outputs.
 Two comparisons, because the runtimes' defaults do not run the same kernels:
 - the same kernels (the builtin int8 kernels, no default delegate) in both runtimes: outputs
   agree within one quantization step (measured: bit-identical);
-- each runtime as `edge.inference.runtime.make_interpreter` builds it, as the board does: LiteRT 2.x
+- each runtime as `edge.runtime.make_interpreter` builds it, as the board does: LiteRT 2.x
   hands int8 ops to its default XNNPACK delegate, tflite-runtime 2.14 does not, and XNNPACK
   rounds differently, and the difference grows through the network: for the shipped model the
   fidelity report measures it over all 258 scans (reports/fidelity/fidelity.md, "two kernel
@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 
 from edge.inference.manifest import load_manifest, read_verified_model
-from edge.inference.runtime import runtime_version
+from edge.runtime import runtime_version
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "edge" / "models" / "model.tflite"
@@ -45,7 +45,7 @@ RUNNER = textwrap.dedent(
     import numpy as np
     from edge.inference.classifier import Classifier
     from edge.inference.manifest import load_manifest, read_verified_model
-    from edge.inference.runtime import runtime_version
+    from edge.runtime import runtime_version
     model, manifest_path, images_path, out_path = sys.argv[1:5]
     manifest = load_manifest(manifest_path)
     content = read_verified_model(manifest, model)
@@ -138,3 +138,37 @@ def _largest_difference(ours, theirs) -> int:
             assert a.shape == b.shape
             largest = max(largest, int(np.max(np.abs(a.astype(int) - b.astype(int)))))
     return largest
+
+
+GATE_RUNNER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from edge.scan import plausibility
+    from edge.runtime import runtime_version
+    pictures = np.load(sys.argv[1])
+    np.save(sys.argv[2], np.stack([plausibility.network_features(pictures[name]) for name in pictures.files]))
+    print(runtime_version())
+    """
+)
+
+
+def test_the_gate_network_reads_alike_in_tflite_runtime_2_14(records, tmp_path):
+    """The not-a-mammogram gate's image network (edge/scan/gate.tflite) runs on the builtin int8
+    kernels in every runtime: its features of real scans and of non-mammograms are the same in
+    tflite-runtime 2.14, so a Pi's gate decides as the desktop's."""
+    from edge.scan import plausibility
+    from train.gate_corpus import not_mammograms
+
+    pictures = [r.pixels() for r in records[::43]] + [item.make() for item in not_mammograms()[::40]]
+    coarse = {f"p{k}": plausibility.coarse_copy(p if p.ndim == 2 else p.mean(axis=2).astype(np.uint8)) for k, p in enumerate(pictures)}
+    np.savez(tmp_path / "coarse.npz", **coarse)
+    ours = np.stack([plausibility.network_features(c) for c in coarse.values()])
+    python = _tflite_runtime_python()
+    (tmp_path / "gate_runner.py").write_text(GATE_RUNNER)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONNOUSERSITE": "1"}
+    done = subprocess.run([str(python), str(tmp_path / "gate_runner.py"), str(tmp_path / "coarse.npz"), str(tmp_path / "theirs.npy")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "tflite-runtime 2.14.0"
+    assert len(ours) >= 10 and np.array_equal(ours, np.load(tmp_path / "theirs.npy"))

@@ -47,6 +47,7 @@ class Item:
     kind: str
     family: str
     make: Callable[[], np.ndarray]
+    form: str = "as made"
 
 
 def refusal(image: np.ndarray) -> str | None:
@@ -129,8 +130,14 @@ def read_grey(path: Path) -> np.ndarray:
 # --- not mammograms ----------------------------------------------------------------------------
 
 
-def not_mammograms(seed: int = 0) -> list[Item]:
-    """At least 200 pictures a health worker might hand the runner by mistake, in families."""
+FORMS = ("inverted", "rotated 90", "padded", "small")
+"""The real variants a non-mammogram is also given when fitting the gate: so that the form a
+picture comes in (turned, framed, shrunk) cannot tell a mammogram from the rest."""
+
+
+def not_mammograms(seed: int = 0, forms: bool = False) -> list[Item]:
+    """At least 200 pictures a health worker might hand the runner by mistake, in families; with
+    `forms`, each also in grey in each of FORMS (same family)."""
     items = [*_package_samples(), *_dicom_samples()]
     rng = np.random.default_rng(seed)
     for maker, count in _DRAWN:
@@ -138,7 +145,15 @@ def not_mammograms(seed: int = 0) -> list[Item]:
             state = int(rng.integers(1 << 31))
             items.append(Item(maker.__name__[5:].replace("_", " "), f"{maker.__name__}-{k}",
                               lambda maker=maker, state=state: maker(np.random.default_rng(state))))
+    if forms:
+        items += [Item(item.kind, item.family, lambda item=item, form=form: _in_form(item.make(), form), form)
+                  for item in items for form in FORMS]
     return items
+
+
+def _in_form(image: np.ndarray, form: str) -> np.ndarray:
+    grey = _grey(image)
+    return real_variant(grey if grey.dtype == np.uint8 else _to8(grey), form)
 
 
 def _variants_of(kind: str, family: str, load: Callable[[], np.ndarray]) -> list[Item]:

@@ -132,7 +132,7 @@ def quantized_features(images: np.ndarray, factors: tuple[int, ...], cache: Path
 
     from train.quantizer import quantize, representative_images
     from edge.inference.classifier import Quantization, model_input
-    from edge.inference.runtime import make_interpreter
+    from edge.runtime import make_interpreter
 
     size = images.shape[1]
     inputs = keras.Input(shape=(size, size, 1), batch_size=1, name="scan")

@@ -40,7 +40,7 @@ from PIL import Image
 from edge.errors import EdgeError
 from edge.fileio import sha256_bytes
 from edge.inference.manifest import manifest_path_for
-from edge.inference.runtime import make_interpreter, runtime_version
+from edge.runtime import make_interpreter, runtime_version
 
 FORMAT = 1
 SYNTHETIC_SIDE = 1024
@@ -423,7 +423,7 @@ class Settings:
     classify_args: list[str] = field(default_factory=list)  # device options passed on to edge-classify
     make_classifier: Callable[[], Any] | None = None
     schedule: str = "auto"  # interleaved, sequential, or auto: sequential with a delegate (Edge TPU), else interleaved
-    kernels: str = "builtin"  # edge.inference.runtime.KERNELS: builtin (what every device config runs) or the runtime's default
+    kernels: str = "builtin"  # edge.runtime.KERNELS: builtin (what every device config runs) or the runtime's default
     board_name: str = ""  # the board the device config is for ("Raspberry Pi 4"), else its description
 
 

@@ -143,8 +143,8 @@ class Classifier:
     ) -> None:
         """`content`, when given, is the model's bytes (checked against the manifest all the same);
         `model_path` then only names the model in messages. `kernels`: "builtin" (the same int8
-        kernels on every runtime, as the device configs ask) or "default" (`edge.inference.runtime`)."""
-        from edge.inference.runtime import make_interpreter
+        kernels on every runtime, as the device configs ask) or "default" (`edge.runtime`)."""
+        from edge.runtime import make_interpreter
 
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         if manifest is None:

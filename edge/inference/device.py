@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edge.errors import EdgeError
 from edge.inference.manifest import INPUT_DTYPES as MODEL_INPUT_DTYPES
-from edge.inference.runtime import KERNELS
+from edge.runtime import KERNELS
 
 PACKAGE = "edge.device_configs"
 RUNTIMES = ("auto", "ai_edge_litert", "tflite_runtime")
@@ -31,7 +31,7 @@ class DeviceConfig:
     delegate: str = ""  # delegate library to load ('libedgetpu.so.1' for a Coral Edge TPU), '' for none
     model: str = "model.tflite"  # the model variant in the model folder (model_edgetpu.tflite for Coral)
     input_dtype: str = "any"  # the model input type this board needs: uint8, int8, int16 or any
-    kernels: str = "builtin"  # edge.inference.runtime.KERNELS: builtin (no XNNPACK; the desktop), reference (the Pis)
+    kernels: str = "builtin"  # edge.runtime.KERNELS: builtin (no XNNPACK; the desktop), reference (the Pis)
     board: str = ""  # how this board's model name starts (/proc/device-tree/model): "Raspberry Pi 4"; '' for any machine
 
     def takes(self, dtype: str) -> bool:

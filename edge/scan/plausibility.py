@@ -14,17 +14,24 @@ of what is not one:
   coarse copy (about 128 pixels a side) turned so the breast would lie against the left side:
   the bright region's shape (one region against one side, its edge a smooth curve), a dark
   even background, breast-like texture (local binary patterns, edge directions, grey levels),
-  how symmetric the picture is. The limit lies below the lowest out-of-fold score of any real
-  mammogram of the corpus, with a margin (docs/reliability.md has the figures).
+  how symmetric the picture is;
+- a small int8 image network's reading of the same copy (`edge/scan/gate.tflite`, ImageNet
+  features, `train.gate_net`) scores above its own limit: a logistic regression in gate.json.
+  The trees know what a breast's outline looks like; the network knows what photos, drawings
+  and other scans look like, and refuses many the trees, fitted on a few hundred, let through.
+Each limit lies below the lowest out-of-fold score of any real mammogram of the corpus, with a
+margin (docs/reliability.md has the figures).
 
 The refusal says which cue is furthest outside what real mammograms show, in words. The checks
 look at the pixels only, never at the model's weights or outputs, so a new model needs no
-refitting of them. numpy + pillow only; a few ms on a coarse copy.
+refitting of them. numpy, pillow and the TFLite runtime; a few ms on a coarse copy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -42,6 +49,9 @@ COARSE_SIDE = 128
 """The checks run on a copy about this many pixels on its longer side (a few ms on a Pi)."""
 MIN_CONTRAST = 16
 GATE_FILE = Path(__file__).with_name("gate.json")
+NETWORK_FILE = Path(__file__).with_name("gate.tflite")
+NETWORK_SIDE = 128
+"""The image network reads the turned coarse copy stretched to this many pixels a side."""
 
 FEATURES = {  # name -> (what it measures, the cue it belongs to); on the coarse copy, turned
     "share": ("share of the image the bright region covers", "shape"),
@@ -95,6 +105,7 @@ CUES = {  # what the refusal says when a cue's feature lies furthest outside rea
     "symmetry": "it is symmetric as a CT or MR slice, a chest X-ray or a face is; a breast is not",
 }
 GENERIC = "its shape, background and texture together are unlike a breast's"
+NETWORK_REASON = "an image network reads it as another kind of picture (a photo, a drawing, another kind of scan?)"
 
 
 def colour_problem(image: Image.Image) -> str | None:
@@ -129,9 +140,12 @@ def problem(scan: np.ndarray) -> str | None:
     values = features(coarse)
     gate = _gate()
     value = score(values, gate)
-    if value >= gate["limit"]:
-        return None
-    return f"{PREFIX}: {reason(values, gate)} (score {value:.1f}, limit {gate['limit']:.1f})"
+    if value < gate["limit"]:
+        return f"{PREFIX}: {reason(values, gate)} (score {value:.1f}, limit {gate['limit']:.1f})"
+    seen, line = network_score(network_features(coarse), gate), gate["network"]["limit"]
+    if seen < line:
+        return f"{PREFIX}: {NETWORK_REASON} (score {seen:.1f}, limit {line:.1f})"
+    return None
 
 
 def reason(values: np.ndarray, gate: dict) -> str:
@@ -150,9 +164,46 @@ def _gate() -> dict:
     gate = json.loads(GATE_FILE.read_text())
     if gate["features"] != list(FEATURES):
         raise RuntimeError(f"{GATE_FILE} was fitted on other features; refit it (scripts/gate_corpus.py)")
-    trees = gate["trees"]
+    if gate["network"]["sha256"] != hashlib.sha256(NETWORK_FILE.read_bytes()).hexdigest():
+        raise RuntimeError(f"{GATE_FILE} was fitted on another {NETWORK_FILE.name}; refit it (scripts/gate_corpus.py)")
+    trees, network = gate["trees"], gate["network"]
     gate["arrays"] = {key: np.asarray(trees[key]) for key in ("feature", "threshold", "left", "right", "value")}
+    gate["network_arrays"] = {key: np.asarray(network[key], dtype=np.float64) for key in ("mean", "scale", "coef")}
     return gate
+
+
+@lru_cache(maxsize=1)
+def _network() -> tuple:
+    """The network's interpreter (builtin kernels: the same features on every runtime) and a lock:
+    batches decode and check scans in worker threads, and an interpreter runs one at a time."""
+    from edge.runtime import make_interpreter
+
+    return make_interpreter(NETWORK_FILE.read_bytes(), threads=1, kernels="builtin"), threading.Lock()
+
+
+def network_input(coarse: np.ndarray) -> np.ndarray:
+    """What the network reads: the turned coarse copy, NETWORK_SIDE pixels a side (uint8)."""
+    picture = Image.fromarray(turned(coarse)[0]).resize((NETWORK_SIDE, NETWORK_SIDE), Image.Resampling.BILINEAR)
+    return np.asarray(picture)
+
+
+def network_features(coarse: np.ndarray) -> np.ndarray:
+    """The network's pooled features of an 8-bit coarse copy, dequantized (float32)."""
+    interpreter, lock = _network()
+    with lock:
+        given, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        interpreter.set_tensor(given["index"], network_input(coarse)[None, :, :, None])
+        interpreter.invoke()
+        values = interpreter.get_tensor(out["index"])[0]
+    scale, zero_point = out["quantization"]
+    return (values.astype(np.float32) - zero_point) * scale
+
+
+def network_score(values: np.ndarray, gate: dict | None = None) -> float:
+    """The logistic regression's logit on the network's features (above 0: more like the real mammograms)."""
+    gate = gate or _gate()
+    a = gate["network_arrays"]
+    return float((values - a["mean"]) / a["scale"] @ a["coef"] + gate["network"]["intercept"])
 
 
 def score(values: np.ndarray, gate: dict | None = None) -> float:

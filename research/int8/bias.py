@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.inference.runtime import make_interpreter
+from edge.runtime import make_interpreter
 
 CONVOLUTIONS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 IMAGES = 64

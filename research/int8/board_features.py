@@ -11,7 +11,7 @@ def model_features(content: bytes, images: np.ndarray, kernels: str = "builtin",
     `positions`: indices into the interpreter's outputs, in the order wanted (a manifest's
     positions); None: every output, the largest (the finest scale) first."""
     from edge.inference.classifier import Quantization, model_input
-    from edge.inference.runtime import make_interpreter
+    from edge.runtime import make_interpreter
 
     interpreter = make_interpreter(content, threads=2, kernels=kernels)
     detail = interpreter.get_input_details()[0]
