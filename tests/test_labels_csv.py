@@ -108,7 +108,7 @@ def test_training_on_it_equals_training_on_the_mias_layout(two_layouts, tmp_path
 
     results = {}
     for name, folder in zip(("mias", "csv"), two_layouts):
-        run(folder, tmp_path / name, Config(size=64, folds=3), cache=tmp_path / "cache", log=lambda *_: None)
+        run(folder, tmp_path / name, Config(size=64, folds=3, distil_epochs=0, features="float"), cache=tmp_path / "cache", log=lambda *_: None)
         training = handoff.read(tmp_path / name / "final" / "training.json")
         with open(tmp_path / name / "cv" / "predictions.csv", newline="") as handle:
             predictions = [{k: v for k, v in row.items() if k != "patient"} for row in csv.DictReader(handle)]

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
 
 from edge import LABELS
 COLUMNS = ("id", "patient", "fold", "true_class", "severity", *LABELS, "abnormal", "malignant")
@@ -160,19 +159,38 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def auc(y: np.ndarray, score: np.ndarray) -> float:
-    """ROC AUC; NaN when only one class is present."""
+    """ROC AUC (the larger label positive, ties counted half); NaN when only one class is present.
+    Mann-Whitney on average ranks, in numpy: the bootstraps call it thousands of times, and
+    sklearn's input checks cost 50 times the arithmetic."""
+    y, score = np.asarray(y), np.asarray(score, dtype=np.float64)
     if len(np.unique(y)) < 2:
         return float("nan")
-    return float(roc_auc_score(y, score))
+    positive = y == y.max()
+    _, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    ranks = ((ends - counts + 1 + ends) / 2)[inverse]
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def sensitivity_at_specificity(y: np.ndarray, score: np.ndarray, specificity: float) -> float:
-    """Highest sensitivity of any threshold whose specificity is at least `specificity`."""
+    """Highest sensitivity among the ROC points whose specificity is at least `specificity`.
+
+    The points are those sklearn's roc_curve keeps (drop_intermediate: a point on a straight run
+    of the curve is dropped, so a threshold inside such a run is not looked at), as every
+    committed report has them; computed in numpy for the bootstraps' sake."""
+    y, score = np.asarray(y), np.asarray(score, dtype=np.float64)
     if len(np.unique(y)) < 2:
         return float("nan")
-    fpr, tpr, _ = roc_curve(y, score)
-    ok = fpr <= 1 - specificity + 1e-12
-    return float(tpr[ok].max())
+    order = np.argsort(-score, kind="mergesort")
+    positive, ranked = (y == y.max())[order], score[order]
+    last = np.r_[np.flatnonzero(np.diff(ranked) != 0), len(ranked) - 1]  # each threshold's last row
+    tps, fps = np.cumsum(positive)[last], np.cumsum(~positive)[last]
+    if len(fps) > 2:
+        kept = np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True]
+        tps, fps = tps[kept], fps[kept]
+    tpr, fpr = np.r_[0.0, tps / tps[-1]], np.r_[0.0, fps / fps[-1]]
+    return float(tpr[fpr <= 1 - specificity + 1e-12].max())
 
 
 def threshold_for_sensitivity(y: np.ndarray, score: np.ndarray, target: float = TARGET_SENSITIVITY) -> float:
@@ -350,7 +368,7 @@ def paired_auc_difference(y: np.ndarray, a: np.ndarray, b: np.ndarray, patients:
     differences = []
     for index in resampled(patients, reps, np.random.default_rng(seed)):
         if len(np.unique(y[index])) == 2:
-            differences.append(roc_auc_score(y[index], a[index]) - roc_auc_score(y[index], b[index]))
+            differences.append(auc(y[index], a[index]) - auc(y[index], b[index]))
     return {
         "value": auc(y, a) - auc(y, b),
         "ci95": [float(np.percentile(differences, 2.5)), float(np.percentile(differences, 97.5))],
