@@ -85,35 +85,32 @@ def thumbnails(mias: Path | None, rsna: Path | None, cache: Path) -> list[dict]:
     return rows
 
 
-def features(rows: list[dict], measured: list[int], cache: Path) -> dict[int, np.ndarray]:
-    """FEATURES of each measured row, cached beside the coarse copies (kept while FEATURES are the same)."""
-    names = list(plausibility.FEATURES)
+def cached(cache: Path, key: str, measured: list[int], compute) -> dict[int, np.ndarray]:
+    """compute(k) of each measured row k, cached in `cache` while `key` and the rows are the same."""
     if cache.is_file():
         saved = np.load(cache)
-        if list(saved["names"]) == names and list(saved["rows"]) == measured:
+        if str(saved["key"]) == key and list(saved["rows"]) == measured:
             return dict(zip(measured, saved["values"]))
-    values = np.array([plausibility.features(rows[k]["coarse"]) for k in measured])
-    np.savez(cache, names=names, rows=measured, values=values)
+    values = np.array([compute(k) for k in measured])
+    np.savez(cache, key=key, rows=measured, values=values)
     return dict(zip(measured, values))
 
 
+def features(rows: list[dict], measured: list[int], cache: Path) -> dict[int, np.ndarray]:
+    """FEATURES of each measured row (cached while FEATURES are the same)."""
+    return cached(cache, ",".join(plausibility.FEATURES), measured, lambda k: plausibility.features(rows[k]["coarse"]))
+
+
 def network_features(rows: list[dict], measured: list[int], cache: Path, out: Path) -> dict[int, np.ndarray]:
-    """Build the int8 image network (written to `out`) and its features of each measured row,
-    cached while the network is the same."""
+    """Build the int8 image network (written to `out`) and its features of each measured row
+    (cached while the network is the same)."""
     rng = np.random.default_rng(SEED)
     chosen = [k for kind in (0, 1) for k in rng.permutation([k for k in measured if rows[k]["mammogram"] == kind])[:CALIBRATION // 2]]
     content = gate_net.tflite(np.stack([plausibility.network_input(rows[k]["coarse"]) for k in chosen]))
     if not out.is_file() or out.read_bytes() != content:
         out.write_bytes(content)
     plausibility._network.cache_clear()
-    digest = sha256_bytes(content)
-    if cache.is_file():
-        saved = np.load(cache)
-        if str(saved["sha256"]) == digest and list(saved["rows"]) == measured:
-            return dict(zip(measured, saved["values"]))
-    values = np.array([plausibility.network_features(rows[k]["coarse"]) for k in measured])
-    np.savez(cache, sha256=digest, rows=measured, values=values)
-    return dict(zip(measured, values))
+    return cached(cache, sha256_bytes(content), measured, lambda k: plausibility.network_features(rows[k]["coarse"]))
 
 
 def fit_trees(x: np.ndarray, y: np.ndarray):
