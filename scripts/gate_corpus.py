@@ -318,7 +318,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gate.json").write_text(json.dumps(report, indent=1) + "\n")
     (args.out / "gate.md").write_text(markdown(report))
-    print(json.dumps({k: {c: {n: v for n, v in f[c].items() if n not in ("read", "refused_files")} for c in f}
+    print(json.dumps({k: {c: {name: v for name, v in f[c].items() if name not in ("read", "refused_files")} for c in f}
                       for k, f in figures.items()}, indent=1))
 
 
