@@ -89,7 +89,7 @@ def cached(cache: Path, key: str, measured: list[int], compute) -> dict[int, np.
     """compute(k) of each measured row k, cached in `cache` while `key` and the rows are the same."""
     if cache.is_file():
         saved = np.load(cache)
-        if str(saved["key"]) == key and list(saved["rows"]) == measured:
+        if "key" in saved.files and str(saved["key"]) == key and list(saved["rows"]) == measured:
             return dict(zip(measured, saved["values"]))
     values = np.array([compute(k) for k in measured])
     np.savez(cache, key=key, rows=measured, values=values)
