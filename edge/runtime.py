@@ -24,7 +24,9 @@ choice, one thread, and gave the same outputs in all three and in both runtimes 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from edge.errors import EdgeError
 
@@ -122,3 +124,20 @@ def _load_delegate(load_delegate, library: str) -> Any:
         f"cannot load delegate {library} ({problem}); is the library installed and the "
         "accelerator plugged in? (Coral: install libedgetpu1-std and replug the USB stick)"
     )
+
+
+class Quantization(NamedTuple):
+    """A tensor's int <-> real mapping: real = scale * (q - zero_point); scale 0 means float."""
+
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def of(cls, detail: dict) -> "Quantization":
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        return cls(float(scale), int(zero_point))
+
+    def dequantize(self, values: np.ndarray) -> np.ndarray:
+        if self.scale == 0.0:
+            return values.astype(np.float32)
+        return (values.astype(np.float32) - self.zero_point) * self.scale

@@ -98,7 +98,12 @@ def cached(cache: Path, key: str, measured: list[int], compute) -> dict[int, np.
 
 def features(rows: list[dict], measured: list[int], cache: Path) -> dict[int, np.ndarray]:
     """FEATURES of each measured row (cached while FEATURES are the same)."""
-    return cached(cache, ",".join(plausibility.FEATURES), measured, lambda k: plausibility.features(rows[k]["coarse"]))
+    return cached(cache, ",".join(plausibility.FEATURES), measured, lambda k: plausibility.features(plausibility.turned(rows[k]["coarse"])))
+
+
+def picture(coarse: np.ndarray) -> np.ndarray:
+    """What the image network reads of a coarse copy."""
+    return plausibility.network_input(plausibility.turned(coarse)[0])
 
 
 def network_features(rows: list[dict], measured: list[int], cache: Path, out: Path) -> dict[int, np.ndarray]:
@@ -106,11 +111,11 @@ def network_features(rows: list[dict], measured: list[int], cache: Path, out: Pa
     (cached while the network is the same)."""
     rng = np.random.default_rng(SEED)
     chosen = [k for kind in (0, 1) for k in rng.permutation([k for k in measured if rows[k]["mammogram"] == kind])[:CALIBRATION // 2]]
-    content = gate_net.tflite(np.stack([plausibility.network_input(rows[k]["coarse"]) for k in chosen]))
+    content = gate_net.tflite(np.stack([picture(rows[k]["coarse"]) for k in chosen]))
     if not out.is_file() or out.read_bytes() != content:
         out.write_bytes(content)
     plausibility._network.cache_clear()
-    return cached(cache, sha256_bytes(content), measured, lambda k: plausibility.network_features(rows[k]["coarse"]))
+    return cached(cache, sha256_bytes(content), measured, lambda k: plausibility.network_features(picture(rows[k]["coarse"])))
 
 
 def fit_trees(x: np.ndarray, y: np.ndarray):

@@ -161,13 +161,16 @@ def test_the_gate_network_reads_alike_in_tflite_runtime_2_14(records, tmp_path):
     from train.gate_corpus import not_mammograms
 
     pictures = [r.pixels() for r in records[::43]] + [item.make() for item in not_mammograms()[::40]]
-    coarse = {f"p{k}": plausibility.coarse_copy(p if p.ndim == 2 else p.mean(axis=2).astype(np.uint8)) for k, p in enumerate(pictures)}
-    np.savez(tmp_path / "coarse.npz", **coarse)
-    ours = np.stack([plausibility.network_features(c) for c in coarse.values()])
+    seen = {}
+    for k, p in enumerate(pictures):
+        coarse = plausibility.coarse_copy(p if p.ndim == 2 else p.mean(axis=2).astype(np.uint8))
+        seen[f"p{k}"] = plausibility.network_input(plausibility.turned(coarse)[0])
+    np.savez(tmp_path / "pictures.npz", **seen)
+    ours = np.stack([plausibility.network_features(c) for c in seen.values()])
     python = _tflite_runtime_python()
     (tmp_path / "gate_runner.py").write_text(GATE_RUNNER)
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONNOUSERSITE": "1"}
-    done = subprocess.run([str(python), str(tmp_path / "gate_runner.py"), str(tmp_path / "coarse.npz"), str(tmp_path / "theirs.npy")],
+    done = subprocess.run([str(python), str(tmp_path / "gate_runner.py"), str(tmp_path / "pictures.npz"), str(tmp_path / "theirs.npy")],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "tflite-runtime 2.14.0"

@@ -24,7 +24,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from edge.inference.heads import Heads, held_in, outputs as head_outputs
 from edge.inference.manifest import INPUT_DTYPES, Manifest, expected_outputs, load_manifest, manifest_path_for, read_verified_model, verify_model_bytes
 from edge.preprocess import Geometry, Prepared, prepare
 from edge.inference.reading import Reading, answer as reading_answer, scan_evidence
+from edge.runtime import Quantization
 
 DEFAULT_MODEL_FILE = "model.tflite"
 ROUND = 4
@@ -49,23 +50,6 @@ def default_model_path(variant: str = DEFAULT_MODEL_FILE) -> Path:
     import edge.models
 
     return Path(next(iter(edge.models.__path__))) / variant
-
-
-class Quantization(NamedTuple):
-    """A tensor's int <-> real mapping: real = scale * (q - zero_point); scale 0 means float."""
-
-    scale: float
-    zero_point: int
-
-    @classmethod
-    def of(cls, detail: dict) -> "Quantization":
-        scale, zero_point = detail.get("quantization", (0.0, 0))
-        return cls(float(scale), int(zero_point))
-
-    def dequantize(self, values: np.ndarray) -> np.ndarray:
-        if self.scale == 0.0:
-            return values.astype(np.float32)
-        return (values.astype(np.float32) - self.zero_point) * self.scale
 
 
 @dataclass(frozen=True, eq=False)

@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from edge.runtime import Quantization
+
 PREFIX = "does not look like a mammogram"
 MIN_LONG_SIDE = 144
 """Pixels on the longer side below which an image is a thumbnail or an icon. The smallest real
@@ -137,12 +139,13 @@ def problem(scan: np.ndarray) -> str | None:
     coarse = coarse_copy(scan)
     if int(coarse.max()) - int(coarse.min()) < MIN_CONTRAST:
         return f"{PREFIX}: blank or nearly uniform image"
-    values = features(coarse)
+    view = turned(coarse)
+    values = features(view)
     gate = _gate()
     value = score(values, gate)
     if value < gate["limit"]:
         return f"{PREFIX}: {reason(values, gate)} (score {value:.1f}, limit {gate['limit']:.1f})"
-    seen, line = network_score(network_features(coarse), gate), gate["network"]["limit"]
+    seen, line = network_score(network_features(network_input(view[0])), gate), gate["network"]["limit"]
     if seen < line:
         return f"{PREFIX}: {NETWORK_REASON} (score {seen:.1f}, limit {line:.1f})"
     return None
@@ -181,22 +184,21 @@ def _network() -> tuple:
     return make_interpreter(NETWORK_FILE.read_bytes(), threads=1, kernels="builtin"), threading.Lock()
 
 
-def network_input(coarse: np.ndarray) -> np.ndarray:
-    """What the network reads: the turned coarse copy, NETWORK_SIDE pixels a side (uint8)."""
-    picture = Image.fromarray(turned(coarse)[0]).resize((NETWORK_SIDE, NETWORK_SIDE), Image.Resampling.BILINEAR)
+def network_input(upright: np.ndarray) -> np.ndarray:
+    """What the network reads: the turned coarse copy (turned()[0]), NETWORK_SIDE pixels a side (uint8)."""
+    picture = Image.fromarray(upright).resize((NETWORK_SIDE, NETWORK_SIDE), Image.Resampling.BILINEAR)
     return np.asarray(picture)
 
 
-def network_features(coarse: np.ndarray) -> np.ndarray:
-    """The network's pooled features of an 8-bit coarse copy, dequantized (float32)."""
+def network_features(picture: np.ndarray) -> np.ndarray:
+    """The network's pooled features of a network_input picture, dequantized (float32)."""
     interpreter, lock = _network()
     with lock:
         given, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-        interpreter.set_tensor(given["index"], network_input(coarse)[None, :, :, None])
+        interpreter.set_tensor(given["index"], picture[None, :, :, None])
         interpreter.invoke()
         values = interpreter.get_tensor(out["index"])[0]
-    scale, zero_point = out["quantization"]
-    return (values.astype(np.float32) - zero_point) * scale
+    return Quantization.of(out).dequantize(values)
 
 
 def network_score(values: np.ndarray, gate: dict | None = None) -> float:
@@ -234,9 +236,9 @@ def turned(coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(np.ascontiguousarray(np.rot90(a, k)) for a in (coarse, region, islands))
 
 
-def features(coarse: np.ndarray) -> np.ndarray:
-    """FEATURES of an 8-bit coarse copy, in that order (float32)."""
-    c, region, islands = turned(coarse)
+def features(view: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """FEATURES of a coarse copy as turned() gives it, in that order (float32)."""
+    c, region, islands = view
     v = c.astype(np.float32)
     h, w = v.shape
     low, high = np.percentile(v, (1, 99))

@@ -80,11 +80,11 @@ def main() -> None:
     measured = [k for k, r in enumerate(rows) if r["rule"] is None]
     values = g.features(rows, measured, args.work / "features.npz")
     seen = g.cached(args.work / "probe_network.npz", sha256_bytes(plausibility.NETWORK_FILE.read_bytes()), measured,
-                    lambda k: plausibility.network_features(rows[k]["coarse"]))
+                    lambda k: plausibility.network_features(g.picture(rows[k]["coarse"])))
     scored = [k for k in measured if rows[k].get("file") != "822_1942326353.jpg"]  # the file without a breast
     x = np.array([values[k] for k in scored], dtype=np.float64)
     n = np.array([seen[k] for k in scored], dtype=np.float64)
-    pictures = np.stack([plausibility.network_input(rows[k]["coarse"]) for k in scored])
+    pictures = np.stack([g.picture(rows[k]["coarse"]) for k in scored])
     y = np.array([rows[k]["mammogram"] for k in scored])
     groups = np.array([rows[k]["group"] for k in scored])
     splits = StratifiedGroupKFold(g.FOLDS, shuffle=True, random_state=g.SEED).split(x, y, groups)
