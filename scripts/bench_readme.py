@@ -90,7 +90,7 @@ def block(record: dict, source: str) -> str:
     if record["end_to_end"]:
         e2e, ratio = record["end_to_end"], record["end_to_end_over_invoke"]
         lines.append(
-            f"| end to end per scan (decode + prepare + invoke + postprocess, heat-map) | {e2e['median_ms']:.1f} ms "
+            f"| end to end per scan (decode + check + prepare + invoke + postprocess, heat-map) | {e2e['median_ms']:.1f} ms "
             f"({ratio:.2f}x invoke) | {e2e['p90_ms']:.1f} ms | at most {TARGET_E2E:.0f}x invoke | "
             f"{'yes' if ratio <= TARGET_E2E else '**no**'} |"
         )

@@ -82,7 +82,7 @@ def test_record_has_every_field_and_names_the_machine(record, models):
     assert record["model"]["sha256"] == json.loads((models[0].with_suffix(".json")).read_text())["sha256"]
     assert record["image"]["source"] == "synthetic" and record["image"]["shape"] == [1024, 1024]
     assert record["load_ms"] > 0 and record["first_inference_ms"] > 0
-    assert set(record["end_to_end_stages"]) == {"decode", "prepare", "run", "postprocess"}
+    assert set(record["end_to_end_stages"]) == {"decode", "check", "prepare", "run", "postprocess"}
     assert record["peak_rss_mb"]["classify_process"] > 0 and record["peak_rss_mb"]["bench_process"] > 0
     assert "edge-classify" in " ".join(record["cold_start_command"]) or "edge.cli.classify" in " ".join(record["cold_start_command"])
     table = bench.format_table(record)

@@ -12,7 +12,8 @@ Conventions, and why:
   kernels take the same time whatever the values, and it lets any `.tflite` (one without a
   manifest, such as the MobileNetV2 reference) be timed the same way.
 - End to end per scan is what a health worker waits for after the process is up: decode the
-  file, prepare, invoke, postprocess and heat-map, through the runner's own `Classifier`.
+  file, check it is a mammogram, prepare, invoke, postprocess and heat-map, through the
+  runner's own `Classifier`.
 - Cold start is a fresh `edge-classify --json IMAGE` process, from launch to its first JSON
   line: interpreter import, model load and verification, one scan. Its peak resident memory
   comes from the kernel's accounting for that child (`wait4`, `ru_maxrss`).
@@ -251,9 +252,11 @@ def write_pgm(scan: np.ndarray, folder: str | Path) -> Path:
 
 def end_to_end_task(classifier: Any, image: Path) -> Task:
     """One scan through the runner as `edge-classify --json` does it, each step timed as a stage:
-    decode the file, prepare, run (set input + invoke + read outputs), postprocess (dequantize,
-    triage, heat-map and its peak on the scan, the JSON-ready record)."""
+    decode the file, check it is a mammogram (edge.scan.plausibility), prepare, run (set input +
+    invoke + read outputs), postprocess (dequantize, triage, heat-map and its peak on the scan,
+    the JSON-ready record)."""
     from edge.scan.decode import read_scan
+    from edge.scan.plausibility import problem
 
     clock = time.perf_counter
 
@@ -261,13 +264,15 @@ def end_to_end_task(classifier: Any, image: Path) -> Task:
         t0 = clock()
         scan = read_scan(image)
         t1 = clock()
+        problem(scan)
+        checked = clock()
         prepared = classifier.prepare(scan)
         t2 = clock()
         raw = classifier.run(prepared.image)
         t3 = clock()
         classifier.postprocess(raw, prepared).to_record()
         t4 = clock()
-        return {"decode": t1 - t0, "prepare": t2 - t1, "run": t3 - t2, "postprocess": t4 - t3}
+        return {"decode": t1 - t0, "check": checked - t1, "prepare": t2 - checked, "run": t3 - t2, "postprocess": t4 - t3}
 
     return task
 
