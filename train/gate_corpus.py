@@ -28,12 +28,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 def coarse_upright(scan: np.ndarray) -> np.ndarray:
     """The 8-bit coarse copy the checks read, as prepare() will read it (a negative turned back)."""
-    from edge.preprocess import _to_uint8, inverted_polarity
-    from edge.scan.plausibility import COARSE_SIDE
+    from edge.preprocess import inverted_polarity
+    from edge.scan.plausibility import coarse_copy
 
-    grey = Image.fromarray(_to_uint8(scan), mode="L")
-    factor = max(1, round(max(scan.shape) / COARSE_SIDE))
-    coarse = np.asarray(grey.reduce(factor) if factor > 1 else grey)
+    coarse = coarse_copy(scan)
     return 255 - coarse if inverted_polarity(coarse) else coarse
 
 
