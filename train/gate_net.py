@@ -25,16 +25,7 @@ def keras_model():
     from edge.scan.plausibility import NETWORK_SIDE
     from train import trunk
 
-    trunk._check_weights()
-    reference = keras.applications.MobileNet(alpha=trunk.ALPHA, weights=None, input_shape=(224, 224, 3))
-    reference.load_weights(trunk.WEIGHTS)
-    inputs = keras.Input(shape=(NETWORK_SIDE, NETWORK_SIDE, 1), batch_size=1, name="picture")
-    scaled = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(inputs)
-    base = keras.applications.MobileNet(alpha=trunk.ALPHA, weights=None, include_top=False, input_tensor=scaled)
-    for layer in base.layers:
-        if layer.weights:
-            weights = reference.get_layer(layer.name).get_weights()
-            layer.set_weights([weights[0].sum(axis=2, keepdims=True)] if layer.name == "conv1" else weights)
+    inputs, base = trunk.imagenet(NETWORK_SIDE, 1, "picture")
     taps = [base.get_layer(name).output for name in TAPS]
     pooled = [layers.GlobalAveragePooling2D()(t) for t in taps] + [layers.GlobalMaxPooling2D()(taps[-1])]
     return keras.Model(inputs, layers.Concatenate(name="features")(pooled))

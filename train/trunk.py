@@ -31,22 +31,33 @@ CHANNELS = 128
 
 def build(size: int, batch_size: int | None = None, tuned=None):
     """(input, cell features) Keras tensors of the trunk at input (size, size, 1), ImageNet weights loaded
-    (`tuned`: then `train.distil`'s weights in their place, each batch norm an identity plus its bias).
+    (`tuned`: then `train.distil`'s weights in their place, each batch norm an identity plus its bias)."""
+    if size % 32:
+        raise ValueError(f"input size must be a multiple of 32, got {size}")
+    inputs, base = imagenet(size, batch_size, "scan")
+    for name, (kernel, bias) in (tuned or {}).items():
+        bn = base.get_layer(name + "_bn")
+        variance = bn.get_weights()[3]
+        base.get_layer(name).set_weights([kernel])
+        bn.set_weights([np.sqrt(variance + bn.epsilon), bias, np.zeros_like(variance), variance])
+    return inputs, base.get_layer(TAP).output
 
-    The input holds prepare()'s grey levels 0..255; the model scales them to [-1, 1] itself
-    (what MobileNet was trained on). The first convolution's RGB kernels are summed into one
-    grey channel: a grey picture shown as RGB gives the same response.
+
+def imagenet(size: int, batch_size: int | None, name: str):
+    """(input, network): ImageNet MobileNet v1 (ALPHA, no top) reading one grey channel at (size, size, 1).
+
+    The input holds grey levels 0..255; the model scales them to [-1, 1] itself (what MobileNet
+    was trained on). The first convolution's RGB kernels are summed into one grey channel: a grey
+    picture shown as RGB gives the same response.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     from keras import layers
 
-    if size % 32:
-        raise ValueError(f"input size must be a multiple of 32, got {size}")
     _check_weights()
     reference = keras.applications.MobileNet(alpha=ALPHA, weights=None, input_shape=(224, 224, 3))
     reference.load_weights(WEIGHTS)
-    inputs = keras.Input(shape=(size, size, 1), batch_size=batch_size, name="scan")
+    inputs = keras.Input(shape=(size, size, 1), batch_size=batch_size, name=name)
     scaled = layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(inputs)
     base = keras.applications.MobileNet(alpha=ALPHA, weights=None, include_top=False, input_tensor=scaled)
     for layer in base.layers:
@@ -56,12 +67,7 @@ def build(size: int, batch_size: int | None = None, tuned=None):
         if layer.name == "conv1":
             weights = [weights[0].sum(axis=2, keepdims=True)]
         layer.set_weights(weights)
-    for name, (kernel, bias) in (tuned or {}).items():
-        bn = base.get_layer(name + "_bn")
-        variance = bn.get_weights()[3]
-        base.get_layer(name).set_weights([kernel])
-        bn.set_weights([np.sqrt(variance + bn.epsilon), bias, np.zeros_like(variance), variance])
-    return inputs, base.get_layer(TAP).output
+    return inputs, base
 
 
 def _check_weights() -> None:
