@@ -86,11 +86,10 @@ class Fidelity:
 
 
 def _auc(truth: Sequence[int], scores: Sequence[float]) -> float | None:
-    from sklearn.metrics import roc_auc_score
+    from train.metrics import auc
 
-    if len(set(truth)) < 2:
-        return None
-    return float(roc_auc_score(truth, scores))
+    value = auc(np.asarray(truth), np.asarray(scores))
+    return None if np.isnan(value) else value
 
 
 def _figures(fid: Fidelity) -> dict[str, Any]:

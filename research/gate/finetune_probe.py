@@ -38,7 +38,7 @@ def int8_logits(pictures, labels, fitted, scored) -> np.ndarray:
     import keras
     from keras import layers
 
-    from edge.runtime import make_interpreter
+    from edge.runtime import Quantization, make_interpreter
     from train import gate_net
     from train.quantizer import quantize, representative_images
 
@@ -59,14 +59,13 @@ def int8_logits(pictures, labels, fitted, scored) -> np.ndarray:
     rng = np.random.default_rng(g.SEED)
     chosen = [k for kind in (0, 1) for k in rng.permutation(fitted[y == kind])[: g.CALIBRATION // 2]]
     interpreter = make_interpreter(quantize(model, representative_images(pictures[chosen]), "int8"), threads=1, kernels="builtin")
-    out = interpreter.get_output_details()[0]
-    scale, zero_point = out["quantization"]
+    given, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     logits = []
     for k in scored:
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], pictures[k][None, :, :, None])
+        interpreter.set_tensor(given["index"], pictures[k][None, :, :, None])
         interpreter.invoke()
-        logits.append((int(interpreter.get_tensor(out["index"]).ravel()[0]) - zero_point) * scale)
-    return np.array(logits)
+        logits.append(interpreter.get_tensor(out["index"]).ravel()[0])
+    return Quantization.of(out).dequantize(np.array(logits))
 
 
 def main() -> None:
