@@ -31,9 +31,23 @@ def test_committed_record_compares_our_model_with_float_and_mobilenet():
     assert record["model"]["sha256"] == shipped["sha256"], "re-run the benchmark for the shipped model"
 
 
+def test_the_footing_record_times_the_shipped_model_and_mobilenet_under_every_kernel_choice():
+    """The speed budget and the board estimates are read from it, on MobileNetV2's published footing."""
+    script = load_script()
+    record = json.loads((REPO / script.FOOTING).read_text(encoding="utf-8"))
+    assert record["tool"] == "scripts/kernel_cost.py" and record["threads"] == 2 and record["runs"] >= 100
+    assert set(record["kernels"]) == {"builtin", "reference", "default"}
+    shipped = json.loads((REPO / "edge" / "models" / "model.json").read_text(encoding="utf-8"))["sha256"]
+    speeds = script.footing(shipped)
+    assert set(speeds["ours"]) == set(record["kernels"])  # every kernel choice a board config may ask for
+    assert set(speeds["mobilenet"]) == {"builtin", "default"}  # its int8 graph aborts under the reference kernels
+    assert speeds["mobilenet"]["default"] < speeds["mobilenet"]["builtin"]  # XNNPACK: the published footing is the fast one
+
+
 def test_readme_figures_are_copied_from_the_record():
     script = load_script()
-    expected = script.block(json.loads(RECORD.read_text(encoding="utf-8")), "reports/bench/x86.json")
+    shipped = json.loads((REPO / "edge" / "models" / "model.json").read_text(encoding="utf-8"))["sha256"]
+    expected = script.block(json.loads(RECORD.read_text(encoding="utf-8")), "reports/bench/x86.json", script.footing(shipped))
     readme = (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8")
     start, end = readme.index(script.BEGIN), readme.index(script.END) + len(script.END)
     assert readme[start:end] == expected, "run: python scripts/bench_readme.py reports/bench/x86.json --write"
