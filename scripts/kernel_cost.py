@@ -64,7 +64,7 @@ def measure(models: list[Path], threads: int, runtime: str, runs: int, warmup: i
         "runs": runs,
         "warmup": warmup,
         "schedule": "interleaved: every model under both kernel choices in one loop",
-        "kernels": list(kernel_set),
+        "kernels": list(dict.fromkeys(kernel_set + (compare_set or ()))),
         "models": rows,
     }
 
