@@ -491,8 +491,8 @@ def model_card(directory: str | Path, training_path: str | Path | None = None, c
         "(written by `edge-convert` and `edge-bench`).",
         "",
         "Regenerate: see docs/model.md. This card is written by "
-        "`python -m train.report reports/cv --card MODEL_CARD.md` from `reports/cv/metrics.json`, `models/training.json` "
-        "and `research/ablation/ablation.json`.",
+        "`python -m train.report reports/cv --card MODEL_CARD.md` from `reports/cv/metrics.json`, `models/training.json`, "
+        "`research/ablation/ablation.json` and `reports/digital/rsna.json`.",
         "",
     ]
     return "\n".join(lines)
