@@ -65,3 +65,6 @@ def test_the_committed_model_card_is_what_its_command_writes(tmp_path):
     page = (REPO / "docs" / "model.md").read_text()
     assert f"P(malignant) **{auc['value']:.3f}** (95% CI {auc['ci95'][0]:.3f}-{auc['ci95'][1]:.3f}" in page
     assert f"{record['images']:,} of {record['images'] + len(record['refused']):,} images read" in page
+    for name in ("sensitivity", "specificity"):
+        figure = record["figures"][name]
+        assert f"{figure['value']:.3f} ({figure['ci95'][0]:.3f}-{figure['ci95'][1]:.3f})" in page, name
