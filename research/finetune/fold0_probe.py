@@ -1,11 +1,11 @@
 """Study: which setting of the two-source fine-tune keeps its skill? One fold, four settings.
 
-    python research/finetune/fold0_probe.py ../shared/mias ../shared/rsna VARIANT
+    python research/finetune/fold0_probe.py ../shared/mias ../shared/rsna VARIANT [EPOCHS]
 
 VARIANT: `scratch` (Adam 3e-4, lesion cells from MIAS only, every scan weighs alike: today's
 `train.finetune` defaults), `cells` (Adam 5e-4, every normal scan's cells as negatives), `weights`
 (Adam 5e-4, each source weighted by 1/sqrt(its scans)), `pipeline` (Adam 5e-4, both). Fold 0 of 5
-patient-grouped folds stratified by source and label; 5 epochs; prints the test fold's AUC of a
+patient-grouped folds stratified by source and label; EPOCHS epochs (default 5); prints the test fold's AUC of a
 logistic regression (C 0.01) on the pooled int8 features, and of the hottest lesion cell, per source.
 The figures in two_sources.md were measured on the same scans prepared with an earlier polarity
 check (the median level of the image's border), which inverted 339 digital images instead of 338.
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 
-def main(mias: str, rsna: str, variant: str) -> None:
+def main(mias: str, rsna: str, variant: str, epochs: str = "5") -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedGroupKFold
@@ -48,11 +48,11 @@ def main(mias: str, rsna: str, variant: str) -> None:
         weight = (w / w.mean()).astype(np.float32)
     if variant != "scratch":
         finetune.LEARNING_RATE = 5e-4
-    tuned = finetune.finetune(codes, masks, finetune.Targets(cells, abn, mal, weight), train, base, epochs=5)
+    tuned = finetune.finetune(codes, masks, finetune.Targets(cells, abn, mal, weight), train, base, epochs=int(epochs))
     features = [finetune.features(c, tuned.tuned) for c in codes]
     pool = np.concatenate([np.concatenate([f.mean((1, 2)), f.max((1, 2))], 1) for f in features], 1)
     x = (pool - pool[train].mean(0)) / (pool[train].std(0) + 1e-3)
-    out = [variant]
+    out = [variant, f"{epochs} epochs"]
     for name, y in (("abnormal", abn), ("malignant", mal)):
         p = LogisticRegression(C=0.01, max_iter=1000, class_weight="balanced").fit(x[train], y[train]).decision_function(x[test])
         for s in (0, 1):
@@ -66,4 +66,4 @@ def main(mias: str, rsna: str, variant: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])
