@@ -8,10 +8,9 @@ their limits) and research/gate/gate.json + gate.md (the figures).
 
 1. The coarse copy of every image (edge.scan.plausibility.coarse_copy; cached in --work): the
    284 non-mammograms built here, each also in the FORMS of train.gate_corpus, and every real
-   scan in each of its 8 variants. Colour pictures, thumbnails and blank images are refused by
+   scan in each of its REAL_VARIANTS. Colour pictures, thumbnails and blank images are refused by
    the rules before the scores.
-2. FEATURES of each, and the image network (train.gate_net, int8, calibrated on a sample of both
-   corpora) and its features of each.
+2. FEATURES of each, and the image network (train.gate_net) and its features of each.
 3. Held out: 5 folds grouped by woman or by source picture (StratifiedGroupKFold, seed 0). In
    each, gradient-boosted trees on FEATURES and a logistic regression on the network's features
    are fitted on the other 4 folds, and each one's limit is set MARGIN below the lowest score of
@@ -51,8 +50,6 @@ MARGIN = 1.0
 TREES = {"max_depth": 3, "max_iter": 200, "learning_rate": 0.1, "min_samples_leaf": 20, "early_stopping": False}
 REGRESSION_C = 0.1
 """The logistic regression's inverse penalty on the network's standardised features."""
-CALIBRATION = 600
-"""Pictures the int8 network is calibrated on: half of them real, half not, at random."""
 
 
 def thumbnails(mias: Path | None, rsna: Path | None, cache: Path) -> list[dict]:
@@ -107,11 +104,9 @@ def picture(coarse: np.ndarray) -> np.ndarray:
 
 
 def network_features(rows: list[dict], measured: list[int], cache: Path, out: Path) -> dict[int, np.ndarray]:
-    """Build the int8 image network (written to `out`) and its features of each measured row
-    (cached while the network is the same)."""
-    rng = np.random.default_rng(SEED)
-    chosen = [k for kind in (0, 1) for k in rng.permutation([k for k in measured if rows[k]["mammogram"] == kind])[:CALIBRATION // 2]]
-    content = gate_net.tflite(np.stack([picture(rows[k]["coarse"]) for k in chosen]))
+    """Build the image network (written to `out`) and its features of each measured row (cached
+    while the network is the same)."""
+    content = gate_net.tflite()
     if not out.is_file() or out.read_bytes() != content:
         out.write_bytes(content)
     plausibility._network.cache_clear()
@@ -135,16 +130,17 @@ def fit_regression(x: np.ndarray, y: np.ndarray):
     return make_pipeline(StandardScaler(), LogisticRegression(C=REGRESSION_C, class_weight="balanced", max_iter=5000)).fit(x, y)
 
 
-def limit(fit, x, y, groups, folds: int) -> float:
-    """MARGIN below the lowest real score, each scored by a `fit` without its group and by the
-    `fit` on all of `x`."""
+def limit(fit, x, y, groups, folds: int, counted: np.ndarray | None = None) -> float:
+    """MARGIN below the lowest real score (of the real rows `counted`, by default all), each scored
+    by a `fit` without its group and by the `fit` on all of `x`."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    lowest = fit(x, y).decision_function(x[y == 1]).min()
+    counted = (y == 1) if counted is None else (y == 1) & counted
+    lowest = fit(x, y).decision_function(x[counted]).min()
     for train, test in StratifiedGroupKFold(folds, shuffle=True, random_state=SEED + 1).split(x, y, groups):
-        model = fit(x[train], y[train])
-        real = test[y[test] == 1]
-        lowest = min(lowest, model.decision_function(x[real]).min())
+        chosen = test[counted[test]]
+        if chosen.size:
+            lowest = min(lowest, fit(x[train], y[train]).decision_function(x[chosen]).min())
     return float(lowest - MARGIN)
 
 
@@ -227,7 +223,7 @@ def markdown(report: dict) -> str:
              "(about 35 minutes on one core); the numbers are in `gate.json` beside this file, the gate itself in "
              "`edge/scan/gate.json` and `edge/scan/gate.tflite`. Gradient-boosted trees (depth 3, 200 rounds) on the "
              f"{len(report['features'])} features of `edge.scan.plausibility.FEATURES`, and a logistic regression on the "
-             f"{report['network_features']} pooled features of the int8 image network (`train.gate_net`); each limit "
+             f"{report['network_features']} pooled features of the image network (`train.gate_net`); each limit "
              f"{report['margin']} logit below the lowest out-of-fold score of a real mammogram; an image is refused when "
              "either score is below its limit.", ""]
     for key, title in (("held_out", f"Held out: {report['folds']} folds grouped by woman or by source picture, "
@@ -251,7 +247,7 @@ def markdown(report: dict) -> str:
         lines += ["", "Not mammograms read: " + (", ".join(f"{kind} ({n})" for kind, n in Counter(fake["read"]).most_common()) or "none") + ".", ""]
     lines += [f"The file without a breast ({', '.join(report['empty']) or 'none'}) is counted in the real corpus above; "
               "it is refused in every variant (as blank where it is 8-bit), which is the right answer for an empty picture; "
-              "the other 19,832 real images show a breast.", ""]
+              f"the other {report['showing_a_breast']:,} real images show a breast.", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -319,12 +315,13 @@ def main() -> None:
     figures["in_sample"]["not_mammograms"]["reasons"] = dict(reasons.most_common())
     report = {"features": list(plausibility.FEATURES), "network_features": int(n.shape[1]), "folds": FOLDS, "inner_folds": INNER,
               "margin": MARGIN, "trees": TREES, "regression_C": REGRESSION_C, "limit": gate["limit"],
-              "network_limit": gate["network"]["limit"], "empty": [str(e) for e in empty], "figures": figures}
+              "network_limit": gate["network"]["limit"], "empty": [str(e) for e in empty],
+              "showing_a_breast": sum(r["mammogram"] and r["file"] not in empty for r in rows), "figures": figures}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gate.json").write_text(json.dumps(report, indent=1) + "\n")
     (args.out / "gate.md").write_text(markdown(report))
-    print(json.dumps({k: {c: {name: v for name, v in f[c].items() if name not in ("read", "refused_files")} for c in f}
-                      for k, f in figures.items()}, indent=1))
+    print(json.dumps({k: {c: {name: v for name, v in f[c].items() if name not in ("read", "refused_files")}
+                          if isinstance(f[c], dict) else f[c] for c in f} for k, f in figures.items()}, indent=1))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@
   a `family` (one source picture and everything made from it), so held-out folds never split one.
 - Real mammograms: every MIAS film scan and every digital screening image, as they are and in
   the forms a centre may hand over: 16-bit, JPEG, inverted, cropped close, padded, rotated by
-  90 degrees, small (600 pixels on the longer side).
+  90 degrees, small (600 pixels on the longer side); and with a spot-compression paddle drawn
+  over it, as is and in one of those forms (a spot or magnification view shows the paddle's
+  bright frame over the breast: without such views the gate takes one for a drawing).
 
 Images are numpy arrays: (h, w) greyscale (uint8 or uint16) or (h, w, 3) uint8 colour.
 `refusal` runs an image through what the command runs: the decoder's colour check, then the gate.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -35,7 +38,10 @@ def coarse_upright(scan: np.ndarray) -> np.ndarray:
     return 255 - coarse if inverted_polarity(coarse) else coarse
 
 
-REAL_VARIANTS = ("as is", "16-bit", "JPEG", "inverted", "cropped close", "padded", "rotated 90", "small")
+REAL_VARIANTS = ("as is", "16-bit", "JPEG", "inverted", "cropped close", "padded", "rotated 90", "small",
+                 "paddle", "paddle, reframed")
+PADDLE_FORMS = ("cropped close", "padded", "small", "rotated 90", "inverted")
+"""The form "paddle, reframed" gives a scan with a paddle: one of these, chosen by the scan."""
 
 
 @dataclass(frozen=True)
@@ -97,11 +103,56 @@ def real_variant(scan: np.ndarray, variant: str) -> np.ndarray:
         return np.pad(scan, ((pad // 2, pad // 2), (pad, pad)), constant_values=int(np.median(_frame(scan))))
     if variant == "rotated 90":
         return np.ascontiguousarray(np.rot90(scan))
+    if variant == "paddle":
+        return _with_paddle(scan)
+    if variant == "paddle, reframed":
+        return real_variant(_with_paddle(scan), PADDLE_FORMS[_seed(scan) % len(PADDLE_FORMS)])
     if variant == "small":
         image = Image.fromarray(scan)
         factor = 600 / max(scan.shape)
         return np.asarray(image.resize((round(scan.shape[1] * factor), round(scan.shape[0] * factor)), Image.Resampling.BOX))
     raise ValueError(variant)
+
+
+def _seed(scan: np.ndarray) -> int:
+    return zlib.crc32(scan.tobytes())
+
+
+def _with_paddle(scan: np.ndarray) -> np.ndarray:
+    """`scan` with a spot-compression paddle drawn over its breast: a bright ring (an ellipse or a
+    rounded rectangle) and a few bars from it to the side away from the chest wall; dark where
+    the scan is a negative. Its size and place are drawn from a seed taken from the scan."""
+    from edge.preprocess import _breast_mask, inverted_polarity
+    from edge.scan.plausibility import MIN_CONTRAST, coarse_copy
+
+    rng = np.random.default_rng(_seed(scan))
+    coarse = coarse_copy(scan)
+    if int(coarse.max()) - int(coarse.min()) < MIN_CONTRAST:  # a blank file: no breast to press
+        return scan
+    negative = inverted_polarity(coarse)
+    if negative:
+        scan, coarse = 255 - scan, 255 - coarse
+    rows, cols = np.nonzero(_breast_mask(coarse)[0])
+    wall_left = cols.mean() < coarse.shape[1] / 2
+    across = (1 - cols.mean() / coarse.shape[1]) if wall_left else cols.mean() / coarse.shape[1]
+    h, w = scan.shape
+    image = Image.fromarray(np.ascontiguousarray(scan[:, ::-1]) if wall_left else scan)  # drawn with the wall on the right
+    draw = ImageDraw.Draw(image)
+    level = int(max(np.percentile(scan, 99.5), 200))
+    cx, cy = w * (across + rng.uniform(-0.08, 0.08)), h * (rows.mean() / coarse.shape[0] + rng.uniform(-0.1, 0.1))
+    rx, ry = w * rng.uniform(0.15, 0.3), h * rng.uniform(0.12, 0.25)
+    width = max(2, round(w * rng.uniform(0.015, 0.04)))
+    box = [cx - rx, cy - ry, cx + rx, cy + ry]
+    if rng.random() < 0.7:
+        draw.ellipse(box, outline=level, width=width)
+    else:
+        draw.rounded_rectangle(box, radius=min(rx, ry) / 2, outline=level, width=width)
+    for _ in range(int(rng.integers(2, 6))):
+        y0 = cy + ry * rng.uniform(-0.9, 0.9)
+        draw.line([(0, y0 + h * rng.uniform(-0.08, 0.08)), (cx - rx * 0.8, y0)], fill=level, width=max(1, width // 2))
+    out = np.asarray(image)
+    out = np.ascontiguousarray(out[:, ::-1]) if wall_left else out
+    return 255 - out if negative else out
 
 
 def _frame(scan: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ of what is not one:
   the bright region's shape (one region against one side, its edge a smooth curve), a dark
   even background, breast-like texture (local binary patterns, edge directions, grey levels),
   how symmetric the picture is;
-- a small int8 image network's reading of the same copy (`edge/scan/gate.tflite`, ImageNet
+- a small image network's reading of the same copy (`edge/scan/gate.tflite`, ImageNet
   features, `train.gate_net`) scores above its own limit: a logistic regression in gate.json.
   The trees know what a breast's outline looks like; the network knows what photos, drawings
   and other scans look like, and refuses many the trees, fitted on a few hundred, let through.
@@ -191,11 +191,11 @@ def network_input(upright: np.ndarray) -> np.ndarray:
 
 
 def network_features(picture: np.ndarray) -> np.ndarray:
-    """The network's pooled features of a network_input picture, dequantized (float32)."""
+    """The network's pooled features of a network_input picture (float32)."""
     interpreter, lock = _network()
     with lock:
         given, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-        interpreter.set_tensor(given["index"], picture[None, :, :, None])
+        interpreter.set_tensor(given["index"], picture[None, :, :, None].astype(given["dtype"]))
         interpreter.invoke()
         values = interpreter.get_tensor(out["index"])[0]
     return Quantization.of(out).dequantize(values)
