@@ -9,7 +9,8 @@
   the forms a centre may hand over: 16-bit, JPEG, inverted, cropped close, padded, rotated by
   90 degrees, small (600 pixels on the longer side); and with a spot-compression paddle drawn
   over it, as is and in one of those forms (a spot or magnification view shows the paddle's
-  bright frame over the breast: without such views the gate takes one for a drawing).
+  bright frame over the breast: without such views, the gate refused the corpus's one real spot
+  view when its woman was held out).
 
 Images are numpy arrays: (h, w) greyscale (uint8 or uint16) or (h, w, 3) uint8 colour.
 `refusal` runs an image through what the command runs: the decoder's colour check, then the gate.

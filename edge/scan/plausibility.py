@@ -177,8 +177,9 @@ def _gate() -> dict:
 
 @lru_cache(maxsize=1)
 def _network() -> tuple:
-    """The network's interpreter (builtin kernels: the same features on every runtime) and a lock:
-    batches decode and check scans in worker threads, and an interpreter runs one at a time."""
+    """The network's interpreter (builtin kernels: the same features, to a ten-thousandth, on every
+    runtime) and a lock: batches decode and check scans in worker threads, and an interpreter runs
+    one at a time."""
     from edge.runtime import make_interpreter
 
     return make_interpreter(NETWORK_FILE.read_bytes(), threads=1, kernels="builtin"), threading.Lock()
