@@ -67,7 +67,7 @@ def thumbnails(mias: Path | None, rsna: Path | None, cache: Path) -> list[dict]:
         coarse = plausibility.coarse_copy(image)
         if rule is None and max(shape) < plausibility.MIN_LONG_SIDE:
             rule = "too small"
-        elif rule is None and int(coarse.max()) - int(coarse.min()) < plausibility.MIN_CONTRAST:
+        elif rule is None and plausibility.blank(coarse):
             rule = "blank"
         return {**about, "shape": shape, "rule": rule, "coarse": coarse}
 

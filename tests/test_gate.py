@@ -92,7 +92,7 @@ def test_a_sample_of_both_corpora_is_judged_as_the_figures_say(corpus, mias_dir,
         for _, _, name, variant, image in source:
             judged += 1
             why = refusal(image)
-            empty = int(image.max()) - int(image.min()) < plausibility.MIN_CONTRAST  # a file without a breast
+            empty = plausibility.blank(image)  # a file without a breast
             if why and not (empty and why.endswith("blank or nearly uniform image")):
                 wrongly.append((name, variant, why))
     assert judged >= (258 // SAMPLE_MIAS + 2222 // SAMPLE_DIGITAL) * len(REAL_VARIANTS)
@@ -161,7 +161,7 @@ def test_the_image_network_refuses_on_its_own_and_says_so(corpus, mias_dir, monk
         if image.ndim == 3 or max(image.shape) < plausibility.MIN_LONG_SIDE:
             continue
         coarse = plausibility.coarse_copy(image)
-        if int(coarse.max()) - int(coarse.min()) >= plausibility.MIN_CONTRAST:
+        if not plausibility.blank(coarse):
             judged.append((item.kind, plausibility.problem(image)))
     refused = [why for _, why in judged if why]
     assert len(judged) >= 200 and len(refused) >= 0.9 * len(judged), [kind for kind, why in judged if not why]

@@ -124,11 +124,11 @@ def _with_paddle(scan: np.ndarray) -> np.ndarray:
     rounded rectangle) and a few bars from it to the side away from the chest wall; dark where
     the scan is a negative. Its size and place are drawn from a seed taken from the scan."""
     from edge.preprocess import _breast_mask, inverted_polarity
-    from edge.scan.plausibility import MIN_CONTRAST, coarse_copy
+    from edge.scan.plausibility import blank, coarse_copy
 
     rng = np.random.default_rng(_seed(scan))
     coarse = coarse_copy(scan)
-    if int(coarse.max()) - int(coarse.min()) < MIN_CONTRAST:  # a blank file: no breast to press
+    if blank(coarse):  # a file without a breast: nothing to press
         return scan
     negative = inverted_polarity(coarse)
     if negative:

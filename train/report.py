@@ -352,15 +352,20 @@ def overlays(directory: Path, dataset, table: metrics.Table, heatmaps: np.ndarra
     return paths
 
 
+def _optional_json(path: str | Path | None):
+    """The JSON file at `path`, or None when no path is given or no file is there (a report without it)."""
+    return json.loads(Path(path).read_text()) if path and Path(path).is_file() else None
+
+
 def model_card(directory: str | Path, training_path: str | Path | None = None, comparison_path: str | Path | None = None,
                digital_path: str | Path | None = None) -> str:
     """MODEL_CARD.md, its figures copied from the report folder's metrics.json and the digital source's
     record (scripts/score_source.py --json), never typed by hand."""
     directory = Path(directory)
-    digital = json.loads(Path(digital_path).read_text()) if digital_path and Path(digital_path).is_file() else None
+    digital = _optional_json(digital_path)
     document = json.loads((directory / "metrics.json").read_text())
-    training = json.loads(Path(training_path).read_text()) if training_path and Path(training_path).is_file() else {}
-    compared = json.loads(Path(comparison_path).read_text()) if comparison_path and Path(comparison_path).is_file() else None
+    training = _optional_json(training_path) or {}
+    compared = _optional_json(comparison_path)
     record = training.get("record", {})
     triage = training.get("triage", {})
     lines = [
@@ -519,7 +524,7 @@ def readme_section(directory: str | Path, training_path: str | Path, comparison_
     directory = Path(directory)
     document = json.loads((directory / "metrics.json").read_text())
     training = json.loads(Path(training_path).read_text())
-    compared = json.loads(Path(comparison_path).read_text()) if comparison_path and Path(comparison_path).is_file() else None
+    compared = _optional_json(comparison_path)
     keys = [
         "auc_abnormal", "auc_malignant", "balanced_accuracy", "macro_f1",
         "sensitivity_at_80_specificity", "sensitivity_at_90_specificity",

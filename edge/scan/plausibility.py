@@ -131,13 +131,18 @@ def coarse_copy(scan: np.ndarray) -> np.ndarray:
     return np.asarray(grey.reduce(factor) if factor > 1 else grey)
 
 
+def blank(image: np.ndarray) -> bool:
+    """Whether `image` (a coarse copy, or any greyscale array) spans too few grey levels to show anything."""
+    return int(image.max()) - int(image.min()) < MIN_CONTRAST
+
+
 def problem(scan: np.ndarray) -> str | None:
     """Why the decoded greyscale `scan` is not a mammogram, or None when it may be one."""
     rows, cols = scan.shape
     if max(rows, cols) < MIN_LONG_SIDE:
         return f"{PREFIX}: only {cols}x{rows} pixels (a thumbnail or an icon; a scan has at least {MIN_LONG_SIDE} on its longer side)"
     coarse = coarse_copy(scan)
-    if int(coarse.max()) - int(coarse.min()) < MIN_CONTRAST:
+    if blank(coarse):
         return f"{PREFIX}: blank or nearly uniform image"
     view = turned(coarse)
     values = features(view)
