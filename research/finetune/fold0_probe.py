@@ -1,6 +1,6 @@
 """Study: which setting of the two-source fine-tune keeps its skill? One fold, four settings.
 
-    python research/finetune/fold0_probe.py ../shared/mias ../shared/rsna VARIANT [EPOCHS [SCORES.npz]]
+    python research/finetune/fold0_probe.py ../shared/mias ../shared/rsna VARIANT [EPOCHS [SCORES.npz [SIZE]]]
     python research/finetune/fold0_probe.py compare A.npz B.npz
 
 VARIANT: `scratch` (Adam 3e-4, lesion cells from MIAS only, every scan weighs alike: today's
@@ -8,7 +8,7 @@ VARIANT: `scratch` (Adam 3e-4, lesion cells from MIAS only, every scan weighs al
 (Adam 5e-4, each source weighted by 1/sqrt(its scans)), `pipeline` (Adam 5e-4, both). Fold 0 of 5
 patient-grouped folds stratified by source and label; EPOCHS epochs (default 5); prints the test fold's AUC of a
 logistic regression (C 0.01) on the pooled int8 features, and of the hottest lesion cell, per source;
-SCORES.npz keeps the test fold's scores, and `compare` prints the paired AUC differences of two runs
+SCORES.npz keeps the test fold's scores, SIZE is the input size in pixels (default 512), and `compare` prints the paired AUC differences of two runs
 (A minus B) per source, with 95% CIs from resampling the test fold's women.
 The figures in two_sources.md were measured on the same scans prepared with an earlier polarity
 check (the median level of the image's border), which inverted 339 digital images instead of 338.
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 
-def main(mias: str, rsna: str, variant: str, epochs: str = "5", scores: str | None = None) -> None:
+def main(mias: str, rsna: str, variant: str, epochs: str = "5", scores: str | None = None, size: str = "512") -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedGroupKFold
@@ -31,7 +31,7 @@ def main(mias: str, rsna: str, variant: str, epochs: str = "5", scores: str | No
     from train.cv import default_cache
     from train.data import load_dataset
 
-    data = load_dataset(records.load_all([Path(mias), Path(rsna)]), 512)
+    data = load_dataset(records.load_all([Path(mias), Path(rsna)]), int(size))
     source = np.array([r.source != data.records[0].source for r in data.records], int)
     woman = np.array([f"{r.source}/{r.woman}" for r in data.records])
     abn, mal = data.abnormal, data.malignant
@@ -55,7 +55,7 @@ def main(mias: str, rsna: str, variant: str, epochs: str = "5", scores: str | No
     features = [finetune.features(c, tuned.tuned) for c in codes]
     pool = np.concatenate([np.concatenate([f.mean((1, 2)), f.max((1, 2))], 1) for f in features], 1)
     x = (pool - pool[train].mean(0)) / (pool[train].std(0) + 1e-3)
-    out = [variant, f"{epochs} epochs"]
+    out = [variant, f"{epochs} epochs", f"{size} px"]
     kept = {"source": source[test], "woman": woman[test], "abnormal": abn[test], "malignant": mal[test]}
     for name, y in (("abnormal", abn), ("malignant", mal)):
         p = LogisticRegression(C=0.01, max_iter=1000, class_weight="balanced").fit(x[train], y[train]).decision_function(x[test])
@@ -87,4 +87,4 @@ def compare(a: str, b: str) -> None:
 
 
 if __name__ == "__main__":
-    compare(*sys.argv[2:4]) if sys.argv[1] == "compare" else main(*sys.argv[1:6])
+    compare(*sys.argv[2:4]) if sys.argv[1] == "compare" else main(*sys.argv[1:7])
