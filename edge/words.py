@@ -35,8 +35,9 @@ def handling(record: dict) -> list[str]:
 
 
 def triage_rule(threshold: float, sensitivity: float) -> str:
-    """`refer to a radiologist when P(abnormal) >= 0.237 (chosen for sensitivity 90%)`: the manifest's rule."""
-    return f"{TRIAGE['refer']} when P(abnormal) >= {threshold:.3f} (chosen for sensitivity {sensitivity:.0%})"
+    """`refer to a radiologist when P(abnormal) >= 0.351 (chosen to refer 90% of the women with a finding)`: the
+    manifest's rule; a woman is referred when any of her scans is."""
+    return f"{TRIAGE['refer']} when P(abnormal) >= {threshold:.3f} (chosen to refer {sensitivity:.0%} of the women with a finding)"
 
 
 def counted(number: int, one: str, many: str | None = None) -> str:

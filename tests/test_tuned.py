@@ -72,7 +72,7 @@ def test_the_simulated_int8_features_are_close_to_the_tflite_int8_networks(two_s
 
 
 def test_a_tiny_run_reports_each_source_and_chooses_the_threshold_per_woman(two_sources, tmp_path, monkeypatch, mias_dir):
-    from train import finetune, handoff, records, tuned_cv
+    from train import finetune, handoff, metrics, records, tuned_cv
 
     monkeypatch.setattr(records, "load_all", lambda dirs: list(two_sources.records))
     monkeypatch.setattr(finetune, "BATCH", 8)
@@ -85,7 +85,7 @@ def test_a_tiny_run_reports_each_source_and_chooses_the_threshold_per_woman(two_
     assert {"auc_abnormal", "auc_malignant", "woman_sensitivity", "woman_specificity", "balanced_accuracy"} <= set(mias)
     assert "woman_sensitivity" not in figures["sources"]["rsna"]  # no woman there has both breasts known
     assert all(len(mias[k]["ci95"]) == 2 and mias[k]["baseline"] is not None for k in ("auc_abnormal", "woman_sensitivity"))
-    top, sick = tuned_cv.woman_scores(rows["abnormal"], rows["abnormal_truth"], rows["woman"])
+    top, sick = metrics.woman_scores(rows["abnormal"], rows["abnormal_truth"], rows["woman"])
     final = figures["threshold"]
     assert final == pytest.approx(out.triage.threshold)
     read = handoff.read(tmp_path / "final" / "training.json")
@@ -109,13 +109,13 @@ def test_a_tiny_run_reports_each_source_and_chooses_the_threshold_per_woman(two_
 
 
 def test_the_woman_threshold_refers_the_target_share_of_women_with_a_finding():
-    from train import tuned_cv
+    from train import metrics
 
     women = np.array(["a", "a", "b", "b", "c", "d", "e", "e", "f", "g"])
     y = np.array([0, 1, 0, 0, 1, 0, 1, 0, 0, 1])
     p = np.array([0.1, 0.7, 0.6, 0.2, 0.4, 0.3, 0.2, 0.9, 0.05, 0.8])
-    t = tuned_cv.woman_threshold(p, y, women, target=0.75)
-    top, sick = tuned_cv.woman_scores(p, y, women)
+    t = metrics.woman_threshold(p, y, women, target=0.75)
+    top, sick = metrics.woman_scores(p, y, women)
     assert top.tolist() == [0.7, 0.6, 0.4, 0.3, 0.9, 0.05, 0.8] and sick.tolist() == [1, 0, 1, 0, 1, 0, 1]
     assert (top[sick == 1] >= t).mean() >= 0.75 and t == pytest.approx(0.7)
 

@@ -47,6 +47,11 @@ class Dataset:
         return np.array([LABELS.index(r.label) if r.label in LABELS else -1 for r in self.records])
 
     @property
+    def women(self) -> np.ndarray:
+        """Each scan's woman, told apart across sources (the unit a health worker decides on)."""
+        return np.array([r.woman + "@" + r.source for r in self.records])
+
+    @property
     def abnormal(self) -> np.ndarray:
         return np.array([r.abnormal for r in self.records], dtype=np.float32)
 

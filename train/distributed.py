@@ -282,7 +282,7 @@ def held_out_reading(network, heads: reader.Heads, records: list[ScanRecord], se
 
     The reading stage is cross-fitted on two patient-grouped halves of the held-out women
     for the figures (each half read by the stage fitted on the other), then fitted on all of
-    them for the model, with the threshold at the target sensitivity of their scores."""
+    them for the model, with the threshold that refers the target share of the women with a finding."""
     from train.cv import HEADLINE
 
     data = load_dataset(records, settings.size)
@@ -307,8 +307,8 @@ def held_out_reading(network, heads: reader.Heads, records: list[ScanRecord], se
     reading = reader.fit_reading(ev, partner, y, everyone)
     if not settings.paired:  # the partner weighs nothing: every scan is read alone
         reading = Reading(reading.single, Logistic((*reading.single.weights, 0.0, 0.0), reading.single.bias))
-    threshold = metrics.threshold_for_sensitivity(y, reader.read(reading, ev, partner, everyone, settings.paired))
-    return reading, threshold, {key: document["headline"][key] for key in HEADLINE}
+    threshold = metrics.woman_threshold(reader.read(reading, ev, partner, everyone, settings.paired), y, data.women)
+    return reading, threshold, {key: document["headline"][key] for key in HEADLINE if key in document["headline"]}
 
 
 def run(data_dir: Path, out: Path, settings: Settings, strategy_name: str, limit: int | None = None, log=print,

@@ -10,7 +10,7 @@ majority-class baseline: NORM for every image, and a constant score (ROC AUC 0.5
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -202,6 +202,31 @@ def threshold_for_sensitivity(y: np.ndarray, score: np.ndarray, target: float = 
     return float(positives[min(k, len(positives) - 1)])
 
 
+def woman_scores(p: np.ndarray, y: np.ndarray, women: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(her highest P(abnormal), whether she has a finding) of each woman."""
+    names, inverse = np.unique(women, return_inverse=True)
+    top, sick = np.full(len(names), -np.inf), np.zeros(len(names), int)
+    np.maximum.at(top, inverse, p)
+    np.maximum.at(sick, inverse, y.astype(int))
+    return top, sick
+
+
+def woman_threshold(p: np.ndarray, y: np.ndarray, women: np.ndarray, target: float = TARGET_SENSITIVITY) -> float:
+    """The highest threshold that refers `target` of the women with a finding: the decision a health
+    worker acts on is the woman, referred when any of her scans is (so her highest scan decides)."""
+    top, sick = woman_scores(p, y, women)
+    return threshold_for_sensitivity(sick, top, target)
+
+
+def woman_figures(p: np.ndarray, y: np.ndarray, threshold: np.ndarray, women: np.ndarray) -> dict[str, float]:
+    """Per woman, referred when any of her scans is: sensitivity and specificity at each scan's
+    threshold (a woman's scans share a fold, so one threshold), and the AUC of her highest P(abnormal)."""
+    top, sick = woman_scores(p, y, women)
+    referred, _ = woman_scores((p >= threshold).astype(float), y, women)
+    sensitivity, specificity = at_threshold(sick, referred, 1.0)
+    return {"woman_auc_abnormal": auc(sick, top), "woman_sensitivity": sensitivity, "woman_specificity": specificity}
+
+
 def at_threshold(y: np.ndarray, score: np.ndarray, threshold: np.ndarray | float) -> tuple[float, float]:
     """(sensitivity, specificity) when `score >= threshold` means "refer"."""
     refer = score >= threshold
@@ -244,6 +269,9 @@ def figures(table: Table, thresholds: np.ndarray | None = None) -> dict[str, flo
     if thresholds is not None:
         sens, spec = at_threshold(y_ab, table.abnormal, thresholds)
         out["sensitivity_at_threshold"], out["specificity_at_threshold"] = sens, spec
+        if table.contralateral is not None:  # per woman, wherever both breasts are known
+            both = table.contralateral != ""
+            out.update(woman_figures(table.abnormal[both], y_ab[both], np.asarray(thresholds)[both], table.woman[both]))
     recall = per_class_recall(y_class, predicted)
     out.update({f"recall_{label}": float(r) for label, r in zip(LABELS, recall)})
     return out
@@ -254,7 +282,8 @@ def baseline(table: Table) -> dict[str, float]:
     probs = np.zeros_like(table.probs)
     probs[:, NORM] = 1.0
     constant = np.full(len(table), 0.5)
-    base = Table(table.id, table.patient, table.fold, table.true_class, table.severity, probs, constant, constant)
+    base = Table(table.id, table.patient, table.fold, table.true_class, table.severity, probs, constant, constant,
+                 table.woman, table.contralateral)
     out = figures(base, np.full(len(table), 0.5))  # a constant score at its own threshold: refer all
     out.update(figures(base))  # ... and NORM for every image (the class figures)
     return out
@@ -262,10 +291,18 @@ def baseline(table: Table) -> dict[str, float]:
 
 def resampled(patients: np.ndarray, reps: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """`reps` bootstrap samples of the rows, each drawing whole patients (women) with replacement."""
+    for index, _ in drawn(patients, reps, rng):
+        yield index
+
+
+def drawn(patients: np.ndarray, reps: int, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """`resampled`, with each row's draw: a woman drawn twice is two women of the sample, so figures
+    per woman group the rows by draw, not by name."""
     unique = np.unique(patients)
     rows_of = {p: np.flatnonzero(patients == p) for p in unique}
     for _ in range(reps):
-        yield np.concatenate([rows_of[p] for p in rng.choice(unique, size=len(unique), replace=True)])
+        picks = [rows_of[p] for p in rng.choice(unique, size=len(unique), replace=True)]
+        yield np.concatenate(picks), np.repeat(np.arange(len(picks)), [len(rows) for rows in picks])
 
 
 def bootstrap(
@@ -277,8 +314,11 @@ def bootstrap(
 ) -> dict[str, tuple[float, float]]:
     """95% percentile intervals of every figure of `statistic`, resampling patients with replacement."""
     samples: dict[str, list[float]] = {}
-    for index in resampled(table.patient, reps, np.random.default_rng(seed)):
-        for key, value in statistic(table.take(index), extra[index]).items():
+    for index, draw in drawn(table.patient, reps, np.random.default_rng(seed)):
+        sample = table.take(index)
+        if sample.woman is not None:
+            sample = replace(sample, woman=draw)
+        for key, value in statistic(sample, extra[index]).items():
             samples.setdefault(key, []).append(value)
     return {
         key: (float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5)))
@@ -325,12 +365,14 @@ def evaluate(table: Table, tissue: dict[str, str] | None = None, reps: int = 100
         "triage": {
             "target_sensitivity": TARGET_SENSITIVITY,
             "rule": (
-                "per test fold: the 90%-sensitivity threshold of the inner out-of-fold P(abnormal) of its training folds"
+                "per test fold: the highest threshold that refers 90% of the women with a finding (a woman is referred "
+                "when any of her scans is), on the inner out-of-fold P(abnormal) of its training folds"
                 if table.threshold is not None
                 else "per test fold: the 90%-sensitivity threshold of the other folds' out-of-fold P(abnormal)"
             ),
             "fold_thresholds": {str(k): v for k, v in fold_threshold.items()},
-            "final_threshold": threshold_for_sensitivity(table.y_abnormal, table.abnormal),
+            "final_threshold": (woman_threshold(table.abnormal, table.y_abnormal, table.woman) if table.woman is not None
+                                else threshold_for_sensitivity(table.y_abnormal, table.abnormal)),
         },
         "per_fold": folds,
         "per_fold_spread": spread,

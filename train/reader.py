@@ -400,8 +400,8 @@ def _take(scales: list[np.ndarray], rows: np.ndarray) -> list[np.ndarray]:
 def cross_validate(scales: list[np.ndarray], data: Dataset, folds: np.ndarray, options: Options, progress=None,
                    twins: list[np.ndarray] | None = None) -> FoldResult:
     """Nested, patient-grouped: for each test fold, heads fitted on the other folds; the reading
-    stage and the triage threshold fitted on the inner out-of-fold evidence of those folds
-    (`twins`: the float network's features, for `fit_heads`)."""
+    stage and the triage threshold (for 90% of the women with a finding) fitted on the inner
+    out-of-fold evidence of those folds (`twins`: the float network's features, for `fit_heads`)."""
     n = len(data.records)
     y = data.abnormal.astype(int)
     partner = partners(data)
@@ -419,7 +419,7 @@ def cross_validate(scales: list[np.ndarray], data: Dataset, folds: np.ndarray, o
             inner_ev[held] = evidence(outputs(_take(scales, held), fit_heads(scales, data, inner_train, options, twins)))
         reading = fit_reading(inner_ev, partner, y, training)
         inner_p = read(reading, inner_ev, partner, training, options.paired)
-        threshold_k = metrics.threshold_for_sensitivity(y[training], inner_p)
+        threshold_k = metrics.woman_threshold(inner_p, y[training], data.women[training])
         test = np.flatnonzero(folds == k)
         out = outputs(_take(scales, test), fit_heads(scales, data, training, options, twins))
         ev = np.zeros((n, 2))
@@ -449,7 +449,7 @@ def final_reading(scales: list[np.ndarray], data: Dataset, folds: np.ndarray, op
     reading = fit_reading(ev, partner, y, everyone)
     if not options.paired:  # the partner weighs nothing: every scan is read alone
         reading = Reading(reading.single, Logistic((*reading.single.weights, 0.0, 0.0), reading.single.bias))
-    threshold = metrics.threshold_for_sensitivity(y, read(reading, ev, partner, everyone, options.paired))
+    threshold = metrics.woman_threshold(read(reading, ev, partner, everyone, options.paired), y, data.women)
     return fit_heads(scales, data, everyone, options, twins), reading, threshold
 
 

@@ -73,21 +73,6 @@ def read_scans(scales: list[np.ndarray], heads: Heads) -> Evidence:
     return Evidence(reader.evidence(out), out.classes, out.malignant, out.heatmap)
 
 
-def woman_threshold(p: np.ndarray, y: np.ndarray, women: np.ndarray, target: float = metrics.TARGET_SENSITIVITY) -> float:
-    """The highest threshold that refers `target` of the women with a finding (a woman: her highest scan)."""
-    top, sick = woman_scores(p, y, women)
-    return metrics.threshold_for_sensitivity(sick, top, target)
-
-
-def woman_scores(p: np.ndarray, y: np.ndarray, women: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(her highest P(abnormal), whether she has a finding) of each woman."""
-    names, inverse = np.unique(women, return_inverse=True)
-    top, sick = np.full(len(names), -np.inf), np.zeros(len(names), int)
-    np.maximum.at(top, inverse, p)
-    np.maximum.at(sick, inverse, y.astype(int))
-    return top, sick
-
-
 @dataclass
 class Result:
     """Out-of-fold answers of every scan and what the shipped model takes from them."""
@@ -112,7 +97,7 @@ def cross_validate(data: Dataset, folds: np.ndarray, codes: list[np.ndarray], ba
     n = len(data.records)
     learn = np.ones(n, bool) if learn_from is None else learn_from
     y = data.abnormal.astype(int)
-    women = np.array([r.woman + "@" + r.source for r in data.records])
+    women = data.women
     partner = reader.partners(data)
     masks = finetune.breast_masks(data.images, tuple(data.size // (c.shape[1] * 8) for c in codes))
     targets = finetune.targets(data)
@@ -130,7 +115,7 @@ def cross_validate(data: Dataset, folds: np.ndarray, codes: list[np.ndarray], ba
     for k in sorted(set(folds.tolist())):
         others, test = np.flatnonzero((folds != k) & learn), np.flatnonzero(folds == k)
         reading = reader.fit_reading(oof.ev, partner, y, others)
-        threshold[test] = woman_threshold(reader.read(reading, oof.ev, partner, others, True), y[others], women[others])
+        threshold[test] = metrics.woman_threshold(reader.read(reading, oof.ev, partner, others, True), y[others], women[others])
         p = reader.read(reading, oof.ev, partner, test, True)
         for row, i in enumerate(test):
             a = answer(p[row], oof.classes[i], oof.malignant[i], threshold[i], malignant_direct=True)
@@ -138,7 +123,7 @@ def cross_validate(data: Dataset, folds: np.ndarray, codes: list[np.ndarray], ba
             abnormal[i], malignant[i] = a.abnormal, a.malignant
     everyone = np.flatnonzero(learn)
     reading = reader.fit_reading(oof.ev, partner, y, everyone)
-    final = woman_threshold(reader.read(reading, oof.ev, partner, everyone, True), y[everyone], women[everyone])
+    final = metrics.woman_threshold(reader.read(reading, oof.ev, partner, everyone, True), y[everyone], women[everyone])
     return Result(probs, abnormal, malignant, oof.heatmap, threshold, oof.ev, reading, final)
 
 
@@ -154,8 +139,9 @@ def stem(data: Dataset, factors: tuple[int, ...], cache: Path | None, log=print)
 # --- figures per source and per woman ----------------------------------------------------------
 
 
-def _figures(rows: dict, index: np.ndarray) -> dict[str, float]:
-    """Every figure of one source on the scans `index` of the out-of-fold `rows`."""
+def _figures(rows: dict, index: np.ndarray, women: np.ndarray | None = None) -> dict[str, float]:
+    """Every figure of one source on the scans `index` of the out-of-fold `rows` (`women`: each
+    scan's woman, when not `rows["woman"][index]`: a bootstrap sample's draws)."""
     y, p, m, t = rows["abnormal_truth"][index], rows["abnormal"][index], rows["malignant"][index], rows["threshold"][index]
     out = {"auc_abnormal": metrics.auc(y, p), "auc_malignant": metrics.auc(rows["malignant_truth"][index], m),
            "auc_malignant_by_abnormal": metrics.auc(rows["malignant_truth"][index], p)}
@@ -165,12 +151,10 @@ def _figures(rows: dict, index: np.ndarray) -> dict[str, float]:
         predicted = np.where(rows["abnormal"][known] >= rows["threshold"][known], rows["kind_shown"][known], LABELS.index("NORM"))
         out["balanced_accuracy"] = metrics.balanced_accuracy(rows["kind"][known], predicted)
         out["macro_f1"] = metrics.macro_f1(rows["kind"][known], predicted)
-    paired = index[rows["paired"][index]]
-    if len(paired):
-        top, sick = woman_scores(rows["abnormal"][paired], y[np.isin(index, paired)], rows["woman"][paired])
-        limit, _ = woman_scores(rows["threshold"][paired], y[np.isin(index, paired)], rows["woman"][paired])
-        out["woman_auc_abnormal"] = metrics.auc(sick, top)
-        out["woman_sensitivity"], out["woman_specificity"] = metrics.at_threshold(sick, top, limit)
+    both = rows["paired"][index]
+    if both.any():
+        women = rows["woman"][index] if women is None else women
+        out.update(metrics.woman_figures(p[both], y[both], t[both], women[both]))
     return out
 
 
@@ -186,8 +170,8 @@ def by_source(rows: dict, reps: int = 1000, seed: int = 0) -> dict:
         value = _figures(rows, index)
         women = np.unique(rows["woman"][index])
         samples: dict[str, list[float]] = {k: [] for k in value}
-        for sample in metrics.resampled(rows["woman"][index], reps, rng):
-            got = _figures(rows, index[sample])
+        for sample, draw in metrics.drawn(rows["woman"][index], reps, rng):
+            got = _figures(rows, index[sample], draw)
             for k in value:
                 samples[k].append(got.get(k, np.nan))
         out[source] = {"images": len(index), "women": len(women), "abnormal_images": int(rows["abnormal_truth"][index].sum()),

@@ -35,7 +35,7 @@ class Manifest:
     input_dtype: str  # "uint8" or "int8"
     outputs: dict[str, int]  # output name -> position in the interpreter's get_output_details()
     triage_threshold: float  # P(abnormal) at or above it -> "refer"
-    target_sensitivity: float  # the sensitivity the threshold was chosen for, inside training folds
+    target_sensitivity: float  # the share of the women with a finding the threshold was chosen to refer, inside training folds
     info: dict[str, Any] = field(default_factory=dict)  # data split, metrics, versions, quantization...
     reading: dict[str, Any] | None = None  # the exam-level stage (edge.inference.reading.Reading); None: scan by scan
     heads: dict[str, Any] | None = None  # edge.inference.heads.Heads on the model's cell-feature outputs; None: the four OUTPUT_NAMES
@@ -51,6 +51,8 @@ HEADLINE_FIGURES = (
     ("balanced_accuracy", "7-class balanced accuracy"),
     ("sensitivity_at_threshold", "sensitivity at the triage threshold"),
     ("specificity_at_threshold", "specificity at the triage threshold"),
+    ("woman_sensitivity", "per woman (referred when either breast is): sensitivity"),
+    ("woman_specificity", "per woman: specificity"),
 )
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from train import metrics
-from train.tuned_cv import woman_scores
+from train.metrics import woman_scores
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = 0.90
