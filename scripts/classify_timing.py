@@ -35,6 +35,7 @@ from edge.cli.common import one_blas_thread
 
 one_blas_thread()  # as edge-classify does, before anything imports numpy: the batch is timed in this process
 from edge.fileio import atomic_write_text  # noqa: E402
+from edge.inference.bench import cpu_model  # noqa: E402
 from train.doc_blocks import markers, replace_marked, rewrite  # noqa: E402
 
 
@@ -116,7 +117,7 @@ def readme_block(record: dict) -> str:
     cold, per, rss = record["cold_start_ms"], record["per_scan_ms"], record["peak_rss_mb"]
     load = record["machine"]["load_average_before"][0]
     intro = (
-        f"Measured by `scripts/classify_timing.py` on this {record['machine']['cpus']}-core x86 machine while it was shared"
+        f"Measured by `scripts/classify_timing.py` on a {record['machine']['cpus']}-core {record['machine'].get('cpu', 'x86')} machine while it was shared"
         f" (load average {load:.1f}), with the model of sha256 `{record['model']['sha256'][:12]}`"
         f" ({record['model']['input_size']}x{record['model']['input_size']} input, {record['threads']} threads);"
         " `reports/classify/x86.json` holds the record:"
@@ -178,7 +179,7 @@ def main() -> None:
         rss_all = peak_rss_mb(script, [str(folder), "--model", str(model), "--json", "--overlay", f"{tmp}/o", "--log", f"{tmp}/l.db"])
     median = {name: statistics.median(values) * 1000 for name, values in times.items()}
     record = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
+        "machine": {"platform": platform.platform(), "cpu": cpu_model(), "cpus": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "model": {"path": str(model), "sha256": manifest.sha256, "input_size": manifest.input_size},
         "threads": args.threads,
         "cold_start_ms": {"median": round(statistics.median(cold) * 1000), "min": round(min(cold) * 1000), "max": round(max(cold) * 1000), "runs": len(cold)},
