@@ -128,3 +128,38 @@ def test_the_label_follows_the_triage_threshold_as_on_the_device():
     )
     assert list(table.predicted_class()) == [LABELS.index("NORM")] * 2
     assert list(table.predicted_class(np.array([0.3, 0.5]))) == [LABELS.index("CIRC"), LABELS.index("NORM")]
+
+
+def _with_exam(table: metrics.Table, threshold: float) -> metrics.Table:
+    """The six-image table as edge-train writes it: each woman's two breasts read side by side."""
+    from dataclasses import replace
+
+    partner = np.array(["mdb002", "mdb001", "mdb004", "mdb003", "mdb006", "mdb005"])
+    return replace(table, woman=np.array(["w1", "w1", "w2", "w2", "w3", "w3"]), contralateral=partner,
+                   threshold=np.full(len(table), threshold))
+
+
+def test_figures_per_woman_by_hand(table):
+    # women: w1 (finding; 0.9, 0.4), w2 (normal; 0.3, 0.6), w3 (finding; 0.8, 0.1)
+    exam = _with_exam(table, 0.5)
+    got = metrics.figures(exam, exam.threshold)
+    assert got["woman_sensitivity"] == 1.0 and got["woman_specificity"] == 0.0  # w2's 0.6 refers her
+    assert got["woman_auc_abnormal"] == pytest.approx(1.0)  # her higher breast: 0.9 and 0.8 above 0.6
+    higher = metrics.figures(exam, np.full(len(exam), 0.7))
+    assert higher["woman_sensitivity"] == 1.0 and higher["woman_specificity"] == 1.0
+    # the highest threshold that refers both women with a finding: the lower of their higher breasts
+    assert metrics.woman_threshold(exam.abnormal, exam.y_abnormal, exam.woman, target=1.0) == pytest.approx(0.8)
+    base = metrics.baseline(exam)
+    assert base["woman_sensitivity"] == 1.0 and base["woman_specificity"] == 0.0 and base["woman_auc_abnormal"] == 0.5
+    document = metrics.evaluate(exam, reps=50)
+    assert document["headline"]["woman_specificity"]["baseline"] == 0.0
+    assert "90% of the women with a finding" in document["triage"]["rule"]
+    assert document["triage"]["final_threshold"] == pytest.approx(0.8)  # 90% of two women is both
+
+
+def test_a_woman_drawn_twice_counts_as_two_women():
+    patients = np.array([1, 1, 2, 2, 3])
+    for index, draw in metrics.drawn(patients, 20, np.random.default_rng(0)):
+        assert len(np.unique(draw)) == 3  # three women drawn, whoever they are
+        for d in np.unique(draw):
+            assert len(np.unique(patients[index][draw == d])) == 1  # a draw is one woman's rows
