@@ -107,12 +107,9 @@ def evaluate(dataset: Dataset, scales: list[np.ndarray], folds: np.ndarray, opti
              twins: list[np.ndarray] | None = None):
     """(predictions table, out-of-fold heat-maps) of the nested cross-validation (`twins`: `Features.twins`)."""
     result = reader.cross_validate(scales, dataset, folds, options, progress, twins)
-    partner = reader.partners(dataset)
-    contralateral = [
-        dataset.records[p].id if options.paired and p >= 0 else "" for p in partner
-    ]
     table = metrics.Table.from_records(
-        dataset.records, folds, result.probs, result.abnormal, result.malignant, contralateral, result.threshold
+        dataset.records, folds, result.probs, result.abnormal, result.malignant,
+        reader.read_beside(dataset, options.paired), result.threshold,
     )
     return table, result.heatmaps
 

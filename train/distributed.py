@@ -301,7 +301,11 @@ def held_out_reading(network, heads: reader.Heads, records: list[ScanRecord], se
         p[rows] = reader.read(stage, ev, partner, rows, settings.paired)
     probs = np.array([[answer(p[i], classes[i], malignant[i], 0.5).probabilities[label] for label in LABELS]
                       for i in range(len(records))])  # the probabilities do not depend on the threshold
-    table = metrics.Table.from_records(records, halves, probs, p, p * malignant)
+    threshold = np.zeros(len(records))
+    for half in (0, 1):  # each half's threshold from the other half's women, as the shipped one is chosen
+        other = halves != half
+        threshold[halves == half] = metrics.woman_threshold(p[other], y[other], data.women[other])
+    table = metrics.Table.from_records(records, halves, probs, p, p * malignant, reader.read_beside(data, settings.paired), threshold)
     document = metrics.evaluate(table)
     everyone = np.arange(len(records))
     reading = reader.fit_reading(ev, partner, y, everyone)

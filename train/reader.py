@@ -361,6 +361,11 @@ def partners(data: Dataset) -> np.ndarray:
     return np.array([position.get((r.patient, "left" if r.side == "right" else "right"), -1) for r in data.records])
 
 
+def read_beside(data: Dataset, paired: bool) -> list[str]:
+    """Each scan's partner as the predictions table names it: the other breast's id, or "" when read alone."""
+    return [data.records[j].id if paired and j >= 0 else "" for j in partners(data)]
+
+
 def fit_reading(ev: np.ndarray, partner: np.ndarray, y: np.ndarray, index: np.ndarray) -> Reading:
     """The reading stage from evidence of the scans `index` (out-of-fold evidence: never in-sample)."""
     index = np.asarray(index)

@@ -186,7 +186,7 @@ def oof_rows(data: Dataset, folds: np.ndarray, result: Result) -> dict:
     findings = np.where(np.arange(len(LABELS)) == LABELS.index("NORM"), -np.inf, result.probs)
     return {
         "id": np.array([r.id for r in data.records]), "source": np.array([r.source for r in data.records]),
-        "woman": np.array([r.woman + "@" + r.source for r in data.records]), "fold": folds,
+        "woman": data.women, "fold": folds,
         "kind": data.class_index, "kind_shown": findings.argmax(1),
         "abnormal_truth": data.abnormal.astype(int), "malignant_truth": data.malignant.astype(int),
         "abnormal": result.abnormal, "malignant": result.malignant, "threshold": result.threshold,
